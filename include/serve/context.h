@@ -1,0 +1,32 @@
+#pragma once
+
+#include <string>
+
+#include <serve/version.h>
+
+namespace serve {
+
+/// Identity of the replica running the current code (`serve.get_replica_context()`).
+struct ReplicaContext {
+  std::string app_name;
+  std::string deployment;
+  std::string replica_id;   ///< Unique id of this replica within its deployment.
+  std::string replica_tag;  ///< Same as replica_id (Ray Serve's older name).
+};
+
+/// Returns the context of the replica this code runs in. Throws std::logic_error outside a
+/// replica (e.g. in an application builder).
+SERVE_EXPORT const ReplicaContext& get_replica_context();
+
+/// Logger for user code. Lines carry the deployment, replica id, request id and route of the
+/// request being served, and go to the replica's log file (and the `serve run` console).
+class SERVE_EXPORT Logger {
+ public:
+  void debug(const std::string& message) const;
+  void info(const std::string& message) const;
+  void warning(const std::string& message) const;
+  void error(const std::string& message) const;
+};
+SERVE_EXPORT const Logger& logger();
+
+}  // namespace serve

@@ -1,0 +1,350 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <serve/http.h>
+#include <serve/json.h>
+#include <serve/options.h>
+#include <serve/version.h>
+
+namespace serve {
+
+/// Arguments of an application builder: `serve run mod:app key=value ...` (later: config `args`).
+class SERVE_EXPORT Args {
+ public:
+  Args() = default;
+  explicit Args(std::map<std::string, std::string> values) : values_(std::move(values)) {}
+  /// Value of `key`, or `fallback` when absent.
+  std::string get(const std::string& key, const std::string& fallback = "") const;
+  bool contains(const std::string& key) const { return values_.count(key) > 0; }
+  const std::map<std::string, std::string>& values() const { return values_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+namespace detail {
+
+/// What a handler receives: an HTTP request (ingress over HTTP) or positional arguments.
+struct CallInput {
+  const HttpRequest* http = nullptr;
+  const Json* args = nullptr;  ///< JSON array of positional arguments.
+};
+/// What a handler produced.
+struct CallOutput {
+  std::optional<HttpResponse> http;  ///< Set when the handler returned serve::HttpResponse.
+  Json value;                        ///< Otherwise the returned value (null for void).
+};
+
+/// A live user object inside a replica, type-erased.
+class SERVE_EXPORT Instance {
+ public:
+  virtual ~Instance();
+  /// Runs `method` ("__call__" for operator()). Throws whatever user code throws, or
+  /// std::invalid_argument for an unknown method or bad arguments.
+  virtual CallOutput Call(const std::string& method, const CallInput& input) = 0;
+  /// Calls `reconfigure(user_config)`; throws std::logic_error if the class has none.
+  virtual void Reconfigure(const Json& user_config) = 0;
+  /// Calls `check_health()` when the class has one; throws when unhealthy.
+  virtual void CheckHealth() = 0;
+  virtual bool HasReconfigure() const = 0;
+};
+
+/// Builds an Instance from msgpack-encoded constructor arguments.
+using Factory = std::unique_ptr<Instance> (*)(const std::string& encoded_args);
+
+/// Registers `factory` under `key` (a stable, mangled type name). Returns true.
+SERVE_EXPORT bool RegisterFactory(const char* key, Factory factory);
+SERVE_EXPORT std::string Demangle(const char* mangled);
+SERVE_EXPORT std::string EncodeMsgpack(const Json& value);
+SERVE_EXPORT Json DecodeMsgpack(const std::string& bytes);
+[[noreturn]] SERVE_EXPORT void ThrowBadArity(const std::string& method, size_t want, size_t got);
+[[noreturn]] SERVE_EXPORT void ThrowNotHttp(const std::string& method);
+
+/// A deployment node of the application graph.
+struct AppNode {
+  DeploymentOptions options;  ///< Options set in code (name always set).
+  std::string factory_key;
+  Json init_args;             ///< JSON array of constructor arguments.
+};
+
+template <class T>
+CallOutput Wrap(T&& value) {
+  using V = std::decay_t<T>;
+  CallOutput out;
+  if constexpr (std::is_same_v<V, HttpResponse>) {
+    out.http = std::forward<T>(value);
+  } else {
+    out.value = Json(std::forward<T>(value));
+  }
+  return out;
+}
+
+template <class Obj, class Fn, class R, class... A>
+CallOutput Invoke(const std::string& name, Obj& obj, const Fn& fn, const CallInput& in) {
+  auto call = [&](auto&&... args) -> CallOutput {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(fn, obj, std::forward<decltype(args)>(args)...);
+      return CallOutput{};
+    } else {
+      return Wrap(std::invoke(fn, obj, std::forward<decltype(args)>(args)...));
+    }
+  };
+  if (in.http != nullptr) {
+    if constexpr (sizeof...(A) == 0) {
+      return call();
+    } else if constexpr (sizeof...(A) == 1 &&
+                         (std::is_same_v<std::decay_t<A>, HttpRequest> && ...)) {
+      return call(*in.http);
+    } else {
+      ThrowNotHttp(name);
+    }
+  }
+  const Json& args = *in.args;
+  if (!args.is_array() || args.size() != sizeof...(A)) {
+    ThrowBadArity(name, sizeof...(A), args.is_array() ? args.size() : 0);
+  }
+  return [&]<size_t... I>(std::index_sequence<I...>) {
+    return call(args[I].template get<std::decay_t<A>>()...);
+  }(std::index_sequence_for<A...>{});
+}
+
+}  // namespace detail
+
+/// A named method of deployment class T, callable through handles.
+template <class T>
+struct MethodSpec {
+  std::string name;
+  std::function<detail::CallOutput(T&, const detail::CallInput&)> invoke;
+};
+
+/// Registers member function `fn` under `name` (use with SERVE_DEPLOYMENT).
+template <class T, class R, class... A>
+MethodSpec<T> method(std::string name, R (T::*fn)(A...)) {
+  return {name, [name, fn](T& obj, const detail::CallInput& in) {
+            return detail::Invoke<T, decltype(fn), R, A...>(name, obj, fn, in);
+          }};
+}
+template <class T, class R, class... A>
+MethodSpec<T> method(std::string name, R (T::*fn)(A...) const) {
+  return {name, [name, fn](T& obj, const detail::CallInput& in) {
+            return detail::Invoke<T, decltype(fn), R, A...>(name, obj, fn, in);
+          }};
+}
+
+/// Deployment metadata of class T. SERVE_DEPLOYMENT specialises it to name the class and list
+/// its methods; without it the deployment is named after the class and exposes operator().
+template <class T>
+struct DeploymentTraits {
+  static std::string Name() { return detail::Demangle(typeid(T).name()); }
+  static std::vector<MethodSpec<T>> Methods() { return {}; }
+};
+
+namespace detail {
+
+template <class T, class = void>
+struct CallOperator {
+  static void Add(std::vector<MethodSpec<T>>&) {}
+};
+template <class T>
+struct CallOperator<T, std::void_t<decltype(&T::operator())>> {
+  static void Add(std::vector<MethodSpec<T>>& methods) {
+    for (const auto& m : methods) {
+      if (m.name == "__call__") return;
+    }
+    methods.push_back(method("__call__", &T::operator()));
+  }
+};
+
+template <class T>
+class TypedInstance final : public Instance {
+ public:
+  explicit TypedInstance(std::unique_ptr<T> obj) : obj_(std::move(obj)) {
+    methods_ = DeploymentTraits<T>::Methods();
+    CallOperator<T>::Add(methods_);
+  }
+  CallOutput Call(const std::string& name, const CallInput& input) override {
+    for (auto& m : methods_) {
+      if (m.name == name) return m.invoke(*obj_, input);
+    }
+    throw std::invalid_argument("Tried to call a method '" + name + "' that does not exist.");
+  }
+  void Reconfigure(const Json& user_config) override {
+    if constexpr (requires(T& t, const Json& j) { t.reconfigure(j); }) {
+      obj_->reconfigure(user_config);
+    } else {
+      throw std::logic_error(
+          "user_config is set but the deployment class has no reconfigure(const serve::Json&)");
+    }
+  }
+  void CheckHealth() override {
+    if constexpr (requires(T& t) { t.check_health(); }) obj_->check_health();
+  }
+  bool HasReconfigure() const override {
+    return requires(T& t, const Json& j) { t.reconfigure(j); };
+  }
+
+ private:
+  std::unique_ptr<T> obj_;
+  std::vector<MethodSpec<T>> methods_;
+};
+
+/// Factory for class T constructed from arguments of types A...; registered at load time of the
+/// library that binds it, so a replica that dlopens the library can find it by key.
+template <class T, class... A>
+struct FactoryFor {
+  static std::unique_ptr<Instance> Make(const std::string& encoded) {
+    Json args = DecodeMsgpack(encoded);
+    if (!args.is_array() || args.size() != sizeof...(A)) {
+      ThrowBadArity("__init__", sizeof...(A), args.is_array() ? args.size() : 0);
+    }
+    return [&]<size_t... I>(std::index_sequence<I...>) {
+      return std::make_unique<TypedInstance<T>>(
+          std::make_unique<T>(args[I].template get<A>()...));
+    }(std::index_sequence_for<A...>{});
+  }
+  static const char* Key() { return typeid(FactoryFor).name(); }
+  static inline const bool registered = RegisterFactory(Key(), &Make);
+};
+
+template <auto F>
+struct FunctionDeployment;
+template <class R, class... A, R (*F)(A...)>
+struct FunctionDeployment<F> {
+  R operator()(A... args) { return F(std::forward<A>(args)...); }
+};
+SERVE_EXPORT std::string FunctionName(const char* mangled_wrapper);
+
+}  // namespace detail
+
+/// A bound deployment graph: what `serve run` deploys. Cheap to copy.
+class SERVE_EXPORT Application {
+ public:
+  Application() = default;
+  explicit Application(std::shared_ptr<const detail::AppNode> ingress)
+      : ingress_(std::move(ingress)) {}
+  const detail::AppNode* ingress() const { return ingress_.get(); }
+  /// The graph as JSON: {"ingress": name, "deployments": [{name, factory, init_args, options}]}.
+  Json ToJson() const;
+
+ private:
+  std::shared_ptr<const detail::AppNode> ingress_;
+};
+
+/// Builder for a deployment of class T (`@serve.deployment` + `.options()` + `.bind()`).
+template <class T>
+class Deployment {
+ public:
+  Deployment() { options_.name = DeploymentTraits<T>::Name(); }
+  explicit Deployment(DeploymentOptions options) : Deployment() { options_.MergeFrom(options); }
+
+  Deployment name(std::string v) const { auto d = *this; d.options_.name = std::move(v); return d; }
+  Deployment num_replicas(int v) const { auto d = *this; d.options_.num_replicas = v; return d; }
+  Deployment max_ongoing_requests(int v) const {
+    auto d = *this; d.options_.max_ongoing_requests = v; return d;
+  }
+  Deployment max_queued_requests(int v) const {
+    auto d = *this; d.options_.max_queued_requests = v; return d;
+  }
+  Deployment user_config(Json v) const { auto d = *this; d.options_.user_config = std::move(v); return d; }
+  Deployment health_check_period_s(double v) const {
+    auto d = *this; d.options_.health_check_period_s = v; return d;
+  }
+  Deployment health_check_timeout_s(double v) const {
+    auto d = *this; d.options_.health_check_timeout_s = v; return d;
+  }
+  Deployment graceful_shutdown_wait_loop_s(double v) const {
+    auto d = *this; d.options_.graceful_shutdown_wait_loop_s = v; return d;
+  }
+  Deployment graceful_shutdown_timeout_s(double v) const {
+    auto d = *this; d.options_.graceful_shutdown_timeout_s = v; return d;
+  }
+  Deployment ray_actor_options(ActorOptions v) const {
+    auto d = *this; d.options_.ray_actor_options = std::move(v); return d;
+  }
+  Deployment max_replicas_per_node(int v) const {
+    auto d = *this; d.options_.max_replicas_per_node = v; return d;
+  }
+  Deployment logging_config(LoggingConfig v) const {
+    auto d = *this; d.options_.logging_config = std::move(v); return d;
+  }
+  /// Returns a copy with the fields set in `overrides` replaced (`.options(...)`).
+  Deployment options(const DeploymentOptions& overrides) const {
+    auto d = *this; d.options_.MergeFrom(overrides); return d;
+  }
+  const DeploymentOptions& options() const { return options_; }
+
+  /// Binds constructor arguments; T must be constructible from them. Arguments are encoded
+  /// now and decoded in each replica.
+  template <class... A>
+  Application bind(A&&... args) const {
+    using F = detail::FactoryFor<T, std::decay_t<A>...>;
+    (void)F::registered;
+    auto node = std::make_shared<detail::AppNode>();
+    node->options = options_;
+    node->factory_key = F::Key();
+    node->init_args = Json::array();
+    (node->init_args.push_back(Json(std::forward<A>(args))), ...);
+    return Application(std::move(node));
+  }
+
+ private:
+  DeploymentOptions options_;
+};
+
+/// `serve::deployment<MyClass>()`: a deployment of a class.
+template <class T>
+Deployment<T> deployment(DeploymentOptions options = {}) {
+  return Deployment<T>(std::move(options));
+}
+/// `serve::deployment<&my_function>()`: a function deployment, named after the function.
+template <auto F>
+Deployment<detail::FunctionDeployment<F>> deployment(DeploymentOptions options = {}) {
+  const bool named = options.name.has_value();
+  Deployment<detail::FunctionDeployment<F>> d(std::move(options));
+  if (!named) d = d.name(detail::FunctionName(typeid(detail::FunctionDeployment<F>).name()));
+  return d;
+}
+
+using AppBuilder = Application (*)(const Args&);
+namespace detail {
+/// Registers an application (`takes_args` = builder function) under `name`. Returns true.
+SERVE_EXPORT bool RegisterApp(const char* name, std::function<Application(const Args&)> builder,
+                              bool takes_args);
+}  // namespace detail
+
+}  // namespace serve
+
+/// Names class T as a deployment and lists its methods callable through handles:
+///   SERVE_DEPLOYMENT(Translator, serve::method("translate", &Translator::translate));
+/// operator() is exposed as "__call__" automatically. Use at global namespace scope.
+#define SERVE_DEPLOYMENT(T, ...)                                                      \
+  template <>                                                                         \
+  struct serve::DeploymentTraits<T> {                                                 \
+    static std::string Name() { return #T; }                                          \
+    static std::vector<serve::MethodSpec<T>> Methods() { return {__VA_ARGS__}; }      \
+  }
+
+#define SERVE_CONCAT_INNER_(a, b) a##b
+#define SERVE_CONCAT_(a, b) SERVE_CONCAT_INNER_(a, b)
+
+/// Registers builder function `fn` (serve::Application fn(const serve::Args&)) as import path
+/// `<module>:fn`.
+#define SERVE_APP_BUILDER(fn)                                                    \
+  static const bool SERVE_CONCAT_(serve_app_registered_, __LINE__) =             \
+      ::serve::detail::RegisterApp(#fn, [](const ::serve::Args& a) { return fn(a); }, true)
+
+/// Registers a ready application expression under `name` (import path `<module>:name`):
+///   SERVE_APP(app, serve::deployment<Hello>().bind());
+#define SERVE_APP(name, ...)                                                     \
+  static const bool SERVE_CONCAT_(serve_app_registered_, __LINE__) =             \
+      ::serve::detail::RegisterApp(                                              \
+          #name, [](const ::serve::Args&) -> ::serve::Application { return __VA_ARGS__; }, false)

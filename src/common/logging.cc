@@ -1,0 +1,62 @@
+#include "common/logging.h"
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace serve {
+namespace {
+
+// %* -> Ray's level names (INFO, WARNING, ...).
+class RayLevelFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    static constexpr std::string_view kNames[] = {"TRACE", "DEBUG",    "INFO", "WARNING",
+                                                  "ERROR", "CRITICAL", "OFF"};
+    auto name = kNames[static_cast<int>(msg.level)];
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<RayLevelFlag>();
+  }
+};
+
+spdlog::level::level_enum ParseLevel(const std::string& level) {
+  if (level == "DEBUG") return spdlog::level::debug;
+  if (level == "WARNING" || level == "WARN") return spdlog::level::warn;
+  if (level == "ERROR") return spdlog::level::err;
+  if (level == "CRITICAL") return spdlog::level::critical;
+  return spdlog::level::info;
+}
+
+}  // namespace
+
+void InitProcessLogging(const std::string& log_file, const std::string& level, bool to_stderr) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (!log_file.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(log_file).parent_path(), ec);
+    sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file));
+  }
+  if (to_stderr) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("serve", sinks.begin(), sinks.end());
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<RayLevelFlag>('*').set_pattern("%* %Y-%m-%d %H:%M:%S,%e %v");
+  logger->set_formatter(std::move(formatter));
+  logger->set_level(ParseLevel(level));
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+}
+
+void ShutdownLogging() {
+  if (auto l = spdlog::default_logger()) l->flush();
+  spdlog::shutdown();
+}
+
+}  // namespace serve

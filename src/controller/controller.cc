@@ -1,0 +1,1056 @@
+#include "controller/controller.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <list>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+#include "common/util.h"
+#include "config/deployment_config.h"
+#include "controller/status.h"
+#include "rpc/grpc_util.h"
+#include "serve/v1/agent.grpc.pb.h"
+#include "serve/v1/controller.grpc.pb.h"
+#include "serve/v1/replica.grpc.pb.h"
+
+namespace serve::controller {
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kHealthFailureThreshold = 3;
+constexpr int kMaxConstructorRetries = 20;
+constexpr int kMaxPerReplicaRetries = 3;
+constexpr char kRouteTableKey[] = "ROUTE_TABLE";
+
+enum class ReplicaState { kStarting, kRunning, kStopping };
+const char* ToString(ReplicaState s) {
+  switch (s) {
+    case ReplicaState::kStarting: return "STARTING";
+    case ReplicaState::kRunning: return "RUNNING";
+    case ReplicaState::kStopping: return "STOPPING";
+  }
+  return "UNKNOWN";
+}
+
+struct Replica {
+  std::string id;
+  std::string dep_key;
+  ReplicaState state = ReplicaState::kStarting;
+  int pid = 0;
+  std::string node_id;
+  std::string data_address;
+  std::string control_address;
+  std::string log_file;
+  double start_time_s = 0;
+  int version = 0;  // deployment version it was started with
+  int health_failures = 0;
+  bool health_in_flight = false;
+  Clock::time_point last_health = Clock::now();
+};
+
+struct Deployment {
+  std::string app;
+  std::string name;
+  config::DeploymentConfig cfg;
+  std::string factory_key;
+  std::string init_args;  // msgpack
+  std::string library_path;
+  std::string app_dir;
+  std::string fingerprint;  // what forces a restart when it changes
+  int version = 0;
+  bool ingress = false;
+  bool deleting = false;
+  DeploymentStatusInfo status;
+  std::string message;
+  int startup_failures = 0;
+  bool version_started = false;  // a replica of the current version reached RUNNING
+  bool terminally_failed = false;
+  std::map<std::string, Replica> replicas;
+};
+
+struct App {
+  std::string name;
+  std::optional<std::string> route_prefix;
+  std::string import_path;
+  std::string args_json;
+  std::string app_dir;
+  std::string build_id;
+  int build_pid = 0;
+  bool building = false;
+  bool build_failed = false;
+  std::string build_error;
+  bool deleting = false;
+  double last_deployed_time_s = 0;
+  std::string ingress;
+  std::vector<std::string> deployments;
+};
+
+struct Proxy {
+  int pid = 0;
+  std::string status = "STARTING";
+  int http_port = 0;
+  std::string log_file;
+};
+
+struct Waiter {
+  grpc::ServerUnaryReactor* reactor;
+  v1::ListenReply* reply;
+  std::map<std::string, int64_t> keys;
+  Clock::time_point deadline;
+};
+
+struct Snapshot {
+  int64_t id = 0;
+  std::string serialized;
+  v1::Update update;
+};
+
+std::string DepKey(const std::string& app, const std::string& dep) { return app + "#" + dep; }
+std::string TargetsKey(const std::string& dep_key) { return "DEPLOYMENT_TARGETS:" + dep_key; }
+
+class ControllerImpl final : public v1::Controller::CallbackService {
+ public:
+  explicit ControllerImpl(const ControllerOptions& options)
+      : options_(options),
+        agent_(v1::Agent::NewStub(rpc::ChannelTo(options.agent_address))),
+        rng_(std::random_device{}()) {}
+
+  // ---------------------------------------------------------------- RPC handlers
+
+  grpc::ServerUnaryReactor* DeployApplication(grpc::CallbackServerContext* ctx,
+                                              const v1::DeployApplicationRequest* req,
+                                              v1::DeployApplicationReply*) override {
+    auto* reactor = ctx->DefaultReactor();
+    std::lock_guard lock(mu_);
+    if (shutting_down_) {
+      reactor->Finish({grpc::StatusCode::UNAVAILABLE, "serve is shutting down"});
+      return reactor;
+    }
+    std::string name = req->name().empty() ? "default" : req->name();
+    std::optional<std::string> prefix;
+    if (req->has_route_prefix()) prefix = req->route_prefix();
+    if (prefix) {
+      const std::string& p = *prefix;
+      if (p.empty() || p[0] != '/') {
+        reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
+                         "route_prefix '" + p + "' must start with '/'"});
+        return reactor;
+      }
+      if (p.size() > 1 && p.back() == '/') {
+        reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
+                         "route_prefix '" + p + "' must not end with '/' unless it is '/'"});
+        return reactor;
+      }
+      if (p.find_first_of("{}") != std::string::npos) {
+        reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
+                         "route_prefix '" + p + "' may not contain wildcards ('{' or '}')"});
+        return reactor;
+      }
+      for (auto& [other_name, other] : apps_) {
+        if (other_name != name && !other.deleting && other.route_prefix == prefix) {
+          reactor->Finish({grpc::StatusCode::ALREADY_EXISTS,
+                           "Prefix " + p + " is being used by application \"" + other_name +
+                               "\". Failed to deploy application \"" + name + "\"."});
+          return reactor;
+        }
+      }
+    }
+    App& app = apps_[name];
+    app.name = name;
+    app.route_prefix = prefix;
+    app.import_path = req->import_path();
+    app.args_json = req->args_json().empty() ? "{}" : req->args_json();
+    app.app_dir = req->app_dir();
+    app.deleting = false;
+    app.building = true;
+    app.build_failed = false;
+    app.build_error.clear();
+    app.build_id = RandomId(12);
+    app.last_deployed_time_s = NowUnixSeconds();
+    spdlog::info("Deploying application '{}' from '{}'.", name, app.import_path);
+    StartBuildLocked(app);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* GetDetails(grpc::CallbackServerContext* ctx,
+                                       const v1::GetDetailsRequest*,
+                                       v1::GetDetailsReply* reply) override {
+    std::lock_guard lock(mu_);
+    reply->set_json(DetailsLocked().dump());
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* ctx, const v1::ShutdownRequest*,
+                                     v1::Empty*) override {
+    {
+      std::lock_guard lock(mu_);
+      if (!shutting_down_) spdlog::info("Shutdown requested: deleting all applications.");
+      shutting_down_ = true;
+      for (auto& [name, app] : apps_) DeleteAppLocked(app);
+    }
+    cv_.notify_all();
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ListenForChange(grpc::CallbackServerContext* ctx,
+                                            const v1::ListenRequest* req,
+                                            v1::ListenReply* reply) override {
+    auto* reactor = ctx->DefaultReactor();
+    std::lock_guard lock(mu_);
+    Waiter w{reactor, reply, {req->keys().begin(), req->keys().end()}, {}};
+    if (FillUpdatesLocked(w)) {
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    std::uniform_real_distribution<double> timeout(
+        EnvDouble("LISTEN_FOR_CHANGE_REQUEST_TIMEOUT_S_LOWER_BOUND", 30),
+        EnvDouble("LISTEN_FOR_CHANGE_REQUEST_TIMEOUT_S_UPPER_BOUND", 60));
+    w.deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout(rng_) * 1000));
+    waiters_.push_back(std::move(w));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* GetReplicaSpec(grpc::CallbackServerContext* ctx,
+                                           const v1::ReplicaSpecRequest* req,
+                                           v1::ReplicaSpec* spec) override {
+    auto* reactor = ctx->DefaultReactor();
+    std::lock_guard lock(mu_);
+    Deployment* dep = nullptr;
+    if (auto it = replica_index_.find(req->replica_id()); it != replica_index_.end()) {
+      auto d = deployments_.find(it->second);
+      if (d != deployments_.end()) dep = &d->second;
+    }
+    if (dep == nullptr) {
+      reactor->Finish({grpc::StatusCode::NOT_FOUND, "unknown replica " + req->replica_id()});
+      return reactor;
+    }
+    spec->set_app_name(dep->app);
+    spec->set_deployment(dep->name);
+    spec->set_library_path(dep->library_path);
+    spec->set_factory_key(dep->factory_key);
+    spec->set_init_args(dep->init_args);
+    if (dep->cfg.user_config) spec->set_user_config_json(dep->cfg.user_config->dump());
+    spec->set_max_ongoing_requests(dep->cfg.max_ongoing_requests);
+    spec->set_app_dir(dep->app_dir);
+    spec->set_is_ingress(dep->ingress);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ReportReplicaStarted(grpc::CallbackServerContext* ctx,
+                                                 const v1::ReplicaStarted* msg,
+                                                 v1::Empty*) override {
+    {
+      std::lock_guard lock(mu_);
+      Replica* r = FindReplicaLocked(msg->replica_id());
+      if (r != nullptr && r->state == ReplicaState::kStarting) {
+        Deployment& dep = deployments_.at(r->dep_key);
+        r->pid = msg->pid();
+        r->log_file = msg->log_file_path();
+        if (msg->ok()) {
+          r->state = ReplicaState::kRunning;
+          r->data_address = msg->data_address();
+          r->control_address = msg->control_address();
+          r->last_health = Clock::now();
+          if (r->version == dep.version) dep.version_started = true;
+          spdlog::info("Replica {} of {}:{} is RUNNING at {}.", r->id, dep.app, dep.name,
+                       r->data_address);
+        } else {
+          dep.replicas.erase(r->id);
+          replica_index_.erase(msg->replica_id());
+          OnStartupFailureLocked(dep, msg->error());
+        }
+      }
+    }
+    cv_.notify_all();
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ReportBuildResult(grpc::CallbackServerContext* ctx,
+                                              const v1::BuildResult* msg, v1::Empty*) override {
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [name, app] : apps_) {
+        if (app.building && app.build_id == msg->build_id()) {
+          app.building = false;
+          if (msg->ok()) {
+            ApplyGraphLocked(app, msg->graph_msgpack());
+          } else {
+            app.build_failed = true;
+            app.build_error = msg->error();
+            spdlog::error("Application '{}' failed to build: {}", name, msg->error());
+          }
+        }
+      }
+    }
+    cv_.notify_all();
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ReportProcessExit(grpc::CallbackServerContext* ctx,
+                                              const v1::ProcessExit* msg, v1::Empty*) override {
+    {
+      std::lock_guard lock(mu_);
+      OnProcessExitLocked(*msg);
+    }
+    cv_.notify_all();
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ReportProxyReady(grpc::CallbackServerContext* ctx,
+                                             const v1::ProxyReady* msg, v1::Empty*) override {
+    {
+      std::lock_guard lock(mu_);
+      Proxy& p = proxies_[msg->node_id()];
+      p.status = "HEALTHY";
+      p.http_port = msg->http_port();
+      p.pid = msg->pid();
+      p.log_file = msg->log_file_path();
+      spdlog::info("Proxy on node {} is HEALTHY, HTTP port {}.", msg->node_id(), p.http_port);
+    }
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  // ---------------------------------------------------------------- control loop
+
+  /// Runs until `stop` is set. Each step reconciles under the lock and performs the remote
+  /// calls it decided on afterwards, outside the lock.
+  void RunLoop(const std::atomic<bool>& stop) {
+    auto interval = std::chrono::milliseconds(static_cast<int64_t>(
+        EnvDouble("SERVE_CONTROL_LOOP_INTERVAL_S", options_.control_loop_interval_s) * 1000));
+    while (!stop) {
+      std::vector<std::function<void()>> actions;
+      {
+        std::unique_lock lock(mu_);
+        StepLocked(actions);
+      }
+      for (auto& a : actions) a();
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, interval);
+    }
+    std::lock_guard lock(mu_);
+    for (auto& w : waiters_) {
+      w.reply->set_timed_out(true);
+      w.reactor->Finish(grpc::Status::OK);
+    }
+    waiters_.clear();
+  }
+
+  void StartProxy() {
+    if (options_.proxy_location == "Disabled") return;
+    v1::StartProcessRequest req;
+    req.set_tag("proxy");
+    req.set_log_prefix("ProxyActor");
+    req.set_binary("serve-proxy");
+    for (const std::string& a :
+         {std::string("--controller-address"), address_, std::string("--node-id"),
+          options_.node_id, std::string("--http-host"), options_.http_host,
+          std::string("--http-port"), std::to_string(options_.http_port),
+          std::string("--session-dir"), options_.session_dir}) {
+      req.add_args(a);
+    }
+    v1::StartProcessReply reply;
+    auto ctx = rpc::ContextWithDeadline(10);
+    grpc::Status st = agent_->StartProcess(ctx.get(), req, &reply);
+    std::lock_guard lock(mu_);
+    Proxy& p = proxies_[options_.node_id];
+    p.status = "STARTING";
+    if (st.ok()) {
+      p.pid = reply.pid();
+    } else {
+      spdlog::error("Cannot start the proxy: {}", st.error_message());
+    }
+  }
+
+  void set_address(std::string a) { address_ = std::move(a); }
+  bool finished() {
+    std::lock_guard lock(mu_);
+    return finished_;
+  }
+
+ private:
+  // ---------------------------------------------------------------- helpers (mu_ held)
+
+  Replica* FindReplicaLocked(const std::string& id) {
+    auto it = replica_index_.find(id);
+    if (it == replica_index_.end()) return nullptr;
+    auto d = deployments_.find(it->second);
+    if (d == deployments_.end()) return nullptr;
+    auto r = d->second.replicas.find(id);
+    return r == d->second.replicas.end() ? nullptr : &r->second;
+  }
+
+  void StartBuildLocked(App& app) {
+    v1::StartProcessRequest req;
+    req.set_tag("build:" + app.name);
+    req.set_log_prefix("build_serve_application");
+    req.set_binary("serve-replica");
+    for (const std::string& a :
+         {std::string("--build"), std::string("--controller-address"), address_,
+          std::string("--build-id"), app.build_id, std::string("--import-path"), app.import_path,
+          std::string("--app-dir"), app.app_dir, std::string("--args-json"), app.args_json}) {
+      req.add_args(a);
+    }
+    std::string app_name = app.name, build_id = app.build_id;
+    pending_actions_.push_back([this, req, app_name, build_id] {
+      v1::StartProcessReply reply;
+      auto ctx = rpc::ContextWithDeadline(10);
+      grpc::Status st = agent_->StartProcess(ctx.get(), req, &reply);
+      std::lock_guard lock(mu_);
+      auto it = apps_.find(app_name);
+      if (it == apps_.end() || it->second.build_id != build_id || !it->second.building) return;
+      if (st.ok()) {
+        it->second.build_pid = reply.pid();
+      } else {
+        it->second.building = false;
+        it->second.build_failed = true;
+        it->second.build_error = "cannot start the build process: " + st.error_message();
+      }
+    });
+    cv_.notify_all();
+  }
+
+  void ApplyGraphLocked(App& app, const std::string& graph_msgpack) {
+    Json graph = Json::from_msgpack(graph_msgpack, true, false);
+    auto fail = [&](const std::string& why) {
+      app.build_failed = true;
+      app.build_error = why;
+      spdlog::error("Application '{}' failed to deploy: {}", app.name, why);
+    };
+    if (graph.is_discarded() || !graph.contains("deployments")) {
+      fail("the build process returned a malformed application graph");
+      return;
+    }
+    std::vector<std::string> names;
+    std::map<std::string, Deployment> incoming;
+    for (const Json& node : graph["deployments"]) {
+      auto cfg = config::ResolveDeploymentConfig(node.value("options", Json::object()));
+      if (!cfg.ok()) {
+        fail(std::string(cfg.status().message()));
+        return;
+      }
+      Deployment d;
+      d.app = app.name;
+      d.name = cfg->name;
+      d.cfg = *cfg;
+      d.factory_key = node.value("factory", "");
+      std::vector<std::uint8_t> args = Json::to_msgpack(node.value("init_args", Json::array()));
+      d.init_args.assign(args.begin(), args.end());
+      d.library_path = graph.value("library_path", "");
+      d.app_dir = app.app_dir;
+      d.ingress = d.name == graph.value("ingress", "");
+      Json fp = config::ToJson(d.cfg);
+      fp.erase("num_replicas");
+      fp["factory"] = d.factory_key;
+      fp["library"] = d.library_path;
+      d.fingerprint = fp.dump() + d.init_args;
+      names.push_back(d.name);
+      incoming.emplace(d.name, std::move(d));
+    }
+    // Deployments of this app that are gone from the graph are deleted.
+    for (const std::string& old : app.deployments) {
+      if (!incoming.count(old)) {
+        auto it = deployments_.find(DepKey(app.name, old));
+        if (it != deployments_.end()) MarkDeletingLocked(it->second);
+      }
+    }
+    for (auto& [name, d] : incoming) {
+      std::string key = DepKey(app.name, name);
+      auto it = deployments_.find(key);
+      if (it == deployments_.end() || it->second.deleting) {
+        if (it != deployments_.end()) {
+          // A deployment being deleted is replaced: its replicas keep stopping.
+          d.replicas = std::move(it->second.replicas);
+        }
+        d.version = it == deployments_.end() ? 1 : it->second.version + 1;
+        d.status = {DeploymentStatus::kUpdating, StatusTrigger::kConfigUpdateStarted};
+        deployments_[key] = std::move(d);
+        continue;
+      }
+      Deployment& cur = it->second;
+      if (cur.fingerprint == d.fingerprint) {
+        // Same code and options: only the replica count may change (scaled copy).
+        if (cur.cfg.num_replicas != d.cfg.num_replicas) {
+          cur.status = Transition(cur.status, d.cfg.num_replicas > cur.cfg.num_replicas
+                                                  ? DeploymentEvent::kManuallyIncrease
+                                                  : DeploymentEvent::kManuallyDecrease);
+        }
+        cur.cfg.num_replicas = d.cfg.num_replicas;
+        cur.ingress = d.ingress;
+        continue;
+      }
+      // Changed: new version; old replicas are replaced.
+      d.replicas = std::move(cur.replicas);
+      d.version = cur.version + 1;
+      d.status = Transition(cur.status, DeploymentEvent::kConfigUpdate);
+      cur = std::move(d);
+    }
+    app.deployments = names;
+    app.ingress = graph.value("ingress", "");
+    spdlog::info("Application '{}' built: deployments [{}], ingress '{}'.", app.name,
+                 fmt::join(names, ", "), app.ingress);
+  }
+
+  void MarkDeletingLocked(Deployment& d) {
+    if (d.deleting) return;
+    d.deleting = true;
+    d.status = Transition(d.status, DeploymentEvent::kDelete);
+  }
+
+  void DeleteAppLocked(App& app) {
+    app.deleting = true;
+    app.building = false;
+    for (const std::string& d : app.deployments) {
+      auto it = deployments_.find(DepKey(app.name, d));
+      if (it != deployments_.end()) MarkDeletingLocked(it->second);
+    }
+  }
+
+  void OnStartupFailureLocked(Deployment& dep, const std::string& error) {
+    ++dep.startup_failures;
+    int threshold = std::min(kMaxConstructorRetries, std::max(1, dep.cfg.num_replicas) *
+                                                         kMaxPerReplicaRetries);
+    spdlog::error("A replica of {}:{} failed to start: {}", dep.app, dep.name, error);
+    if (dep.version_started) {
+      dep.message = "A replica failed to start with exception. Retrying.\n" + error;
+      return;
+    }
+    if (dep.startup_failures >= threshold) {
+      dep.terminally_failed = true;
+      dep.status = Transition(dep.status, DeploymentEvent::kReplicaStartupFailed);
+      dep.message = "The deployment failed to start " + std::to_string(dep.startup_failures) +
+                    " times in a row. This may be due to a problem with its constructor or "
+                    "initial health check failing. See controller logs for details. Error:\n" +
+                    error;
+    } else {
+      dep.message = "A replica failed to start with exception. Retrying " +
+                    std::to_string(threshold - dep.startup_failures) + " more time(s).\n" + error;
+    }
+  }
+
+  void OnProcessExitLocked(const v1::ProcessExit& msg) {
+    if (msg.tag() == "proxy") {
+      auto it = proxies_.find(msg.node_id());
+      if (it != proxies_.end() && it->second.pid == msg.pid()) {
+        proxies_.erase(it);
+        if (!shutting_down_) {
+          spdlog::warn("Proxy on node {} exited (code {}); restarting it.", msg.node_id(),
+                       msg.exit_code());
+          pending_actions_.push_back([this] { StartProxy(); });
+        }
+      }
+      return;
+    }
+    if (msg.tag().rfind("build:", 0) == 0) {
+      auto it = apps_.find(msg.tag().substr(6));
+      if (it != apps_.end() && it->second.building && it->second.build_pid == msg.pid()) {
+        it->second.building = false;
+        it->second.build_failed = true;
+        it->second.build_error = "The application builder process exited with code " +
+                                 std::to_string(msg.exit_code()) + " before reporting a result.";
+      }
+      return;
+    }
+    if (msg.tag().rfind("replica:", 0) != 0) return;
+    std::string id = msg.tag().substr(8);
+    Replica* r = FindReplicaLocked(id);
+    if (r == nullptr) return;
+    Deployment& dep = deployments_.at(r->dep_key);
+    std::string how = msg.exit_code() < 0 ? "was killed by signal " + std::to_string(-msg.exit_code())
+                                          : "exited with code " + std::to_string(msg.exit_code());
+    if (r->state == ReplicaState::kStarting) {
+      std::string text = "replica process " + how + " before it was ready";
+      dep.replicas.erase(id);
+      replica_index_.erase(id);
+      OnStartupFailureLocked(dep, text);
+    } else if (r->state == ReplicaState::kRunning) {
+      spdlog::warn("Replica {} of {}:{} {} unexpectedly; starting a replacement.", id, dep.app,
+                   dep.name, how);
+      dep.status = Transition(dep.status, DeploymentEvent::kHealthCheckFailed);
+      dep.message = "Replica " + id + " " + how + " unexpectedly.";
+      dep.replicas.erase(id);
+      replica_index_.erase(id);
+    } else {
+      dep.replicas.erase(id);
+      replica_index_.erase(id);
+    }
+  }
+
+  void StepLocked(std::vector<std::function<void()>>& actions) {
+    actions.swap(pending_actions_);
+    auto now = Clock::now();
+    std::vector<std::string> gone;
+    for (auto& [key, dep] : deployments_) {
+      ReconcileDeploymentLocked(dep, now, actions);
+      if (dep.deleting && dep.replicas.empty()) gone.push_back(key);
+    }
+    for (auto& key : gone) {
+      spdlog::info("Deployment {} deleted.", key);
+      deployments_.erase(key);
+    }
+    // Applications finish deleting once their deployments are gone.
+    for (auto it = apps_.begin(); it != apps_.end();) {
+      App& app = it->second;
+      bool remaining = false;
+      for (auto& d : app.deployments) remaining |= deployments_.count(DepKey(app.name, d)) > 0;
+      if (app.deleting && !remaining) {
+        spdlog::info("Application '{}' deleted.", app.name);
+        it = apps_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    PublishLocked();
+    ExpireWaitersLocked(now);
+    if (shutting_down_ && apps_.empty() && deployments_.empty() && !finished_) {
+      finished_ = true;
+      spdlog::info("All applications deleted; stopping the proxies and the node.");
+      std::vector<int> proxy_pids;
+      for (auto& [node, p] : proxies_) proxy_pids.push_back(p.pid);
+      actions.push_back([this, proxy_pids] {
+        for (int pid : proxy_pids) {
+          v1::StopProcessRequest req;
+          req.set_pid(pid);
+          req.set_grace_s(2);
+          v1::Empty empty;
+          auto ctx = rpc::ContextWithDeadline(5);
+          agent_->StopProcess(ctx.get(), req, &empty);
+        }
+        v1::Empty req, empty;
+        auto ctx = rpc::ContextWithDeadline(5);
+        agent_->Shutdown(ctx.get(), req, &empty);
+      });
+    }
+  }
+
+  void ReconcileDeploymentLocked(Deployment& dep, Clock::time_point now,
+                                 std::vector<std::function<void()>>& actions) {
+    int target = dep.deleting ? 0 : dep.cfg.num_replicas;
+    // Replicas of an old version are stopped (all at once; rolling updates come later).
+    std::vector<Replica*> active;
+    for (auto& [id, r] : dep.replicas) {
+      if (r.state == ReplicaState::kStopping) continue;
+      if (r.version != dep.version) {
+        StopReplicaLocked(dep, r, actions);
+        continue;
+      }
+      active.push_back(&r);
+    }
+    int delta = target - static_cast<int>(active.size());
+    if (delta > 0 && !dep.terminally_failed) {
+      for (int i = 0; i < delta; ++i) StartReplicaLocked(dep, actions);
+    } else if (delta < 0) {
+      // Prefer stopping replicas that are not serving yet.
+      std::stable_sort(active.begin(), active.end(), [](Replica* a, Replica* b) {
+        return a->state == ReplicaState::kStarting && b->state != ReplicaState::kStarting;
+      });
+      for (int i = 0; i < -delta; ++i) StopReplicaLocked(dep, *active[i], actions);
+    }
+    // Health checks.
+    for (auto& [id, r] : dep.replicas) {
+      if (r.state != ReplicaState::kRunning || r.health_in_flight) continue;
+      std::uniform_real_distribution<double> jitter(0.9, 1.1);
+      if (now - r.last_health < std::chrono::duration<double>(dep.cfg.health_check_period_s *
+                                                              jitter(rng_))) {
+        continue;
+      }
+      r.health_in_flight = true;
+      r.last_health = now;
+      actions.push_back(MakeHealthCheck(r.dep_key, r.id, r.control_address,
+                                        dep.cfg.health_check_timeout_s));
+    }
+    if (dep.deleting) return;
+    int running = 0, transitional = 0;
+    for (auto& [id, r] : dep.replicas) {
+      if (r.state == ReplicaState::kRunning && r.version == dep.version) ++running;
+      else ++transitional;
+    }
+    if (transitional == 0 && running == target && !dep.terminally_failed) {
+      DeploymentStatusInfo next = Transition(dep.status, DeploymentEvent::kHealthy);
+      if (!(next == dep.status)) {
+        dep.status = next;
+        dep.message.clear();
+        dep.startup_failures = 0;
+        spdlog::info("Deployment {}:{} is {}.", dep.app, dep.name, ToString(next.status));
+      }
+    }
+  }
+
+  std::function<void()> MakeHealthCheck(std::string dep_key, std::string id, std::string address,
+                                        double timeout_s) {
+    return [this, dep_key, id, address, timeout_s] {
+      auto stub = v1::ReplicaControl::NewStub(rpc::ChannelTo(address));
+      struct Call {
+        std::unique_ptr<grpc::ClientContext> ctx;
+        v1::Empty req;
+        v1::HealthReply reply;
+        std::unique_ptr<v1::ReplicaControl::Stub> stub;
+      };
+      auto call = std::make_shared<Call>();
+      call->ctx = rpc::ContextWithDeadline(timeout_s);
+      call->stub = std::move(stub);
+      call->stub->async()->CheckHealth(
+          call->ctx.get(), &call->req, &call->reply, [this, call, dep_key, id](grpc::Status st) {
+            std::lock_guard lock(mu_);
+            OnHealthResultLocked(dep_key, id, st.ok() && call->reply.ok(),
+                                 st.ok() ? call->reply.error() : st.error_message());
+          });
+    };
+  }
+
+  void OnHealthResultLocked(const std::string& dep_key, const std::string& id, bool ok,
+                            const std::string& error) {
+    auto d = deployments_.find(dep_key);
+    if (d == deployments_.end()) return;
+    auto it = d->second.replicas.find(id);
+    if (it == d->second.replicas.end()) return;
+    Replica& r = it->second;
+    r.health_in_flight = false;
+    if (ok) {
+      r.health_failures = 0;
+      return;
+    }
+    ++r.health_failures;
+    spdlog::warn("Health check for replica {} failed ({} in a row): {}", id, r.health_failures,
+                 error);
+    if (r.health_failures >= kHealthFailureThreshold && r.state == ReplicaState::kRunning) {
+      Deployment& dep = d->second;
+      dep.status = Transition(dep.status, DeploymentEvent::kHealthCheckFailed);
+      dep.message = "Replica " + id + " failed health checks " +
+                    std::to_string(r.health_failures) + " times in a row: " + error;
+      std::vector<std::function<void()>> actions;
+      StopReplicaLocked(dep, r, actions);
+      for (auto& a : actions) pending_actions_.push_back(std::move(a));
+    }
+  }
+
+  void StartReplicaLocked(Deployment& dep, std::vector<std::function<void()>>& actions) {
+    Replica r;
+    r.id = RandomId(8);
+    r.dep_key = DepKey(dep.app, dep.name);
+    r.node_id = options_.node_id;
+    r.version = dep.version;
+    r.start_time_s = NowUnixSeconds();
+    replica_index_[r.id] = r.dep_key;
+    v1::StartProcessRequest req;
+    req.set_tag("replica:" + r.id);
+    req.set_log_prefix("ServeReplica:" + dep.app + ":" + dep.name);
+    req.set_binary("serve-replica");
+    for (const std::string& a :
+         {std::string("--controller-address"), address_, std::string("--replica-id"), r.id,
+          std::string("--session-dir"), options_.session_dir, std::string("--node-id"),
+          r.node_id}) {
+      req.add_args(a);
+    }
+    std::string id = r.id, dep_key = r.dep_key;
+    dep.replicas.emplace(r.id, std::move(r));
+    actions.push_back([this, req, id, dep_key] {
+      v1::StartProcessReply reply;
+      auto ctx = rpc::ContextWithDeadline(10);
+      grpc::Status st = agent_->StartProcess(ctx.get(), req, &reply);
+      std::lock_guard lock(mu_);
+      Replica* rep = FindReplicaLocked(id);
+      if (rep == nullptr) return;
+      if (st.ok()) {
+        if (rep->pid == 0) rep->pid = reply.pid();
+        if (rep->state == ReplicaState::kStopping) StopPidLater(reply.pid(), 0);
+      } else {
+        Deployment& d = deployments_.at(dep_key);
+        d.replicas.erase(id);
+        replica_index_.erase(id);
+        OnStartupFailureLocked(d, "cannot start the replica process: " + st.error_message());
+      }
+    });
+  }
+
+  void StopReplicaLocked(Deployment& dep, Replica& r, std::vector<std::function<void()>>& actions) {
+    bool graceful = r.state == ReplicaState::kRunning;
+    r.state = ReplicaState::kStopping;
+    if (r.pid == 0) return;  // not started yet; stopped once the agent answers
+    int pid = r.pid;
+    double grace = graceful ? dep.cfg.graceful_shutdown_timeout_s : 0;
+    actions.push_back([this, pid, grace] { StopPid(pid, grace); });
+  }
+
+  void StopPid(int pid, double grace_s) {
+    v1::StopProcessRequest req;
+    req.set_pid(pid);
+    req.set_grace_s(grace_s);
+    v1::Empty empty;
+    auto ctx = rpc::ContextWithDeadline(5);
+    agent_->StopProcess(ctx.get(), req, &empty);
+  }
+  void StopPidLater(int pid, double grace_s) {
+    pending_actions_.push_back([this, pid, grace_s] { StopPid(pid, grace_s); });
+  }
+
+  // ---------------------------------------------------------------- long poll
+
+  std::map<std::string, v1::Update> CurrentObjectsLocked() {
+    std::map<std::string, v1::Update> objects;
+    v1::Update routes;
+    routes.set_key(kRouteTableKey);
+    auto* table = routes.mutable_route_table();
+    for (auto& [name, app] : apps_) {
+      if (app.deleting || !app.route_prefix || app.ingress.empty()) continue;
+      auto* e = table->add_routes();
+      e->set_route_prefix(*app.route_prefix);
+      e->set_app_name(name);
+      e->set_deployment(app.ingress);
+    }
+    objects[kRouteTableKey] = std::move(routes);
+    for (auto& [key, dep] : deployments_) {
+      v1::Update u;
+      u.set_key(TargetsKey(key));
+      auto* t = u.mutable_targets();
+      t->set_is_available(!dep.terminally_failed);
+      for (auto& [id, r] : dep.replicas) {
+        if (r.state != ReplicaState::kRunning) continue;
+        auto* rr = t->add_replicas();
+        rr->set_replica_id(r.id);
+        rr->set_app_name(dep.app);
+        rr->set_deployment(dep.name);
+        rr->set_node_id(r.node_id);
+        rr->set_node_ip(LocalNodeIp());
+        rr->set_data_address(r.data_address);
+        rr->set_max_ongoing_requests(dep.cfg.max_ongoing_requests);
+        rr->set_pid(r.pid);
+      }
+      objects[u.key()] = std::move(u);
+    }
+    return objects;
+  }
+
+  void PublishLocked() {
+    auto objects = CurrentObjectsLocked();
+    // Keys that disappeared publish an empty object once.
+    for (auto& [key, snap] : snapshots_) {
+      if (!objects.count(key) && key != kRouteTableKey) {
+        v1::Update u;
+        u.set_key(key);
+        u.mutable_targets()->set_is_available(false);
+        objects[key] = std::move(u);
+      }
+    }
+    std::vector<std::string> changed;
+    for (auto& [key, obj] : objects) {
+      std::string s = obj.SerializeAsString();
+      auto it = snapshots_.find(key);
+      if (it != snapshots_.end() && it->second.serialized == s) continue;
+      Snapshot& snap = snapshots_[key];
+      if (snap.id == 0) snap.id = std::uniform_int_distribution<int64_t>(1, 1000000)(rng_);
+      else ++snap.id;
+      snap.serialized = std::move(s);
+      snap.update = obj;
+      snap.update.set_snapshot_id(snap.id);
+      changed.push_back(key);
+    }
+    if (changed.empty()) return;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (FillUpdatesLocked(*it)) {
+        it->reactor->Finish(grpc::Status::OK);
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  /// Adds every watched key whose snapshot differs from the caller's; true if any.
+  bool FillUpdatesLocked(Waiter& w) {
+    bool any = false;
+    for (auto& [key, seen] : w.keys) {
+      auto it = snapshots_.find(key);
+      if (it == snapshots_.end() || it->second.id == seen) continue;
+      *w.reply->add_updates() = it->second.update;
+      any = true;
+    }
+    return any;
+  }
+
+  void ExpireWaitersLocked(Clock::time_point now) {
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (now >= it->deadline) {
+        it->reply->set_timed_out(true);
+        it->reactor->Finish(grpc::Status::OK);
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- details
+
+  Json DetailsLocked() {
+    std::string node_ip = LocalNodeIp();
+    Json details = {
+        {"controller_info",
+         {{"node_id", options_.node_id}, {"node_ip", node_ip}, {"node_instance_id", ""},
+          {"actor_id", ""}, {"actor_name", "SERVE_CONTROLLER_ACTOR"}, {"worker_id", ""},
+          {"log_file_path", log_file_}}},
+        {"proxy_location", options_.proxy_location},
+        {"http_options",
+         {{"host", options_.http_host}, {"port", options_.http_port}, {"root_path", ""},
+          {"request_timeout_s", nullptr}, {"keep_alive_timeout_s", 90}}},
+        {"grpc_options", {{"port", 9000}, {"grpc_servicer_functions", Json::array()}}},
+        {"proxies", Json::object()},
+        {"deploy_mode", "MULTI_APP"},
+        {"applications", Json::object()},
+        {"target_capacity", nullptr}};
+    for (auto& [node, p] : proxies_) {
+      details["proxies"][node] = {{"node_id", node}, {"node_ip", node_ip}, {"node_instance_id", ""},
+                                  {"actor_id", ""}, {"actor_name", "SERVE_PROXY_ACTOR-" + node},
+                                  {"worker_id", ""}, {"log_file_path", p.log_file},
+                                  {"status", p.status}, {"pid", p.pid},
+                                  {"http_port", p.http_port}};
+      if (p.http_port > 0 && node == options_.node_id) details["http_options"]["port"] = p.http_port;
+    }
+    for (auto& [name, app] : apps_) {
+      Json a = {{"name", name},
+                {"route_prefix", app.route_prefix ? Json(*app.route_prefix) : Json(nullptr)},
+                {"docs_path", nullptr},
+                {"message", ""},
+                {"last_deployed_time_s", app.last_deployed_time_s},
+                {"deployed_app_config", nullptr},
+                {"source", "imperative"},
+                {"deployments", Json::object()},
+                {"external_scaler_enabled", false}};
+      std::vector<std::pair<std::string, DeploymentStatusInfo>> statuses;
+      for (auto& dname : app.deployments) {
+        auto it = deployments_.find(DepKey(name, dname));
+        if (it == deployments_.end()) continue;
+        Deployment& dep = it->second;
+        statuses.emplace_back(dname, dep.status);
+        Json replicas = Json::array();
+        for (auto& [id, r] : dep.replicas) {
+          replicas.push_back(
+              {{"node_id", r.node_id}, {"node_ip", node_ip}, {"node_instance_id", ""},
+               {"actor_id", ""},
+               {"actor_name", "SERVE_REPLICA::" + dep.app + "#" + dep.name + "#" + r.id},
+               {"worker_id", ""}, {"log_file_path", r.log_file}, {"replica_id", r.id},
+               {"state", ToString(r.state)}, {"pid", r.pid}, {"start_time_s", r.start_time_s}});
+        }
+        Json cfg = config::ToJson(dep.cfg);
+        a["deployments"][dname] = {
+            {"name", dname},
+            {"status", ToString(dep.status.status)},
+            {"status_trigger", ToString(dep.status.trigger)},
+            {"message", dep.message},
+            {"deployment_config", cfg},
+            {"target_num_replicas", dep.deleting ? 0 : dep.cfg.num_replicas},
+            {"required_resources", {{"CPU", dep.cfg.ray_actor_options.value("num_cpus", 1.0)}}},
+            {"replicas", replicas}};
+      }
+      std::string message;
+      AppStatus status;
+      if (app.deleting) {
+        status = AppStatus::kDeleting;
+      } else if (app.build_failed) {
+        status = AppStatus::kDeployFailed;
+        message = app.build_error;
+      } else if (app.building) {
+        status = AppStatus::kDeploying;
+      } else {
+        status = DeriveAppStatus(statuses, &message);
+      }
+      a["status"] = ToString(status);
+      a["message"] = message;
+      details["applications"][name] = std::move(a);
+    }
+    return details;
+  }
+
+ public:
+  void set_log_file(std::string f) { log_file_ = std::move(f); }
+
+ private:
+  const ControllerOptions& options_;
+  std::unique_ptr<v1::Agent::Stub> agent_;
+  std::string address_;
+  std::string log_file_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::mt19937_64 rng_;
+  std::map<std::string, App> apps_;
+  std::map<std::string, Deployment> deployments_;
+  std::map<std::string, std::string> replica_index_;  // replica id -> deployment key
+  std::map<std::string, Proxy> proxies_;
+  std::map<std::string, Snapshot> snapshots_;
+  std::list<Waiter> waiters_;
+  std::vector<std::function<void()>> pending_actions_;
+  bool shutting_down_ = false;
+  bool finished_ = false;
+};
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+}  // namespace
+
+int RunController(const ControllerOptions& options) {
+  std::string log_file =
+      options.session_dir + "/logs/serve/controller_" + std::to_string(::getpid()) + ".log";
+  InitProcessLogging(log_file);
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+
+  ControllerImpl impl(options);
+  impl.set_log_file(log_file);
+  int port = 0;
+  std::string host = LocalNodeIp();
+  auto server = rpc::StartGrpcServer(host, 0, {&impl}, &port);
+  if (!server) {
+    spdlog::critical("Cannot start the controller's gRPC server.");
+    return 1;
+  }
+  std::string address = host + ":" + std::to_string(port);
+  impl.set_address(address);
+  spdlog::info("Controller listening on {} (session {}).", address, options.session_dir);
+  impl.StartProxy();
+  if (!WriteFileAtomic(options.session_dir + "/controller_address", address)) {
+    spdlog::critical("Cannot write {}/controller_address.", options.session_dir);
+    return 1;
+  }
+
+  std::thread loop([&] { impl.RunLoop(g_stop); });
+  loop.join();
+  spdlog::info("Controller stopping.");
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  ShutdownLogging();
+  return 0;
+}
+
+}  // namespace serve::controller

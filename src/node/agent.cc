@@ -1,0 +1,363 @@
+#include "node/agent.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+#include "common/util.h"
+#include "rpc/grpc_util.h"
+#include "serve/v1/agent.grpc.pb.h"
+#include "serve/v1/controller.grpc.pb.h"
+
+namespace serve::node {
+namespace {
+
+struct Child {
+  pid_t pid = 0;
+  std::string tag;
+  std::string prefix;
+  bool stop_requested = false;
+};
+
+/// Owns the children of this node. fork() happens on one long-lived thread, because
+/// PR_SET_PDEATHSIG fires when the *thread* that forked exits.
+class ProcessTable {
+ public:
+  explicit ProcessTable(const AgentOptions& options) : options_(options) {
+    spawner_ = std::thread([this] { SpawnLoop(); });
+    reaper_ = std::thread([this] { ReapLoop(); });
+  }
+  ~ProcessTable() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    spawner_.join();
+    reaper_.join();
+  }
+
+  using ExitCallback = std::function<void(const Child&, int exit_code)>;
+  void OnExit(ExitCallback cb) { on_exit_ = std::move(cb); }
+
+  /// Starts `binary args...`; returns the pid or -1 with `*error` set.
+  pid_t Start(const v1::StartProcessRequest& req, std::string* error) {
+    std::promise<std::pair<pid_t, std::string>> done;
+    auto fut = done.get_future();
+    {
+      std::lock_guard lock(mu_);
+      spawn_queue_.push_back([&] { done.set_value(DoSpawn(req)); });
+    }
+    cv_.notify_all();
+    auto [pid, err] = fut.get();
+    *error = err;
+    return pid;
+  }
+
+  /// SIGTERM now, SIGKILL after `grace_s` unless it exited.
+  void Stop(pid_t pid, double grace_s) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = children_.find(pid);
+      if (it == children_.end()) return;
+      it->second.stop_requested = true;
+    }
+    ::kill(pid, SIGTERM);
+    std::thread([this, pid, grace_s] {
+      auto deadline = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
+      std::unique_lock lock(mu_);
+      exited_cv_.wait_until(lock, deadline, [&] { return !children_.count(pid); });
+      if (children_.count(pid)) ::kill(pid, SIGKILL);
+    }).detach();
+  }
+
+  /// Stops every child and waits (bounded) for all of them to exit.
+  void StopAll(double grace_s) {
+    std::vector<pid_t> pids;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [pid, c] : children_) {
+        c.stop_requested = true;
+        pids.push_back(pid);
+      }
+    }
+    for (pid_t p : pids) ::kill(p, SIGTERM);
+    std::unique_lock lock(mu_);
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
+    if (!exited_cv_.wait_until(lock, deadline, [&] { return children_.empty(); })) {
+      for (auto& [pid, c] : children_) ::kill(pid, SIGKILL);
+      exited_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return children_.empty(); });
+    }
+  }
+
+ private:
+  std::pair<pid_t, std::string> DoSpawn(const v1::StartProcessRequest& req) {
+    int out_pipe[2];
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return {-1, std::strerror(errno)};
+    std::vector<std::string> argv_s;
+    argv_s.push_back(req.binary());
+    for (auto& a : req.args()) argv_s.push_back(a);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_s;
+    for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
+    for (auto& kv : req.env()) env_s.push_back(kv.key() + "=" + kv.value());
+    std::vector<char*> envp;
+    for (auto& e : env_s) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::string cwd = req.working_dir();
+    pid_t parent = ::getpid();
+
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      // Child: only async-signal-safe calls until exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      ::dup2(out_pipe[1], STDOUT_FILENO);
+      ::dup2(out_pipe[1], STDERR_FILENO);
+      if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(127);
+    }
+    ::close(out_pipe[1]);
+    if (pid < 0) {
+      ::close(out_pipe[0]);
+      return {-1, std::strerror(errno)};
+    }
+    {
+      std::lock_guard lock(mu_);
+      children_[pid] = Child{pid, req.tag(), req.log_prefix(), false};
+    }
+    cv_.notify_all();
+    std::string prefix = "(" + req.log_prefix() + " pid=" + std::to_string(pid) + ") ";
+    std::thread([fd = out_pipe[0], prefix, forward = options_.forward_logs] {
+      ForwardOutput(fd, prefix, forward);
+    }).detach();
+    spdlog::info("Started {} as pid {}: {}", req.tag(), pid, req.binary());
+    return {pid, ""};
+  }
+
+  static void ForwardOutput(int fd, const std::string& prefix, bool forward) {
+    std::string partial;
+    char buf[4096];
+    while (true) {
+      ssize_t n = ::read(fd, buf, sizeof(buf));
+      if (n <= 0) break;
+      partial.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        if (forward) EmitLine(prefix, partial.substr(0, nl));
+        partial.erase(0, nl + 1);
+      }
+    }
+    if (forward && !partial.empty()) EmitLine(prefix, partial);
+    ::close(fd);
+  }
+
+  static void EmitLine(const std::string& prefix, const std::string& line) {
+    static std::mutex out_mu;
+    std::lock_guard lock(out_mu);
+    std::cout << prefix << line << '\n' << std::flush;
+  }
+
+  void SpawnLoop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stopping_ || !spawn_queue_.empty(); });
+      if (spawn_queue_.empty() && stopping_) return;
+      auto job = std::move(spawn_queue_.front());
+      spawn_queue_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  void ReapLoop() {
+    while (true) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !children_.empty(); });
+        if (stopping_ && children_.empty()) return;
+      }
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, 0);
+      if (pid <= 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      int code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                   : (WIFSIGNALED(status) ? -WTERMSIG(status) : -1);
+      Child child;
+      {
+        std::lock_guard lock(mu_);
+        auto it = children_.find(pid);
+        if (it == children_.end()) continue;
+        child = it->second;
+        children_.erase(it);
+      }
+      exited_cv_.notify_all();
+      spdlog::info("{} (pid {}) exited with code {}{}", child.tag, pid, code,
+                   child.stop_requested ? " (stop requested)" : "");
+      if (on_exit_) on_exit_(child, code);
+    }
+  }
+
+  const AgentOptions& options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable exited_cv_;
+  std::map<pid_t, Child> children_;
+  std::deque<std::function<void()>> spawn_queue_;
+  bool stopping_ = false;
+  ExitCallback on_exit_;
+  std::thread spawner_;
+  std::thread reaper_;
+};
+
+class AgentService final : public v1::Agent::Service {
+ public:
+  AgentService(ProcessTable& table, std::function<void()> shutdown)
+      : table_(table), shutdown_(std::move(shutdown)) {}
+  grpc::Status StartProcess(grpc::ServerContext*, const v1::StartProcessRequest* req,
+                            v1::StartProcessReply* reply) override {
+    v1::StartProcessRequest copy = *req;
+    // Only our own binaries may be started, resolved next to this one.
+    if (copy.binary().find('/') != std::string::npos) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "binary must be a bare serve binary name"};
+    }
+    copy.set_binary(SiblingBinary(copy.binary()));
+    std::string error;
+    pid_t pid = table_.Start(copy, &error);
+    if (pid < 0) return {grpc::StatusCode::INTERNAL, "cannot start " + req->binary() + ": " + error};
+    reply->set_pid(pid);
+    return grpc::Status::OK;
+  }
+  grpc::Status StopProcess(grpc::ServerContext*, const v1::StopProcessRequest* req,
+                           v1::Empty*) override {
+    table_.Stop(req->pid(), req->grace_s());
+    return grpc::Status::OK;
+  }
+  grpc::Status Shutdown(grpc::ServerContext*, const v1::Empty*, v1::Empty*) override {
+    shutdown_();
+    return grpc::Status::OK;
+  }
+
+ private:
+  ProcessTable& table_;  // Not owned; must outlive this.
+  std::function<void()> shutdown_;
+};
+
+std::atomic<bool> g_signalled{false};
+void OnSignal(int) { g_signalled = true; }
+
+}  // namespace
+
+int RunAgent(const AgentOptions& options) {
+  std::string node_id = options.node_id.empty() ? RandomId(28) : options.node_id;
+  InitProcessLogging(options.session_dir + "/logs/serve/agent.log", "INFO", /*to_stderr=*/false);
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+
+  ProcessTable table(options);
+  std::mutex shutdown_mu;
+  std::condition_variable shutdown_cv;
+  bool shutdown = false;
+  auto request_shutdown = [&] {
+    std::lock_guard lock(shutdown_mu);
+    shutdown = true;
+    shutdown_cv.notify_all();
+  };
+
+  std::string controller_file = options.session_dir + "/controller_address";
+  table.OnExit([&](const Child& child, int code) {
+    if (child.tag == "controller") {
+      if (!child.stop_requested) {
+        spdlog::error("The controller exited unexpectedly (code {}); shutting the node down.", code);
+        request_shutdown();
+      }
+      return;
+    }
+    auto address = ReadFile(controller_file);
+    if (!address) return;
+    v1::ProcessExit msg;
+    msg.set_node_id(node_id);
+    msg.set_pid(child.pid);
+    msg.set_tag(child.tag);
+    msg.set_exit_code(code);
+    auto stub = v1::Controller::NewStub(rpc::ChannelTo(*address));
+    auto ctx = rpc::ContextWithDeadline(5);
+    v1::Empty empty;
+    grpc::Status st = stub->ReportProcessExit(ctx.get(), msg, &empty);
+    if (!st.ok()) spdlog::warn("Cannot report exit of {}: {}", child.tag, st.error_message());
+  });
+
+  AgentService service(table, request_shutdown);
+  int port = 0;
+  auto server = rpc::StartGrpcServer(LocalNodeIp(), 0, {&service}, &port);
+  if (!server) {
+    std::cerr << "serve-agent: cannot start its gRPC server\n";
+    return 1;
+  }
+  std::string address = LocalNodeIp() + ":" + std::to_string(port);
+  WriteFileAtomic(options.session_dir + "/agent_address", address);
+  spdlog::info("Node agent {} listening on {}.", node_id, address);
+
+  if (options.head) {
+    v1::StartProcessRequest req;
+    req.set_tag("controller");
+    req.set_log_prefix("ServeController");
+    req.set_binary(SiblingBinary("serve-controller"));
+    for (const std::string& a : {std::string("--session-dir"), options.session_dir,
+                                 std::string("--agent-address"), address,
+                                 std::string("--node-id"), node_id}) {
+      req.add_args(a);
+    }
+    for (auto& a : options.controller_args) req.add_args(a);
+    std::string error;
+    if (table.Start(req, &error) < 0) {
+      std::cerr << "serve-agent: cannot start the controller: " << error << "\n";
+      return 1;
+    }
+  }
+
+  {
+    std::unique_lock lock(shutdown_mu);
+    while (!shutdown && !g_signalled) {
+      shutdown_cv.wait_for(lock, std::chrono::milliseconds(50));
+    }
+  }
+  spdlog::info("Node agent stopping its processes.");
+  table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  std::error_code ec;
+  std::filesystem::remove(options.session_dir + "/agent_address", ec);
+  spdlog::info("Node agent stopped.");
+  ShutdownLogging();
+  return 0;
+}
+
+}  // namespace serve::node

@@ -1,0 +1,15 @@
+#include <CLI/CLI.hpp>
+
+#include "proxy/proxy.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"serve-proxy: the HTTP ingress of one node"};
+  serve::proxy::ProxyOptions options;
+  app.add_option("--controller-address", options.controller_address)->required();
+  app.add_option("--node-id", options.node_id)->required();
+  app.add_option("--session-dir", options.session_dir)->required();
+  app.add_option("--http-host", options.http_host);
+  app.add_option("--http-port", options.http_port);
+  CLI11_PARSE(app, argc, argv);
+  return serve::proxy::RunProxy(options);
+}

@@ -1,0 +1,22 @@
+#pragma once
+
+#include <string>
+
+namespace serve::proxy {
+
+struct ProxyOptions {
+  std::string controller_address;
+  std::string node_id;
+  std::string session_dir;
+  std::string http_host = "127.0.0.1";
+  int http_port = 8000;                        ///< 0: pick a free port (reported to the controller)
+  size_t max_header_bytes = 16 * 1024;         ///< larger headers get 431
+  size_t max_body_bytes = 100 * 1024 * 1024;   ///< larger bodies get 413
+  double keep_alive_timeout_s = 90;            ///< idle keep-alive connections are closed
+};
+
+/// Runs the HTTP proxy until SIGTERM: keeps the route table and replica sets current through
+/// long-poll and forwards requests through its router. Returns the exit code.
+int RunProxy(const ProxyOptions& options);
+
+}  // namespace serve::proxy

@@ -1,0 +1,104 @@
+#include "proxy/request_handler.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+
+namespace serve::proxy {
+
+namespace {
+ProxyResponse Text(int status, std::string body) {
+  ProxyResponse r;
+  r.status = status;
+  r.headers.emplace_back("content-type", "text/plain; charset=utf-8");
+  r.body = std::move(body);
+  return r;
+}
+}  // namespace
+
+void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)> done) {
+  std::string request_id;
+  for (auto& [k, v] : req.headers) {
+    if (k.size() == 12 && strcasecmp(k.c_str(), "x-request-id") == 0) request_id = v;
+  }
+  if (request_id.empty()) request_id = RandomUuid();
+  // Outlives Handle(): runs when the routed request completes.
+  auto finish = [request_id, done = std::move(done)](ProxyResponse r) {
+    r.request_id = request_id;
+    r.headers.emplace_back("x-request-id", request_id);
+    done(std::move(r));
+  };
+
+  std::string path = req.target;
+  std::string query;
+  if (auto q = path.find('?'); q != std::string::npos) {
+    query = path.substr(q + 1);
+    path.resize(q);
+  }
+
+  if (path == "/-/routes" || path == "/-/healthz") {
+    if (!populated_) return finish(Text(503, "Route table is not populated yet."));
+    if (path == "/-/healthz") return finish(Text(200, "success"));
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& r : routes_.routes()) j[r.route_prefix] = r.app_name;
+    ProxyResponse resp;
+    resp.headers.emplace_back("content-type", "application/json");
+    resp.body = j.dump();
+    return finish(std::move(resp));
+  }
+
+  auto route = routes_.Match(path);
+  if (!route) {
+    return finish(Text(404, "Path '" + path + "' not found. Ping http://" +
+                                (req.host.empty() ? "localhost" : req.host) +
+                                "/-/routes for available routes."));
+  }
+
+  v1::RequestHead head;
+  head.set_request_id(request_id);
+  head.set_route(route->route_prefix);
+  head.set_app_name(route->app_name);
+  head.set_method("__call__");
+  auto* http = head.mutable_http();
+  http->set_method(req.method);
+  http->set_path(path);
+  http->set_query(query);
+  http->set_route_prefix(route->route_prefix);
+  for (auto& [k, v] : req.headers) {
+    auto* kv = http->add_headers();
+    kv->set_key(k);
+    kv->set_value(v);
+    if (strcasecmp(k.c_str(), "serve_multiplexed_model_id") == 0) head.set_multiplexed_model_id(v);
+  }
+  std::string route_prefix = route->route_prefix;
+  router_.Route(route->app_name + "#" + route->deployment, std::move(head), std::move(req.body),
+                [finish, route_prefix](router::RouteResult&& result) {
+                  ProxyResponse resp;
+                  switch (result.code) {
+                    case router::RouteResult::Code::kOk:
+                      if (result.head.has_http()) {
+                        resp.status = result.head.http().status();
+                        for (auto& kv : result.head.http().headers()) {
+                          resp.headers.emplace_back(kv.key(), kv.value());
+                        }
+                        resp.body = std::move(result.body);
+                      } else {
+                        resp = Text(500, "Internal Server Error\n\n" +
+                                             result.head.error_type() + ": " +
+                                             result.head.error_message() + "\n");
+                      }
+                      break;
+                    case router::RouteResult::Code::kUnavailable:
+                    case router::RouteResult::Code::kBackPressure:
+                      resp = Text(503, result.error);
+                      break;
+                    case router::RouteResult::Code::kReplicaDied:
+                      resp = Text(500, "Internal Server Error\n\n" + result.error + "\n");
+                      break;
+                  }
+                  resp.route = route_prefix;
+                  finish(std::move(resp));
+                });
+}
+
+}  // namespace serve::proxy

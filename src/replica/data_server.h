@@ -1,0 +1,49 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <serve/deployment.h>
+
+namespace serve::replica {
+
+struct DataServerOptions {
+  std::string app_name;
+  std::string deployment;
+  std::string replica_id;
+  int max_ongoing_requests = 100;  ///< Requests beyond this are rejected (the router retries).
+  bool access_log = true;
+};
+
+/// Serves the data plane of one replica: accepts framed connections, enforces
+/// max_ongoing_requests with the rejection protocol, runs user calls on `user_pool` and writes
+/// replies back on the I/O thread. Connection state lives on `io` (one thread); the counters
+/// are atomic because user threads read them.
+class DataServer {
+ public:
+  DataServer(boost::asio::io_context& io, boost::asio::thread_pool& user_pool,
+             detail::Instance& instance, DataServerOptions options);
+  /// Binds host:0 and starts accepting; returns the bound port.
+  unsigned short Listen(const std::string& host);
+  /// New requests are rejected from now on (used while shutting down).
+  void StartDraining() { draining_ = true; }
+  int ongoing() const { return ongoing_.load(); }
+
+ private:
+  void Accept();
+
+  boost::asio::io_context& io_;              // Not owned; must outlive this.
+  boost::asio::thread_pool& user_pool_;      // Not owned; must outlive this.
+  detail::Instance& instance_;               // Not owned; must outlive this.
+  DataServerOptions options_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::atomic<int> ongoing_{0};
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace serve::replica

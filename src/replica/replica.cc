@@ -1,0 +1,241 @@
+#include "replica/replica.h"
+
+#include <dlfcn.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+#include "common/util.h"
+#include "config/import_path.h"
+#include "replica/data_server.h"
+#include "rpc/grpc_util.h"
+#include "sdk/host.h"
+#include "serve/v1/controller.grpc.pb.h"
+#include "serve/v1/replica.grpc.pb.h"
+
+namespace serve::replica {
+namespace asio = boost::asio;
+
+namespace {
+
+std::string CurrentExceptionText() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return detail::Demangle(typeid(e).name()) + ": " + e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+// dlopen with a clear error.
+bool LoadLibrary(const std::string& path, std::string* error) {
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (handle == nullptr) {
+    const char* e = ::dlerror();
+    *error = "Failed to load '" + path + "': " + (e ? e : "unknown error");
+    return false;
+  }
+  return true;
+}
+
+class ControlService final : public v1::ReplicaControl::Service {
+ public:
+  explicit ControlService(detail::Instance& instance) : instance_(instance) {}
+  grpc::Status CheckHealth(grpc::ServerContext*, const v1::Empty*, v1::HealthReply* reply) override {
+    try {
+      instance_.CheckHealth();
+      reply->set_ok(true);
+    } catch (...) {
+      reply->set_ok(false);
+      reply->set_error(CurrentExceptionText());
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status Reconfigure(grpc::ServerContext*, const v1::ReconfigureRequest* req,
+                           v1::ReconfigureReply* reply) override {
+    try {
+      instance_.Reconfigure(Json::parse(req->user_config_json()));
+      reply->set_ok(true);
+    } catch (...) {
+      reply->set_ok(false);
+      reply->set_error(CurrentExceptionText());
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  detail::Instance& instance_;  // Not owned; must outlive this.
+};
+
+void Report(v1::Controller::Stub& stub, const v1::ReplicaStarted& msg) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    auto ctx = rpc::ContextWithDeadline(5);
+    v1::Empty empty;
+    if (stub.ReportReplicaStarted(ctx.get(), msg, &empty).ok()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace
+
+int RunReplica(const ReplicaOptions& options) {
+  auto stub = v1::Controller::NewStub(rpc::ChannelTo(options.controller_address));
+  v1::ReplicaSpec spec;
+  {
+    v1::ReplicaSpecRequest req;
+    req.set_replica_id(options.replica_id);
+    grpc::Status st;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      auto ctx = rpc::ContextWithDeadline(5);
+      st = stub->GetReplicaSpec(ctx.get(), req, &spec);
+      if (st.ok() || st.error_code() == grpc::StatusCode::NOT_FOUND) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!st.ok()) {
+      std::fprintf(stderr, "replica %s: cannot fetch its spec: %s\n", options.replica_id.c_str(),
+                   st.error_message().c_str());
+      return 1;
+    }
+  }
+  std::string log_file = options.log_file.empty()
+                             ? options.session_dir + "/logs/serve/replica_" + spec.app_name() +
+                                   "_" + spec.deployment() + "_" + options.replica_id + ".log"
+                             : options.log_file;
+  InitProcessLogging(log_file);
+  spdlog::info("Starting replica {} of {}:{} (pid {}).", options.replica_id, spec.app_name(),
+               spec.deployment(), ::getpid());
+
+  v1::ReplicaStarted started;
+  started.set_replica_id(options.replica_id);
+  started.set_pid(::getpid());
+  started.set_log_file_path(log_file);
+
+  sdk::SetReplicaContext(
+      {spec.app_name(), spec.deployment(), options.replica_id, options.replica_id});
+  std::unique_ptr<detail::Instance> instance;
+  std::string error;
+  if (!spec.app_dir().empty()) (void)::chdir(spec.app_dir().c_str());
+  if (!LoadLibrary(spec.library_path(), &error)) {
+    // error set
+  } else if (detail::Factory factory = sdk::FindFactory(spec.factory_key()); !factory) {
+    error = "deployment class not found in " + spec.library_path();
+  } else {
+    try {
+      instance = factory(spec.init_args());
+      if (!spec.user_config_json().empty()) {
+        instance->Reconfigure(Json::parse(spec.user_config_json()));
+      }
+    } catch (...) {
+      error = CurrentExceptionText();
+      instance.reset();
+    }
+  }
+  if (!instance) {
+    spdlog::error("Replica {} failed to start: {}", options.replica_id, error);
+    started.set_ok(false);
+    started.set_error(error);
+    Report(*stub, started);
+    ShutdownLogging();
+    return 1;
+  }
+
+  int max_ongoing = spec.max_ongoing_requests() > 0 ? spec.max_ongoing_requests() : 100;
+  int threads = static_cast<int>(EnvDouble("SERVE_REPLICA_THREADS", std::min(max_ongoing, 16)));
+  asio::io_context io(1);
+  asio::thread_pool user_pool(static_cast<size_t>(std::max(1, threads)));
+  DataServer data(io, user_pool, *instance,
+                  {spec.app_name(), spec.deployment(), options.replica_id, max_ongoing, true});
+  std::string host = LocalNodeIp();
+  unsigned short data_port = data.Listen(host);
+
+  ControlService control(*instance);
+  int control_port = 0;
+  auto server = rpc::StartGrpcServer(host, 0, {&control}, &control_port);
+  if (!server) {
+    started.set_ok(false);
+    started.set_error("cannot start the replica control server");
+    Report(*stub, started);
+    return 1;
+  }
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](boost::system::error_code, int) {
+    spdlog::info("Replica {} shutting down: draining {} ongoing request(s).", options.replica_id,
+                 data.ongoing());
+    data.StartDraining();
+    // Poll until in-flight requests finish; the agent kills us after the graceful timeout.
+    auto timer = std::make_shared<asio::steady_timer>(io);
+    auto check = std::make_shared<std::function<void()>>();
+    *check = [&, timer, check] {
+      if (data.ongoing() == 0) {
+        io.stop();
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(20));
+      timer->async_wait([check](boost::system::error_code) { (*check)(); });
+    };
+    (*check)();
+  });
+
+  started.set_ok(true);
+  started.set_data_address(host + ":" + std::to_string(data_port));
+  started.set_control_address(host + ":" + std::to_string(control_port));
+  Report(*stub, started);
+  spdlog::info("Replica {} is ready: data plane {}, control {}.", options.replica_id,
+               started.data_address(), started.control_address());
+
+  io.run();
+  user_pool.join();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  instance.reset();  // user destructor (__del__)
+  spdlog::info("Replica {} stopped.", options.replica_id);
+  ShutdownLogging();
+  return 0;
+}
+
+int RunBuild(const BuildOptions& options) {
+  if (!options.log_file.empty()) InitProcessLogging(options.log_file);
+  v1::BuildResult result;
+  result.set_build_id(options.build_id);
+  try {
+    auto import_path = config::ParseImportPath(options.import_path);
+    if (!import_path.ok()) throw std::invalid_argument(std::string(import_path.status().message()));
+    auto library = config::ResolveLibrary(import_path->module, options.app_dir);
+    if (!library.ok()) throw std::invalid_argument(std::string(library.status().message()));
+    std::string error;
+    if (!options.app_dir.empty()) (void)::chdir(options.app_dir.c_str());
+    if (!LoadLibrary(*library, &error)) throw std::invalid_argument(error);
+    std::map<std::string, std::string> args;
+    Json args_json = Json::parse(options.args_json.empty() ? "{}" : options.args_json);
+    for (auto& [k, v] : args_json.items()) args[k] = v.is_string() ? v.get<std::string>() : v.dump();
+    Json graph = sdk::BuildApplication(import_path->attr, Args(std::move(args)));
+    graph["library_path"] = *library;
+    result.set_ok(true);
+    result.set_graph_msgpack(detail::EncodeMsgpack(graph));
+  } catch (...) {
+    result.set_ok(false);
+    result.set_error(CurrentExceptionText());
+    spdlog::error("Building '{}' failed: {}", options.import_path, result.error());
+  }
+  auto stub = v1::Controller::NewStub(rpc::ChannelTo(options.controller_address));
+  auto ctx = rpc::ContextWithDeadline(10);
+  v1::Empty empty;
+  grpc::Status st = stub->ReportBuildResult(ctx.get(), result, &empty);
+  if (!st.ok()) {
+    std::fprintf(stderr, "cannot report the build result: %s\n", st.error_message().c_str());
+    return 1;
+  }
+  return result.ok() ? 0 : 1;
+}
+
+}  // namespace serve::replica

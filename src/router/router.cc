@@ -1,0 +1,359 @@
+#include "router/router.h"
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rpc/framed_connection.h"
+#include "rpc/grpc_util.h"
+#include "serve/v1/controller.grpc.pb.h"
+
+namespace serve::router {
+namespace asio = boost::asio;
+using rpc::FrameType;
+
+struct Router::Pending {
+  uint64_t id = 0;
+  v1::RequestHead head;
+  std::string payload;  // encoded envelope, reused across retries
+  RouteCallback done;
+  bool finished = false;
+
+  void Finish(RouteResult&& r) {
+    if (finished) return;
+    finished = true;
+    auto cb = std::move(done);
+    cb(std::move(r));
+  }
+};
+
+/// One data-plane connection to a replica, shared by every request routed to it. Connects
+/// lazily; requests sent before the connection is up are queued by FramedConnection.
+class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection> {
+ public:
+  using FrameHandler = std::function<void(rpc::Frame*)>;  // nullptr: connection lost
+
+  ReplicaConnection(asio::any_io_executor ex, std::string address)
+      : ex_(ex), address_(std::move(address)) {}
+
+  void Send(uint64_t id, const std::string& payload, FrameHandler handler) {
+    handlers_[id] = std::move(handler);
+    ++in_flight_;
+    if (conn_) {
+      conn_->Send(FrameType::kRequest, id, payload);
+      return;
+    }
+    backlog_.emplace_back(id, payload);
+    if (!connecting_) Connect();
+  }
+  void Cancel(uint64_t id) {
+    if (conn_ && handlers_.count(id)) conn_->Send(FrameType::kCancel, id, {});
+  }
+  int in_flight() const { return in_flight_; }
+  bool broken() const { return broken_; }
+  void Close() {
+    if (conn_) conn_->Close();
+  }
+
+ private:
+  void Connect() {
+    connecting_ = true;
+    auto socket = std::make_shared<asio::ip::tcp::socket>(ex_);
+    asio::ip::tcp::endpoint ep;
+    try {
+      ep = rpc::ParseEndpoint(address_);
+    } catch (...) {
+      FailAll();
+      return;
+    }
+    socket->async_connect(ep, [self = shared_from_this(), socket](boost::system::error_code ec) {
+      self->connecting_ = false;
+      if (ec) {
+        self->FailAll();
+        return;
+      }
+      self->conn_ = std::make_shared<rpc::FramedConnection>(std::move(*socket));
+      std::weak_ptr<ReplicaConnection> weak = self;
+      self->conn_->Start(
+          [weak](rpc::Frame&& f) {
+            if (auto s = weak.lock()) s->OnFrame(std::move(f));
+          },
+          [weak] {
+            if (auto s = weak.lock()) s->FailAll();
+          });
+      for (auto& [id, payload] : self->backlog_) {
+        self->conn_->Send(FrameType::kRequest, id, std::move(payload));
+      }
+      self->backlog_.clear();
+    });
+  }
+
+  void OnFrame(rpc::Frame&& f) {
+    auto it = handlers_.find(f.id);
+    if (it == handlers_.end()) return;
+    bool final = f.type == FrameType::kResponse || f.type == FrameType::kEnd ||
+                 f.type == FrameType::kError;
+    if (final) {
+      auto h = std::move(it->second);
+      handlers_.erase(it);
+      --in_flight_;
+      h(&f);
+    } else {
+      it->second(&f);
+    }
+  }
+
+  void FailAll() {
+    broken_ = true;
+    conn_.reset();
+    auto handlers = std::move(handlers_);
+    handlers_.clear();
+    backlog_.clear();
+    in_flight_ = 0;
+    for (auto& [id, h] : handlers) h(nullptr);
+  }
+
+  asio::any_io_executor ex_;
+  std::string address_;
+  std::shared_ptr<rpc::FramedConnection> conn_;
+  std::unordered_map<uint64_t, FrameHandler> handlers_;
+  std::vector<std::pair<uint64_t, std::string>> backlog_;
+  int in_flight_ = 0;
+  bool connecting_ = false;
+  bool broken_ = false;
+};
+
+Router::Router(asio::any_io_executor executor)
+    : executor_(std::move(executor)), rng_(std::random_device{}()) {}
+
+Router::~Router() {
+  for (auto& [addr, c] : connections_) c->Close();
+}
+
+size_t Router::NumReplicas(const std::string& key) const {
+  auto it = deployments_.find(key);
+  return it == deployments_.end() ? 0 : it->second.replicas.size();
+}
+
+void Router::UpdateTargets(const std::string& key, const v1::DeploymentTargets& targets) {
+  DeploymentEntry& d = deployments_[key];
+  d.known = true;
+  d.available = targets.is_available();
+  std::vector<ReplicaEntry> next;
+  for (const auto& r : targets.replicas()) {
+    auto& conn = connections_[r.data_address()];
+    if (!conn || conn->broken()) {
+      conn = std::make_shared<ReplicaConnection>(executor_, r.data_address());
+    }
+    next.push_back({r, conn});
+  }
+  // Drop connections no deployment references any more (in-flight requests finish first:
+  // the connection object stays alive through its pending handlers).
+  d.replicas = std::move(next);
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    bool used = false;
+    for (auto& [k, dep] : deployments_) {
+      for (auto& r : dep.replicas) used |= r.conn == it->second;
+    }
+    it = used ? std::next(it) : connections_.erase(it);
+  }
+  if (!d.available) {
+    auto queue = std::move(d.queue);
+    d.queue.clear();
+    for (auto& p : queue) {
+      RouteResult r;
+      r.code = RouteResult::Code::kUnavailable;
+      r.error = "Deployment '" + key + "' is unavailable.";
+      p->Finish(std::move(r));
+    }
+    return;
+  }
+  d.backoff_attempt = 0;
+  Drain(key);
+}
+
+void Router::Route(const std::string& key, v1::RequestHead head, std::string body,
+                   RouteCallback done, int max_queued_requests) {
+  DeploymentEntry& d = deployments_[key];
+  if (d.known && !d.available) {
+    RouteResult r;
+    r.code = RouteResult::Code::kUnavailable;
+    r.error = "Deployment '" + key + "' is unavailable.";
+    done(std::move(r));
+    return;
+  }
+  if (max_queued_requests >= 0 && static_cast<int>(d.queue.size()) >= max_queued_requests) {
+    RouteResult r;
+    r.code = RouteResult::Code::kBackPressure;
+    r.error = "Request dropped due to backpressure (num_queued_requests=" +
+              std::to_string(d.queue.size()) +
+              ", max_queued_requests=" + std::to_string(max_queued_requests) + ").";
+    done(std::move(r));
+    return;
+  }
+  auto p = std::make_shared<Pending>();
+  p->id = next_id_++;
+  p->payload = rpc::EncodeEnvelope(head, body);
+  p->head = std::move(head);
+  p->done = std::move(done);
+  d.queue.push_back(std::move(p));
+  Drain(key);
+}
+
+Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
+  size_t n = d.replicas.size();
+  if (n == 0) return nullptr;
+  ReplicaEntry* a = &d.replicas[std::uniform_int_distribution<size_t>(0, n - 1)(rng_)];
+  ReplicaEntry* b = a;
+  if (n > 1) {
+    size_t j = std::uniform_int_distribution<size_t>(0, n - 2)(rng_);
+    if (&d.replicas[j] >= a) ++j;
+    b = &d.replicas[j];
+  }
+  ReplicaEntry* best = a->conn->in_flight() <= b->conn->in_flight() ? a : b;
+  if (best->conn->in_flight() >= best->info.max_ongoing_requests()) return nullptr;
+  return best;
+}
+
+void Router::Drain(const std::string& key) {
+  DeploymentEntry& d = deployments_[key];
+  while (!d.queue.empty()) {
+    if (d.queue.front()->finished) {
+      d.queue.pop_front();
+      continue;
+    }
+    ReplicaEntry* replica = Pick(d);
+    if (replica == nullptr) {
+      if (!d.replicas.empty()) ScheduleRetry(key);  // all full; else wait for a broadcast
+      return;
+    }
+    auto p = std::move(d.queue.front());
+    d.queue.pop_front();
+    Dispatch(key, std::move(p), *replica);
+  }
+  d.backoff_attempt = 0;
+}
+
+void Router::ScheduleRetry(const std::string& key) {
+  DeploymentEntry& d = deployments_[key];
+  if (!d.backoff) d.backoff = std::make_unique<asio::steady_timer>(executor_);
+  if (d.backoff->expiry() > std::chrono::steady_clock::now()) return;  // already armed
+  double delay = std::min(0.025 * (1 << std::min(d.backoff_attempt, 5)), 0.5);
+  ++d.backoff_attempt;
+  d.backoff->expires_after(std::chrono::microseconds(static_cast<int64_t>(delay * 1e6)));
+  d.backoff->async_wait([this, key](boost::system::error_code ec) {
+    if (!ec) Drain(key);
+  });
+}
+
+void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, ReplicaEntry& replica) {
+  auto conn = replica.conn;
+  std::string replica_id = replica.info.replica_id();
+  conn->Send(p->id, p->payload, [this, key, p, replica_id](rpc::Frame* f) {
+    if (f == nullptr) {
+      // Connection lost before any answer: the request never started; route it again.
+      spdlog::warn("Lost connection to replica {} before it answered request {}; retrying.",
+                   replica_id, p->head.request_id());
+      deployments_[key].queue.push_front(p);
+      ScheduleRetry(key);
+      return;
+    }
+    RouteResult r;
+    std::string_view body;
+    if (!rpc::DecodeEnvelope(f->payload, r.head, body)) {
+      r.code = RouteResult::Code::kReplicaDied;
+      r.error = "malformed response from replica " + replica_id;
+      p->Finish(std::move(r));
+      return;
+    }
+    if (!r.head.accepted()) {
+      deployments_[key].queue.push_front(p);  // rejected: at capacity; try another replica
+      ScheduleRetry(key);
+      return;
+    }
+    r.body.assign(body.data(), body.size());
+    p->Finish(std::move(r));
+    Drain(key);  // a slot freed up
+  });
+}
+
+// ------------------------------------------------------------------ long poll
+
+struct LongPollClient::State {
+  std::string address;
+  asio::any_io_executor executor;
+  OnUpdate on_update;
+  std::mutex mu;
+  std::map<std::string, int64_t> keys;
+  bool stop = false;
+  grpc::ClientContext* active = nullptr;
+  std::thread thread;
+};
+
+LongPollClient::LongPollClient(std::string controller_address, asio::any_io_executor executor,
+                               OnUpdate on_update)
+    : state_(std::make_shared<State>()) {
+  state_->address = std::move(controller_address);
+  state_->executor = std::move(executor);
+  state_->on_update = std::move(on_update);
+  state_->thread = std::thread([s = state_] {
+    auto stub = v1::Controller::NewStub(rpc::ChannelTo(s->address));
+    int failures = 0;
+    while (true) {
+      v1::ListenRequest req;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+      {
+        std::lock_guard lock(s->mu);
+        if (s->stop) return;
+        for (auto& [k, v] : s->keys) (*req.mutable_keys())[k] = v;
+        s->active = &ctx;
+      }
+      v1::ListenReply reply;
+      grpc::Status st = stub->ListenForChange(&ctx, req, &reply);
+      {
+        std::lock_guard lock(s->mu);
+        s->active = nullptr;
+        if (s->stop) return;
+        if (st.ok()) {
+          for (const auto& u : reply.updates()) {
+            auto it = s->keys.find(u.key());
+            if (it != s->keys.end()) it->second = u.snapshot_id();
+          }
+        }
+      }
+      if (st.error_code() == grpc::StatusCode::CANCELLED) continue;  // new key watched
+      if (!st.ok()) {
+        // Controller down or restarting: keep the last snapshot and retry with backoff.
+        ++failures;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 * failures, 1000)));
+        continue;
+      }
+      failures = 0;
+      for (const auto& u : reply.updates()) {
+        asio::post(s->executor, [s, u] { s->on_update(u); });
+      }
+    }
+  });
+}
+
+LongPollClient::~LongPollClient() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stop = true;
+    if (state_->active) state_->active->TryCancel();
+  }
+  state_->thread.join();
+}
+
+void LongPollClient::Watch(const std::string& key) {
+  std::lock_guard lock(state_->mu);
+  if (state_->keys.emplace(key, -1).second && state_->active) state_->active->TryCancel();
+}
+
+}  // namespace serve::router

@@ -1,0 +1,100 @@
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "serve/v1/controller.pb.h"
+#include "serve/v1/dataplane.pb.h"
+
+namespace serve::router {
+
+class ReplicaConnection;
+
+/// Outcome of one routed request.
+struct RouteResult {
+  enum class Code {
+    kOk,            ///< The replica answered (head.ok() may still be false: user error).
+    kUnavailable,   ///< The deployment is unavailable (failed, deleted): HTTP 503.
+    kBackPressure,  ///< max_queued_requests reached: HTTP 503.
+    kReplicaDied,   ///< The replica died after accepting the request: HTTP 500.
+  };
+  Code code = Code::kOk;
+  std::string error;
+  v1::ResponseHead head;
+  std::string body;
+};
+using RouteCallback = std::function<void(RouteResult&&)>;
+
+/// Routes requests of many deployments to their replicas with power-of-two-choices over the
+/// in-flight counts it tracks per replica, honouring each replica's max_ongoing_requests and
+/// the replica-side rejection protocol; retries with backoff when every candidate is full and
+/// when a replica goes away before accepting. Not thread-safe: all calls on `executor`.
+class Router {
+ public:
+  explicit Router(boost::asio::any_io_executor executor);
+  ~Router();
+
+  /// Replaces the replica set of `deployment_key` ("app#deployment") with `targets`.
+  void UpdateTargets(const std::string& deployment_key, const v1::DeploymentTargets& targets);
+
+  /// Sends `head` + `body` to a replica of `deployment_key`; `done` runs once with the outcome.
+  /// Requests wait (bounded by `max_queued_requests` when >= 0) until a replica is free.
+  void Route(const std::string& deployment_key, v1::RequestHead head, std::string body,
+             RouteCallback done, int max_queued_requests = -1);
+
+  /// Number of replicas known for `deployment_key`.
+  size_t NumReplicas(const std::string& deployment_key) const;
+
+ private:
+  struct Pending;
+  struct ReplicaEntry {
+    v1::RunningReplica info;
+    std::shared_ptr<ReplicaConnection> conn;
+  };
+  struct DeploymentEntry {
+    bool available = true;
+    bool known = false;
+    std::vector<ReplicaEntry> replicas;
+    std::deque<std::shared_ptr<Pending>> queue;  // waiting for a free replica
+    std::unique_ptr<boost::asio::steady_timer> backoff;
+    int backoff_attempt = 0;
+  };
+
+  void Drain(const std::string& key);
+  void ScheduleRetry(const std::string& key);
+  void Dispatch(const std::string& key, std::shared_ptr<Pending> p, ReplicaEntry& replica);
+  ReplicaEntry* Pick(DeploymentEntry& d);
+
+  boost::asio::any_io_executor executor_;
+  std::unordered_map<std::string, DeploymentEntry> deployments_;
+  std::unordered_map<std::string, std::shared_ptr<ReplicaConnection>> connections_;  // by address
+  std::mt19937 rng_;
+  uint64_t next_id_ = 1;
+};
+
+/// Long-polls the controller for `keys` on its own thread and hands each update to
+/// `on_update`, which is posted onto `executor`. Stops when destroyed.
+class LongPollClient {
+ public:
+  using OnUpdate = std::function<void(const v1::Update&)>;
+  LongPollClient(std::string controller_address, boost::asio::any_io_executor executor,
+                 OnUpdate on_update);
+  ~LongPollClient();
+  /// Adds keys to watch (takes effect at the next poll).
+  void Watch(const std::string& key);
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace serve::router

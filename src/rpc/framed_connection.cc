@@ -1,0 +1,148 @@
+#include "rpc/framed_connection.h"
+
+#include <cstring>
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <google/protobuf/message_lite.h>
+
+namespace serve::rpc {
+namespace asio = boost::asio;
+
+namespace {
+void PutU32(std::string& out, uint32_t v) {
+  char b[4];
+  std::memcpy(b, &v, 4);
+  out.append(b, 4);
+}
+void PutU64(std::string& out, uint64_t v) {
+  char b[8];
+  std::memcpy(b, &v, 8);
+  out.append(b, 8);
+}
+}  // namespace
+
+std::string EncodeEnvelope(const google::protobuf::MessageLite& head, std::string_view body) {
+  std::string out;
+  size_t head_size = head.ByteSizeLong();
+  out.reserve(4 + head_size + body.size());
+  PutU32(out, static_cast<uint32_t>(head_size));
+  out.resize(4 + head_size);
+  head.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + 4));
+  out.append(body.data(), body.size());
+  return out;
+}
+
+bool DecodeEnvelope(std::string_view payload, google::protobuf::MessageLite& head,
+                    std::string_view& body) {
+  if (payload.size() < 4) return false;
+  uint32_t head_size;
+  std::memcpy(&head_size, payload.data(), 4);
+  if (payload.size() - 4 < head_size) return false;
+  if (!head.ParseFromArray(payload.data() + 4, static_cast<int>(head_size))) return false;
+  body = payload.substr(4 + head_size);
+  return true;
+}
+
+FramedConnection::FramedConnection(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
+  boost::system::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+FramedConnection::~FramedConnection() = default;
+
+void FramedConnection::Start(OnFrame on_frame, OnClose on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  read_buf_.resize(64 * 1024);
+  ReadLoop();
+}
+
+void FramedConnection::Send(FrameType type, uint64_t id, std::string payload) {
+  if (closed_) return;
+  std::string& out = writing_ ? pending_buf_ : write_buf_;
+  PutU32(out, static_cast<uint32_t>(1 + 8 + payload.size()));
+  out.push_back(static_cast<char>(type));
+  PutU64(out, id);
+  out.append(payload);
+  if (!writing_) StartWrite();
+}
+
+void FramedConnection::StartWrite() {
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(write_buf_),
+                    [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                      self->writing_ = false;
+                      if (ec) {
+                        self->Fail();
+                        return;
+                      }
+                      self->write_buf_.clear();
+                      if (!self->pending_buf_.empty()) {
+                        std::swap(self->write_buf_, self->pending_buf_);
+                        self->StartWrite();
+                      }
+                    });
+}
+
+// Reads as much as is available and dispatches every complete frame in the buffer.
+void FramedConnection::ReadLoop() {
+  if (read_len_ == read_buf_.size()) read_buf_.resize(read_buf_.size() * 2);
+  socket_.async_read_some(
+      asio::buffer(read_buf_.data() + read_len_, read_buf_.size() - read_len_),
+      [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+        if (ec) {
+          self->Fail();
+          return;
+        }
+        self->read_len_ += n;
+        size_t pos = 0;
+        while (self->read_len_ - pos >= 4) {
+          uint32_t len;
+          std::memcpy(&len, self->read_buf_.data() + pos, 4);
+          if (len < 9 || len > kMaxFrameSize) {
+            self->Fail();
+            return;
+          }
+          if (self->read_len_ - pos < 4 + size_t{len}) {
+            if (self->read_buf_.size() < 4 + size_t{len}) self->read_buf_.resize(4 + size_t{len});
+            break;
+          }
+          Frame f;
+          f.type = static_cast<FrameType>(self->read_buf_[pos + 4]);
+          std::memcpy(&f.id, self->read_buf_.data() + pos + 5, 8);
+          f.payload.assign(self->read_buf_.data() + pos + kFrameHeaderSize, len - 9);
+          pos += 4 + size_t{len};
+          self->on_frame_(std::move(f));
+          if (self->closed_) return;
+        }
+        if (pos > 0) {
+          std::memmove(self->read_buf_.data(), self->read_buf_.data() + pos, self->read_len_ - pos);
+          self->read_len_ -= pos;
+        }
+        self->ReadLoop();
+      });
+}
+
+void FramedConnection::Fail() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  if (on_close_) {
+    auto cb = std::move(on_close_);
+    cb();
+  }
+}
+
+void FramedConnection::Close() { Fail(); }
+
+asio::ip::tcp::endpoint ParseEndpoint(const std::string& address) {
+  auto colon = address.rfind(':');
+  std::string host = address.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  auto port = static_cast<unsigned short>(std::stoi(address.substr(colon + 1)));
+  return {asio::ip::make_address(host), port};
+}
+
+}  // namespace serve::rpc

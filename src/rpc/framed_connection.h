@@ -1,0 +1,87 @@
+#pragma once
+
+// The data plane: a lean framed protocol over TCP. One connection multiplexes many requests.
+// Wire format of a frame: u32 length (of everything after it, little endian) | u8 type |
+// u64 request id | payload. Envelopes (RequestHead/ResponseHead) are protobuf; bodies are raw.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/tcp.hpp>
+
+namespace google::protobuf {
+class MessageLite;
+}
+
+namespace serve::rpc {
+
+enum class FrameType : uint8_t {
+  kRequest = 1,       ///< payload: RequestHead + body
+  kResponse = 2,      ///< unary reply or rejection, final. payload: ResponseHead + body
+  kResponseHead = 3,  ///< streaming reply starts. payload: ResponseHead
+  kChunk = 4,         ///< streaming body chunk (either direction)
+  kEnd = 5,           ///< end of a stream, final
+  kCancel = 6,        ///< caller gave up on the request
+  kProbe = 7,         ///< queue-length probe
+  kProbeReply = 8,    ///< payload: u32 num_ongoing
+  kError = 9,         ///< failure after a streaming head, final. payload: ResponseHead
+};
+
+struct Frame {
+  FrameType type = FrameType::kRequest;
+  uint64_t id = 0;
+  std::string payload;
+};
+
+inline constexpr size_t kFrameHeaderSize = 4 + 1 + 8;
+inline constexpr uint32_t kMaxFrameSize = 1u << 30;
+
+/// payload = u32 head size | serialized head | body.
+std::string EncodeEnvelope(const google::protobuf::MessageLite& head, std::string_view body);
+/// Parses an envelope; on success `body` views the bytes after the head inside `payload`.
+bool DecodeEnvelope(std::string_view payload, google::protobuf::MessageLite& head,
+                    std::string_view& body);
+
+/// One framed TCP connection. Not thread-safe: every member must be called on the executor of
+/// the socket (a single-threaded io_context, or its strand).
+class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
+ public:
+  using OnFrame = std::function<void(Frame&&)>;
+  using OnClose = std::function<void()>;
+
+  explicit FramedConnection(boost::asio::ip::tcp::socket socket);
+  ~FramedConnection();
+
+  /// Starts reading. `on_frame` runs for each frame; `on_close` once when the peer goes away
+  /// or Close() is called.
+  void Start(OnFrame on_frame, OnClose on_close);
+  /// Queues a frame; frames are written in order, coalesced into few syscalls.
+  void Send(FrameType type, uint64_t id, std::string payload);
+  void Close();
+  bool closed() const { return closed_; }
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+
+ private:
+  void StartWrite();
+  void ReadLoop();
+  void Fail();
+
+  boost::asio::ip::tcp::socket socket_;
+  OnFrame on_frame_;
+  OnClose on_close_;
+  std::string read_buf_;
+  size_t read_len_ = 0;
+  std::string write_buf_;     // frames being written
+  std::string pending_buf_;   // frames queued while a write is in flight
+  bool writing_ = false;
+  bool closed_ = false;
+};
+
+/// Connects to "host:port" (blocking resolve of numeric hosts only).
+boost::asio::ip::tcp::endpoint ParseEndpoint(const std::string& address);
+
+}  // namespace serve::rpc

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+namespace serve::rpc {
+
+/// Starts a gRPC server on `host:0` (or the given port) with `services`; writes the bound
+/// port into `*port`. Returns nullptr when it cannot bind.
+std::unique_ptr<grpc::Server> StartGrpcServer(const std::string& host, int requested_port,
+                                              const std::vector<grpc::Service*>& services,
+                                              int* port);
+
+/// Insecure channel to "host:port", cached per address in this process.
+std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
+
+/// A client context with a deadline `seconds` from now.
+std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds);
+
+}  // namespace serve::rpc

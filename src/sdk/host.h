@@ -1,0 +1,51 @@
+#pragma once
+
+// Host-side view of the SDK: what the replica (and the build step) use to find and run the
+// user's deployments after dlopen-ing an application library. Not part of include/serve.
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <serve/context.h>
+#include <serve/deployment.h>
+
+namespace serve::sdk {
+
+struct AppEntry {
+  std::function<Application(const Args&)> builder;
+  bool takes_args = false;  ///< True for SERVE_APP_BUILDER, false for SERVE_APP.
+};
+
+/// The application registered under `name`, or nullptr.
+SERVE_EXPORT const AppEntry* FindApp(const std::string& name);
+/// Names of every registered application (for error messages).
+SERVE_EXPORT std::vector<std::string> AppNames();
+/// The factory registered under `key`, or nullptr.
+SERVE_EXPORT detail::Factory FindFactory(const std::string& key);
+
+/// Installs the identity returned by serve::get_replica_context() in this process.
+SERVE_EXPORT void SetReplicaContext(ReplicaContext context);
+
+/// Per-request context read by the user logger; thread-local, set around each user call.
+struct RequestContext {
+  std::string request_id;
+  std::string route;
+};
+class SERVE_EXPORT ScopedRequestContext {
+ public:
+  explicit ScopedRequestContext(const RequestContext* context);
+  ~ScopedRequestContext();
+  ScopedRequestContext(const ScopedRequestContext&) = delete;
+  ScopedRequestContext& operator=(const ScopedRequestContext&) = delete;
+
+ private:
+  const RequestContext* previous_;
+};
+
+/// Builds the application `name` with `args`. Throws std::invalid_argument for an unknown name,
+/// for args given to a non-builder app, and whatever the builder throws.
+SERVE_EXPORT Json BuildApplication(const std::string& name, const Args& args);
+
+}  // namespace serve::sdk

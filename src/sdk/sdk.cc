@@ -1,0 +1,408 @@
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "sdk/host.h"
+
+namespace serve {
+namespace {
+
+struct Registries {
+  std::mutex mu;
+  std::unordered_map<std::string, detail::Factory> factories;
+  std::map<std::string, sdk::AppEntry> apps;
+};
+Registries& GetRegistries() {
+  static Registries* r = new Registries();  // never destroyed: used from static init/exit
+  return *r;
+}
+
+std::optional<ReplicaContext>& ReplicaContextSlot() {
+  static std::optional<ReplicaContext> context;
+  return context;
+}
+thread_local const sdk::RequestContext* tls_request_context = nullptr;
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+std::string UrlDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
+               HexValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+template <class T>
+void ReadOpt(const Json& j, const char* key, std::optional<T>& out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return;
+  try {
+    out = it->template get<T>();
+  } catch (const Json::exception& e) {
+    throw std::invalid_argument(std::string("field '") + key + "': " + e.what());
+  }
+}
+template <class T>
+void WriteOpt(Json& j, const char* key, const std::optional<T>& v) {
+  if (v) j[key] = *v;
+}
+template <class T>
+void MergeOpt(std::optional<T>& into, const std::optional<T>& from) {
+  if (from) into = from;
+}
+
+}  // namespace
+
+bool HeaderLess::operator()(const std::string& a, const std::string& b) const {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) < std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> HttpRequest::query_params() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string_view q = query_string;
+  while (!q.empty()) {
+    size_t amp = q.find('&');
+    std::string_view part = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    if (part.empty()) continue;
+    size_t eq = part.find('=');
+    if (eq == std::string_view::npos) {
+      out.emplace_back(UrlDecode(part), "");
+    } else {
+      out.emplace_back(UrlDecode(part.substr(0, eq)), UrlDecode(part.substr(eq + 1)));
+    }
+  }
+  return out;
+}
+
+std::string HttpRequest::query(const std::string& name, const std::string& fallback) const {
+  for (auto& [k, v] : query_params()) {
+    if (k == name) return v;
+  }
+  return fallback;
+}
+
+std::string HttpRequest::header(const std::string& name, const std::string& fallback) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? fallback : it->second;
+}
+
+Json HttpRequest::json() const {
+  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw std::invalid_argument("request body is not valid JSON");
+  return j;
+}
+
+HttpResponse HttpResponse::text(std::string body, int status) {
+  HttpResponse r;
+  r.status = status;
+  r.headers["content-type"] = "text/plain; charset=utf-8";
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse HttpResponse::json(const Json& value, int status) {
+  HttpResponse r;
+  r.status = status;
+  r.headers["content-type"] = "application/json";
+  r.body = value.dump();
+  return r;
+}
+
+void to_json(Json& j, const HttpRequest& r) {
+  j = Json{{"method", r.method}, {"path", r.path}, {"query_string", r.query_string},
+           {"route_prefix", r.route_prefix}, {"headers", Json::object()}, {"body", r.body}};
+  for (auto& [k, v] : r.headers) j["headers"][k] = v;
+}
+void from_json(const Json& j, HttpRequest& r) {
+  r.method = j.value("method", "GET");
+  r.path = j.value("path", "/");
+  r.query_string = j.value("query_string", "");
+  r.route_prefix = j.value("route_prefix", "");
+  r.body = j.value("body", "");
+  r.headers.clear();
+  if (auto it = j.find("headers"); it != j.end()) {
+    for (auto& [k, v] : it->items()) r.headers[k] = v.get<std::string>();
+  }
+}
+void to_json(Json& j, const HttpResponse& r) {
+  j = Json{{"status", r.status}, {"headers", Json::object()}, {"body", r.body}};
+  for (auto& [k, v] : r.headers) j["headers"][k] = v;
+}
+void from_json(const Json& j, HttpResponse& r) {
+  r.status = j.value("status", 200);
+  r.body = j.value("body", "");
+  r.headers.clear();
+  if (auto it = j.find("headers"); it != j.end()) {
+    for (auto& [k, v] : it->items()) r.headers[k] = v.get<std::string>();
+  }
+}
+
+std::string Args::get(const std::string& key, const std::string& fallback) const {
+  auto it = values_.find(key);
+  return it == values_.end() ? fallback : it->second;
+}
+
+void DeploymentOptions::MergeFrom(const DeploymentOptions& o) {
+  MergeOpt(name, o.name);
+  MergeOpt(num_replicas, o.num_replicas);
+  MergeOpt(max_ongoing_requests, o.max_ongoing_requests);
+  MergeOpt(max_queued_requests, o.max_queued_requests);
+  MergeOpt(user_config, o.user_config);
+  MergeOpt(health_check_period_s, o.health_check_period_s);
+  MergeOpt(health_check_timeout_s, o.health_check_timeout_s);
+  MergeOpt(graceful_shutdown_wait_loop_s, o.graceful_shutdown_wait_loop_s);
+  MergeOpt(graceful_shutdown_timeout_s, o.graceful_shutdown_timeout_s);
+  MergeOpt(ray_actor_options, o.ray_actor_options);  // whole-dict override, as in Ray
+  MergeOpt(max_replicas_per_node, o.max_replicas_per_node);
+  MergeOpt(logging_config, o.logging_config);
+}
+
+void to_json(Json& j, const ActorOptions& o) {
+  j = Json::object();
+  WriteOpt(j, "num_cpus", o.num_cpus);
+  WriteOpt(j, "num_gpus", o.num_gpus);
+  WriteOpt(j, "memory", o.memory);
+  if (!o.resources.empty()) j["resources"] = o.resources;
+}
+void from_json(const Json& j, ActorOptions& o) {
+  if (!j.is_object()) throw std::invalid_argument("ray_actor_options must be a mapping");
+  for (auto& [k, v] : j.items()) {
+    if (k != "num_cpus" && k != "num_gpus" && k != "memory" && k != "resources" &&
+        k != "runtime_env" && k != "accelerator_type") {
+      throw std::invalid_argument("ray_actor_options: unknown field '" + k + "'");
+    }
+    (void)v;
+  }
+  ReadOpt(j, "num_cpus", o.num_cpus);
+  ReadOpt(j, "num_gpus", o.num_gpus);
+  ReadOpt(j, "memory", o.memory);
+  if (auto it = j.find("resources"); it != j.end() && !it->is_null()) {
+    o.resources = it->get<std::map<std::string, double>>();
+  }
+}
+void to_json(Json& j, const LoggingConfig& o) {
+  j = Json{{"encoding", o.encoding}, {"log_level", o.log_level},
+           {"logs_dir", o.logs_dir ? Json(*o.logs_dir) : Json(nullptr)},
+           {"enable_access_log", o.enable_access_log}};
+}
+void from_json(const Json& j, LoggingConfig& o) {
+  o.encoding = j.value("encoding", "TEXT");
+  o.log_level = j.value("log_level", "INFO");
+  if (auto it = j.find("logs_dir"); it != j.end() && !it->is_null()) o.logs_dir = it->get<std::string>();
+  o.enable_access_log = j.value("enable_access_log", true);
+}
+
+void to_json(Json& j, const DeploymentOptions& o) {
+  j = Json::object();
+  WriteOpt(j, "name", o.name);
+  WriteOpt(j, "num_replicas", o.num_replicas);
+  WriteOpt(j, "max_ongoing_requests", o.max_ongoing_requests);
+  WriteOpt(j, "max_queued_requests", o.max_queued_requests);
+  WriteOpt(j, "user_config", o.user_config);
+  WriteOpt(j, "health_check_period_s", o.health_check_period_s);
+  WriteOpt(j, "health_check_timeout_s", o.health_check_timeout_s);
+  WriteOpt(j, "graceful_shutdown_wait_loop_s", o.graceful_shutdown_wait_loop_s);
+  WriteOpt(j, "graceful_shutdown_timeout_s", o.graceful_shutdown_timeout_s);
+  WriteOpt(j, "ray_actor_options", o.ray_actor_options);
+  WriteOpt(j, "max_replicas_per_node", o.max_replicas_per_node);
+  WriteOpt(j, "logging_config", o.logging_config);
+}
+void from_json(const Json& j, DeploymentOptions& o) {
+  if (!j.is_object()) throw std::invalid_argument("deployment options must be a mapping");
+  ReadOpt(j, "name", o.name);
+  ReadOpt(j, "num_replicas", o.num_replicas);
+  ReadOpt(j, "max_ongoing_requests", o.max_ongoing_requests);
+  ReadOpt(j, "max_queued_requests", o.max_queued_requests);
+  if (auto it = j.find("user_config"); it != j.end() && !it->is_null()) o.user_config = *it;
+  ReadOpt(j, "health_check_period_s", o.health_check_period_s);
+  ReadOpt(j, "health_check_timeout_s", o.health_check_timeout_s);
+  ReadOpt(j, "graceful_shutdown_wait_loop_s", o.graceful_shutdown_wait_loop_s);
+  ReadOpt(j, "graceful_shutdown_timeout_s", o.graceful_shutdown_timeout_s);
+  if (auto it = j.find("ray_actor_options"); it != j.end() && !it->is_null()) {
+    o.ray_actor_options = it->get<ActorOptions>();
+  }
+  ReadOpt(j, "max_replicas_per_node", o.max_replicas_per_node);
+  if (auto it = j.find("logging_config"); it != j.end() && !it->is_null()) {
+    o.logging_config = it->get<LoggingConfig>();
+  }
+}
+
+namespace detail {
+
+Instance::~Instance() = default;
+
+bool RegisterFactory(const char* key, Factory factory) {
+  auto& r = GetRegistries();
+  std::lock_guard lock(r.mu);
+  r.factories[key] = factory;
+  return true;
+}
+
+bool RegisterApp(const char* name, std::function<Application(const Args&)> builder,
+                 bool takes_args) {
+  auto& r = GetRegistries();
+  std::lock_guard lock(r.mu);
+  r.apps[name] = sdk::AppEntry{std::move(builder), takes_args};
+  return true;
+}
+
+std::string Demangle(const char* mangled) {
+  int status = 0;
+  char* out = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  if (status != 0 || out == nullptr) return mangled;
+  std::string s(out);
+  std::free(out);
+  // Drop namespaces for the deployment name, as Ray uses the bare class name.
+  if (auto pos = s.rfind("::"); pos != std::string::npos && s.find('<') == std::string::npos) {
+    s = s.substr(pos + 2);
+  }
+  return s;
+}
+
+std::string FunctionName(const char* mangled_wrapper) {
+  // "serve::detail::FunctionDeployment<&hello>" or "...<&(ns::hello(args))>"
+  std::string s = Demangle(mangled_wrapper);
+  auto amp = s.find('&');
+  if (amp == std::string::npos) return s;
+  size_t start = amp + 1;
+  if (start < s.size() && s[start] == '(') ++start;
+  size_t end = s.find_first_of("(>", start);
+  std::string name = s.substr(start, end - start);
+  if (auto pos = name.rfind("::"); pos != std::string::npos) name = name.substr(pos + 2);
+  return name;
+}
+
+std::string EncodeMsgpack(const Json& value) {
+  std::vector<std::uint8_t> bytes = Json::to_msgpack(value);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+Json DecodeMsgpack(const std::string& bytes) {
+  Json j = Json::from_msgpack(bytes, /*strict=*/true, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw std::invalid_argument("malformed msgpack payload");
+  return j;
+}
+
+void ThrowBadArity(const std::string& method, size_t want, size_t got) {
+  throw std::invalid_argument("'" + method + "' takes " + std::to_string(want) +
+                              " argument(s) but " + std::to_string(got) + " were given");
+}
+
+void ThrowNotHttp(const std::string& method) {
+  throw std::invalid_argument("'" + method +
+                              "' cannot serve HTTP: it must take no arguments or one "
+                              "serve::HttpRequest");
+}
+
+}  // namespace detail
+
+Json Application::ToJson() const {
+  if (!ingress_) throw std::invalid_argument("empty application (nothing was bound)");
+  Json node = {{"name", *ingress_->options.name},
+               {"factory", ingress_->factory_key},
+               {"init_args", ingress_->init_args},
+               {"options", ingress_->options}};
+  return Json{{"ingress", *ingress_->options.name}, {"deployments", Json::array({node})}};
+}
+
+const ReplicaContext& get_replica_context() {
+  auto& slot = ReplicaContextSlot();
+  if (!slot) throw std::logic_error("get_replica_context() may only be called inside a replica");
+  return *slot;
+}
+
+namespace {
+void UserLog(spdlog::level::level_enum level, const std::string& message) {
+  auto& ctx = ReplicaContextSlot();
+  const sdk::RequestContext* req = tls_request_context;
+  std::string prefix;
+  if (ctx) prefix = ctx->app_name + "_" + ctx->deployment + " " + ctx->replica_id + " ";
+  if (req) prefix += req->request_id + " " + req->route + " ";
+  spdlog::log(level, "{}-- {}", prefix, message);
+}
+}  // namespace
+
+void Logger::debug(const std::string& m) const { UserLog(spdlog::level::debug, m); }
+void Logger::info(const std::string& m) const { UserLog(spdlog::level::info, m); }
+void Logger::warning(const std::string& m) const { UserLog(spdlog::level::warn, m); }
+void Logger::error(const std::string& m) const { UserLog(spdlog::level::err, m); }
+const Logger& logger() {
+  static const Logger instance;
+  return instance;
+}
+
+namespace sdk {
+
+const AppEntry* FindApp(const std::string& name) {
+  auto& r = GetRegistries();
+  std::lock_guard lock(r.mu);
+  auto it = r.apps.find(name);
+  return it == r.apps.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> AppNames() {
+  auto& r = GetRegistries();
+  std::lock_guard lock(r.mu);
+  std::vector<std::string> names;
+  for (auto& [k, v] : r.apps) names.push_back(k);
+  return names;
+}
+
+detail::Factory FindFactory(const std::string& key) {
+  auto& r = GetRegistries();
+  std::lock_guard lock(r.mu);
+  auto it = r.factories.find(key);
+  return it == r.factories.end() ? nullptr : it->second;
+}
+
+void SetReplicaContext(ReplicaContext context) { ReplicaContextSlot() = std::move(context); }
+
+ScopedRequestContext::ScopedRequestContext(const RequestContext* context)
+    : previous_(tls_request_context) {
+  tls_request_context = context;
+}
+ScopedRequestContext::~ScopedRequestContext() { tls_request_context = previous_; }
+
+Json BuildApplication(const std::string& name, const Args& args) {
+  const AppEntry* entry = FindApp(name);
+  if (entry == nullptr) {
+    std::string known;
+    for (auto& n : AppNames()) known += (known.empty() ? "" : ", ") + n;
+    throw std::invalid_argument("no application named '" + name +
+                                "' is registered in the library (registered: " +
+                                (known.empty() ? "none" : known) + ")");
+  }
+  if (!entry->takes_args && !args.values().empty()) {
+    throw std::invalid_argument(
+        "Arguments can only be passed to an application builder function (SERVE_APP_BUILDER), "
+        "not to an application ('" + name + "')");
+  }
+  return entry->builder(args).ToJson();
+}
+
+}  // namespace sdk
+}  // namespace serve
