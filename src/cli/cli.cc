@@ -138,6 +138,12 @@ int CmdRun(RunArgs a) {
         } else if (s == "DEPLOY_FAILED") {
           std::cerr << "Error: Deploying application '" << a.name << "' failed:\n"
                     << app.value("message", "") << "\n";
+          const nlohmann::json deployments = app.value("deployments", nlohmann::json::object());
+          for (auto& [dname, dep] : deployments.items()) {
+            if (dep.value("status", "") != "HEALTHY" && !dep.value("message", "").empty()) {
+              std::cerr << "Deployment '" << dname << "': " << dep.value("message", "") << "\n";
+            }
+          }
           return shutdown(1);
         }
       }

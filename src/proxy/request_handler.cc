@@ -66,7 +66,9 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
   http->set_route_prefix(route->route_prefix);
   for (auto& [k, v] : req.headers) {
     auto* kv = http->add_headers();
-    kv->set_key(k);
+    std::string lower = k;  // ASGI delivers lower-case header names
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    kv->set_key(std::move(lower));
     kv->set_value(v);
     if (strcasecmp(k.c_str(), "serve_multiplexed_model_id") == 0) head.set_multiplexed_model_id(v);
   }

@@ -292,6 +292,7 @@ std::string FunctionName(const char* mangled_wrapper) {
   if (start < s.size() && s[start] == '(') ++start;
   size_t end = s.find_first_of("(>", start);
   std::string name = s.substr(start, end - start);
+  if (auto abi = name.find("[abi:"); abi != std::string::npos) name.resize(abi);
   if (auto pos = name.rfind("::"); pos != std::string::npos) name = name.substr(pos + 2);
   return name;
 }

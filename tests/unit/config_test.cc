@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <optional>
 #include <string>
 
@@ -288,6 +289,8 @@ struct BadConfigCase {
   const char* field;
   json value;
 };
+
+void PrintTo(const BadConfigCase& c, std::ostream* os) { *os << c.field << "=" << c.value.dump(); }
 
 class ResolveDeploymentConfigErrorTest : public ::testing::TestWithParam<BadConfigCase> {};
 

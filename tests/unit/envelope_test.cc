@@ -91,7 +91,7 @@ TEST(EnvelopeTest, ResponseHeadRoundTrip) {
   head.set_ok(false);
   head.set_num_ongoing(3);
   head.set_error_type("ValueError");
-  head.set_error_message("bad\0input");
+  head.set_error_message("bad input");
   std::string payload = EncodeEnvelope(head, std::string("\0\0", 2));
   v1::ResponseHead decoded;
   std::string_view body;

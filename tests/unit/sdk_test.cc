@@ -2,7 +2,10 @@
 // deployment options, method invokers, application graphs, app registry and replica context.
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -110,6 +113,13 @@ serve::detail::CallOutput CallHttp(serve::detail::Instance& inst, const std::str
   return inst.Call(method, in);
 }
 
+serve::ActorOptions CpuGpu(std::optional<double> cpus, std::optional<double> gpus) {
+  serve::ActorOptions o;
+  o.num_cpus = cpus;
+  o.num_gpus = gpus;
+  return o;
+}
+
 std::string InvalidArgumentMessage(const std::function<void()>& fn) {
   try {
     fn();
@@ -127,7 +137,8 @@ TEST(BytesTest, ToJsonIsBinary) {
   serve::Bytes b{{0x00, 0x01, 0xff, 0x7f}};
   serve::Json j = b;
   ASSERT_TRUE(j.is_binary());
-  EXPECT_EQ(j.get_binary(), (std::vector<std::uint8_t>{0x00, 0x01, 0xff, 0x7f}));
+  const std::vector<std::uint8_t>& raw = j.get_binary();
+  EXPECT_EQ(raw, (std::vector<std::uint8_t>{0x00, 0x01, 0xff, 0x7f}));
   EXPECT_EQ(j.get<serve::Bytes>(), b);
 }
 
@@ -287,12 +298,12 @@ TEST(DeploymentOptionsTest, MergeFromOverridesOnlySetFields) {
   base.name = "A";
   base.num_replicas = 2;
   base.max_ongoing_requests = 10;
-  base.ray_actor_options = serve::ActorOptions{.num_cpus = 2.0, .num_gpus = 1.0};
+  base.ray_actor_options = CpuGpu(2.0, 1.0);
 
   serve::DeploymentOptions over;
   over.num_replicas = 5;
   over.health_check_period_s = 3.5;
-  over.ray_actor_options = serve::ActorOptions{.num_cpus = 0.5};
+  over.ray_actor_options = CpuGpu(0.5, std::nullopt);
 
   base.MergeFrom(over);
   EXPECT_EQ(base.name, "A");
@@ -323,7 +334,7 @@ TEST(DeploymentOptionsTest, ToJsonEmitsOnlySetFields) {
   o.name = "D";
   o.max_queued_requests = -1;
   o.graceful_shutdown_timeout_s = 1.5;
-  o.ray_actor_options = serve::ActorOptions{.num_cpus = 0.25};
+  o.ray_actor_options = CpuGpu(0.25, std::nullopt);
   EXPECT_EQ(serve::Json(o), (serve::Json{{"name", "D"},
                                          {"max_queued_requests", -1},
                                          {"graceful_shutdown_timeout_s", 1.5},

@@ -125,8 +125,24 @@ TEST(FormatStatusTest, MultiLineMessageIsLiteralBlock) {
   EXPECT_THAT(out, HasSubstr("message: |"));
   YAML::Node app = YAML::Load(out)["applications"]["broken"];
   EXPECT_EQ(app["status"].as<std::string>(), "DEPLOY_FAILED");
+  EXPECT_THAT(app["message"].as<std::string>(),
+              StartsWith("Traceback (most recent call last):\n  File x\nValueError: bad"));
+}
+
+// The message read back from the YAML is exactly the original one: a message without a trailing
+// newline needs the strip indicator (`|-`, as PyYAML emits for Ray), otherwise readers get an
+// extra "\n".
+TEST(FormatStatusTest, MultiLineMessageRoundTripsExactly) {
+  std::string out = FormatStatus(SampleDetails());
+  YAML::Node app = YAML::Load(out)["applications"]["broken"];
   EXPECT_EQ(app["message"].as<std::string>(),
-            "Traceback (most recent call last):\n  File x\nValueError: bad");
+            "Traceback (most recent call last):\n  File x\nValueError: bad")
+      << out;
+  // A message that does end in a newline keeps exactly one.
+  json details = SampleDetails();
+  details["applications"]["broken"]["message"] = "line 1\nline 2\n";
+  app = YAML::Load(FormatStatus(details))["applications"]["broken"];
+  EXPECT_EQ(app["message"].as<std::string>(), "line 1\nline 2\n");
 }
 
 TEST(FormatStatusTest, AnsiEscapesAreStripped) {

@@ -1,6 +1,7 @@
 // Unit tests of the deployment status transition table and the derived application status
 // (spec §3.1 and §3.2).
 
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +59,14 @@ TEST(DeploymentStatusTest, HealthyTransitions) {
   EXPECT_EQ(Transition(cur, E::kAutoscaleUp), I(S::kUpscaling, T::kAutoscaling));
   EXPECT_EQ(Transition(cur, E::kAutoscaleDown), I(S::kDownscaling, T::kAutoscaling));
   EXPECT_EQ(Transition(cur, E::kHealthCheckFailed), I(S::kUnhealthy, T::kHealthCheckFailed));
+}
+
+// Spec §3.2 lists only HEALTH_CHECK_FAILED as a failure for HEALTHY ("unlisted combinations keep
+// the current state"); Ray's DeploymentStatusInfo.handle_transition ignores REPLICA_STARTUP_FAILED
+// there too.
+TEST(DeploymentStatusTest, HealthyIgnoresReplicaStartupFailed) {
+  const auto cur = I(S::kHealthy, T::kConfigUpdateCompleted);
+  EXPECT_EQ(Transition(cur, E::kReplicaStartupFailed), cur);
 }
 
 TEST(DeploymentStatusTest, UnhealthyTransitions) {

@@ -1,0 +1,55 @@
+// Deployments that exercise failure paths and request details in the integration tests.
+#include <serve/serve.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+// Echoes what the replica received.
+class Echo {
+ public:
+  serve::Json operator()(const serve::HttpRequest& r) {
+    if (r.query("fail") == "1") throw std::runtime_error("echo was asked to fail");
+    if (auto ms = r.query("sleep_ms"); !ms.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(ms)));
+    }
+    serve::Json headers = serve::Json::object();
+    for (auto& [k, v] : r.headers) headers[k] = v;
+    return {{"method", r.method},
+            {"path", r.path},
+            {"route_prefix", r.route_prefix},
+            {"query", r.query_string},
+            {"body_size", r.body.size()},
+            {"headers", headers},
+            {"replica", serve::get_replica_context().replica_id},
+            {"deployment", serve::get_replica_context().deployment}};
+  }
+};
+SERVE_DEPLOYMENT(Echo);
+
+serve::Application echo_builder(const serve::Args& args) {
+  return serve::deployment<Echo>()
+      .num_replicas(std::stoi(args.get("replicas", "1")))
+      .max_ongoing_requests(std::stoi(args.get("max_ongoing", "100")))
+      .bind();
+}
+SERVE_APP_BUILDER(echo_builder);
+
+// A constructor that always throws: the deployment must end DEPLOY_FAILED.
+class Broken {
+ public:
+  Broken() { throw std::runtime_error("constructor exploded"); }
+  std::string operator()() { return "unreachable"; }
+};
+SERVE_DEPLOYMENT(Broken);
+SERVE_APP(broken, serve::deployment<Broken>().bind());
+
+// A builder that throws: the application must end DEPLOY_FAILED with the message.
+serve::Application bad_builder(const serve::Args&) {
+  throw std::invalid_argument("builder refused the arguments");
+}
+SERVE_APP_BUILDER(bad_builder);
+
+// A function deployment.
+std::string hello_fn(const serve::HttpRequest& r) { return "fn:" + r.path; }
+SERVE_APP(function_app, serve::deployment<&hello_fn>().bind());

@@ -1,0 +1,151 @@
+"""Helpers for integration tests: run the real `serve` binaries in a private temp dir, wait on
+conditions with deadlines, and make sure every process a test started is gone afterwards."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+BIN_DIR = os.environ.get("SERVE_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+SERVE = os.path.join(BIN_DIR, "serve")
+TEST_APP_DIR = os.environ.get("SERVE_TEST_APP_DIR", "")
+EXAMPLES_DIR = os.environ.get("SERVE_EXAMPLES_DIR", "")
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Polls `predicate` until it returns a truthy value; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc}")
+
+
+def session_pids(temp_dir):
+    """Pids of every process whose command line mentions `temp_dir` (the cluster's processes)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0] or b"python" in os.path.basename(argv[0]):
+            continue  # the test runner itself
+        if temp_dir.encode() in b" ".join(argv):
+            pids.append(int(entry))
+    return pids
+
+
+def process_cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")
+
+
+class ServeRun:
+    """`serve run` as a user starts it, on a free HTTP port, in a private temp dir."""
+
+    def __init__(self, temp_dir, import_path, *args, app_dir=None, env=None):
+        self.temp_dir = str(temp_dir)
+        self.log_path = os.path.join(self.temp_dir, "serve_run.out")
+        os.makedirs(self.temp_dir, exist_ok=True)
+        cmd = [SERVE, "run", import_path, *args, "--http-port", "0", "--temp-dir", self.temp_dir]
+        if app_dir:
+            cmd += ["--app-dir", app_dir]
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        self.url = None
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_ready(self, timeout=60):
+        def ready():
+            m = re.search(r"is ready at (http://[^ ]+?)/?\.\n", self.output())
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise AssertionError("serve run exited early:\n" + self.output())
+            return None
+        self.url = wait_for(ready, timeout, what="the application to be ready")
+        return self.url
+
+    def wait_exit(self, timeout=60):
+        return self.proc.wait(timeout=timeout)
+
+    def status(self, name=None):
+        cmd = [SERVE, "status", "--temp-dir", self.temp_dir]
+        if name:
+            cmd += ["--name", name]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return yaml.safe_load(out.stdout)
+
+    def session_dir(self):
+        return os.path.realpath(os.path.join(self.temp_dir, "session_latest"))
+
+    def replica_pids(self):
+        return [p for p in session_pids(self.temp_dir)
+                if process_cmdline(p)[0].endswith(b"serve-replica") and b"--replica-id" in process_cmdline(p)]
+
+    def stop(self, sig=signal.SIGINT, timeout=60):
+        """Ctrl-C, then assert that serve run exited and no cluster process is left."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("serve run did not exit after signal:\n" + self.output())
+        self.log.close()
+        wait_for(lambda: not session_pids(self.temp_dir), 15, what="every cluster process to exit")
+        return self.proc.returncode
+
+
+@pytest.fixture
+def serve_run(tmp_path):
+    """Factory fixture: serve_run(import_path, *args, app_dir=...) -> ServeRun; torn down after."""
+    runs = []
+
+    def start(import_path, *args, app_dir=None, env=None):
+        run = ServeRun(tmp_path / f"run{len(runs)}", import_path, *args, app_dir=app_dir, env=env)
+        runs.append(run)
+        return run
+
+    yield start
+    errors = []
+    for run in runs:
+        try:
+            run.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+        leftovers = session_pids(run.temp_dir)
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if leftovers:
+            errors.append(f"processes left behind: {leftovers}")
+    assert not errors, "\n".join(errors)
+
+
+def get(url, **kwargs):
+    kwargs.setdefault("timeout", 10)
+    return requests.get(url, **kwargs)
