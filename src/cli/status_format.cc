@@ -15,6 +15,8 @@ std::string StripAnsi(const std::string& s) {
 void EmitString(YAML::Emitter& out, const std::string& s) {
   std::string clean = StripAnsi(s);
   if (clean.find('\n') != std::string::npos) {
+    // Emitted as a "|-" literal block (see FormatStatus): trailing newlines are not kept.
+    while (!clean.empty() && clean.back() == '\n') clean.pop_back();
     out << YAML::Literal << clean;
   } else {
     out << YAML::SingleQuoted << clean;
@@ -49,6 +51,13 @@ void EmitApp(YAML::Emitter& out, const nlohmann::json& app) {
   out << YAML::EndMap;
 }
 
+// yaml-cpp writes literal blocks as "|" (keep one trailing newline); our messages have none,
+// so mark them "|-" as PyYAML does.
+std::string StripLiteral(std::string yaml) {
+  static const std::regex literal(": \\|\n");
+  return std::regex_replace(yaml, literal, ": |-\n");
+}
+
 }  // namespace
 
 std::string FormatStatus(const nlohmann::json& details, const std::string& app_name) {
@@ -60,7 +69,7 @@ std::string FormatStatus(const nlohmann::json& details, const std::string& app_n
   if (!app_name.empty()) {
     if (!apps.contains(app_name)) return "Application \"" + app_name + "\" does not exist.\n";
     EmitApp(out, apps[app_name]);
-    return std::string(out.c_str()) + "\n";
+    return StripLiteral(std::string(out.c_str()) + "\n");
   }
   out << YAML::BeginMap;
   out << YAML::Key << "proxies" << YAML::Value << YAML::BeginMap;
@@ -83,7 +92,7 @@ std::string FormatStatus(const nlohmann::json& details, const std::string& app_n
     out << tc.get<double>();
   }
   out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+  return StripLiteral(std::string(out.c_str()) + "\n");
 }
 
 }  // namespace serve::cli

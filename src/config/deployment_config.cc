@@ -1,5 +1,7 @@
 #include "config/deployment_config.h"
 
+#include <cstdint>
+
 namespace serve::config {
 namespace {
 
@@ -13,6 +15,8 @@ absl::Status Read(const nlohmann::json& j, const char* key, T& out) {
   if (it == j.end() || it->is_null()) return absl::OkStatus();
   if constexpr (std::is_same_v<T, int>) {
     if (!it->is_number_integer()) return FieldError(key, "must be an integer, got " + it->dump());
+    auto v = it->get<int64_t>();
+    if (v < INT32_MIN || v > INT32_MAX) return FieldError(key, "is out of range: " + it->dump());
   } else if constexpr (std::is_same_v<T, double>) {
     if (!it->is_number()) return FieldError(key, "must be a number, got " + it->dump());
   }
@@ -50,7 +54,7 @@ absl::StatusOr<DeploymentConfig> ResolveDeploymentConfig(const nlohmann::json& o
   }
   if (auto it = o.find("logging_config"); it != o.end() && !it->is_null()) c.logging_config = *it;
 
-  if (c.num_replicas < 0) return FieldError("num_replicas", "must be >= 0");
+  if (c.num_replicas <= 0) return FieldError("num_replicas", "must be > 0");
   if (c.max_ongoing_requests <= 0) return FieldError("max_ongoing_requests", "must be > 0");
   if (c.max_queued_requests != -1 && c.max_queued_requests < 1) {
     return FieldError("max_queued_requests", "must be -1 (no limit) or >= 1");

@@ -1,5 +1,6 @@
 #include "config/import_path.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_join.h"

@@ -56,7 +56,6 @@ DeploymentStatusInfo Transition(DeploymentStatusInfo cur, DeploymentEvent e) {
         case E::kAutoscaleUp: return {S::kUpscaling, T::kAutoscaling};
         case E::kAutoscaleDown: return {S::kDownscaling, T::kAutoscaling};
         case E::kHealthCheckFailed: return {S::kUnhealthy, T::kHealthCheckFailed};
-        case E::kReplicaStartupFailed: return {S::kUnhealthy, T::kReplicaStartupFailed};
         default: return cur;
       }
     case S::kUnhealthy:

