@@ -9,7 +9,7 @@ PACKAGES=(
   libboost1.81-dev
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev libcli11-dev
   libhiredis-dev redis-server libgtest-dev libgmock-dev libbenchmark-dev
-  curl procps python3 python3-pytest python3-requests python3-yaml
+  libcurl4-openssl-dev unzip zip curl procps python3 python3-pytest python3-requests python3-yaml
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "cli/cluster.h"
 
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,42 +42,81 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root) {
 
 absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                                                const ClusterOptions& options) {
+  nlohmann::json cluster = {{"http_host", options.http_host},
+                            {"http_port", options.http_port},
+                            {"root_path", options.root_path},
+                            {"request_timeout_s", options.request_timeout_s},
+                            {"keep_alive_timeout_s", options.keep_alive_timeout_s},
+                            {"grpc_port", options.grpc_port},
+                            {"proxy_location", options.proxy_location},
+                            {"dashboard_host", options.dashboard_host},
+                            {"dashboard_port", options.dashboard_port},
+                            {"app_dir", options.app_dir}};
+  if (!WriteFileAtomic(session_dir + "/cluster.json", cluster.dump(2))) {
+    return absl::InternalError("cannot write " + session_dir + "/cluster.json");
+  }
   std::vector<std::string> args = {SiblingBinary("serve-agent"), "--session-dir", session_dir,
-                                   "--head", "--http-host", options.http_host,
-                                   "--http-port", std::to_string(options.http_port)};
-  if (options.forward_logs) args.push_back("--forward-logs");
+                                   "--head"};
+  if (!options.detached) args.push_back("--forward-logs");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::string out_file = session_dir + "/logs/agent.out";
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
-    ::setpgid(0, 0);
-    if (options.tie_to_parent) {
+    if (options.detached) {
+      ::setsid();
+      int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+      if (fd >= 0) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+      }
+    } else {
+      ::setpgid(0, 0);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(1);
     }
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  LocalCluster cluster{session_dir, pid, ""};
+  LocalCluster result{session_dir, pid, "", ""};
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (auto a = ReadFile(session_dir + "/controller_address")) {
-      cluster.controller_address = *a;
-      return cluster;
+    auto controller = ReadFile(session_dir + "/controller_address");
+    auto dashboard = ReadFile(session_dir + "/dashboard_address");
+    if (controller && dashboard) {
+      result.controller_address = *controller;
+      result.dashboard_address = *dashboard;
+      return result;
     }
     int status;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      return absl::InternalError("the node agent exited during start-up; see " + session_dir +
-                                 "/logs/serve/");
+      std::string why;
+      for (const auto& entry : fs::directory_iterator(session_dir + "/logs/serve")) {
+        if (entry.path().filename().string().rfind("controller_", 0) == 0) {
+          if (auto text = ReadFile(entry.path().string())) why = *text;
+        }
+      }
+      return absl::InternalError("serve failed to start; see " + session_dir + "/logs/" +
+                                 (why.empty() ? "" : "\n" + why));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   StopAgent(pid, 0);
   return absl::DeadlineExceededError("the controller did not start within 30 s; see " +
-                                     session_dir + "/logs/serve/");
+                                     session_dir + "/logs/");
+}
+
+std::string DashboardAddress(const std::string& flag, const std::string& root) {
+  if (!flag.empty()) return flag;
+  std::string env = EnvString("SERVE_DASHBOARD_ADDRESS", EnvString("RAY_DASHBOARD_ADDRESS", ""));
+  if (!env.empty()) return env;
+  if (auto a = ReadFile(root + "/session_latest/dashboard_address")) return *a;
+  return "http://localhost:8265";
 }
 
 absl::StatusOr<std::string> FindControllerAddress(const std::string& root) {
@@ -84,25 +124,12 @@ absl::StatusOr<std::string> FindControllerAddress(const std::string& root) {
   auto a = ReadFile(file);
   if (!a) {
     return absl::NotFoundError("No running serve instance found (no " + file +
-                               "). Start one with `serve run`.");
+                               "). Start one with `serve start` or `serve run`.");
   }
   return *a;
 }
 
-absl::StatusOr<nlohmann::json> GetDetails(const std::string& address) {
-  auto stub = v1::Controller::NewStub(rpc::ChannelTo(address));
-  auto ctx = rpc::ContextWithDeadline(10);
-  v1::GetDetailsRequest req;
-  v1::GetDetailsReply reply;
-  grpc::Status st = stub->GetDetails(ctx.get(), req, &reply);
-  if (!st.ok()) {
-    return absl::UnavailableError("Cannot reach the serve controller at " + address + ": " +
-                                  st.error_message());
-  }
-  return nlohmann::json::parse(reply.json());
-}
-
-absl::Status RequestShutdown(const std::string& address) {
+absl::Status RequestClusterShutdown(const std::string& address) {
   auto stub = v1::Controller::NewStub(rpc::ChannelTo(address));
   auto ctx = rpc::ContextWithDeadline(10);
   v1::ShutdownRequest req;
@@ -132,6 +159,46 @@ void StopAgent(pid_t pid, double timeout_s) {
   if (wait_for(15)) return;
   ::kill(pid, SIGKILL);
   wait_for(5);
+}
+
+namespace {
+// Alive and not a zombie (a detached agent is reaped by whoever adopted it).
+bool ProcessAlive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  auto stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return false;
+  auto close = stat->rfind(')');
+  return close == std::string::npos || close + 2 >= stat->size() || (*stat)[close + 2] != 'Z';
+}
+}  // namespace
+
+absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s) {
+  std::string session = root + "/session_latest";
+  auto pid_text = ReadFile(session + "/agent_pid");
+  if (!pid_text) return false;
+  pid_t pid = static_cast<pid_t>(std::atoi(pid_text->c_str()));
+  if (pid <= 0 || !ProcessAlive(pid)) return false;
+  // A full shutdown through the controller deletes the apps gracefully; the agent then exits.
+  if (auto controller = ReadFile(session + "/controller_address")) {
+    (void)RequestClusterShutdown(*controller);
+  } else {
+    ::kill(pid, SIGTERM);
+  }
+  auto gone = [&](double seconds) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!ProcessAlive(pid)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  if (gone(timeout_s)) return true;
+  ::kill(pid, SIGTERM);
+  if (gone(15)) return true;
+  ::kill(pid, SIGKILL);
+  if (gone(5)) return true;
+  return absl::InternalError("the node agent (pid " + std::to_string(pid) + ") did not stop");
 }
 
 }  // namespace serve::cli

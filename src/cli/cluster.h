@@ -2,7 +2,6 @@
 
 #include <sys/types.h>
 
-#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,35 +17,49 @@ std::string TempRoot(const std::string& flag);
 /// <root>/session_latest at it.
 absl::StatusOr<std::string> CreateSessionDir(const std::string& root);
 
+/// Cluster-wide options, written to <session>/cluster.json for the controller.
+struct ClusterOptions {
+  std::string http_host = "127.0.0.1";
+  int http_port = 8000;
+  std::string root_path;
+  double request_timeout_s = -1;
+  double keep_alive_timeout_s = 90;
+  int grpc_port = 9000;
+  std::string proxy_location = "EveryNode";
+  std::string dashboard_host = "127.0.0.1";
+  int dashboard_port = 8265;
+  std::string app_dir;        ///< library search dir for declarative apps (absolute)
+  bool detached = false;      ///< `serve start`: outlives this process, logs to files only
+};
+
 struct LocalCluster {
   std::string session_dir;
   pid_t agent_pid = -1;
   std::string controller_address;
+  std::string dashboard_address;  ///< http://host:port of the REST API
 };
 
-struct ClusterOptions {
-  std::string http_host = "127.0.0.1";
-  int http_port = 8000;
-  bool forward_logs = true;
-  bool tie_to_parent = true;  ///< The agent stops when this process dies.
-};
-
-/// Starts a head node agent (which starts the controller and the proxy) and waits until the
-/// controller serves. The agent runs in its own process group so a terminal's Ctrl-C reaches
-/// only this process, which then tears the cluster down in order.
+/// Starts a head node agent (which starts the controller, its REST API and the proxy) and
+/// waits until the controller serves. The agent runs in its own process group (session when
+/// detached) so a terminal's Ctrl-C reaches only this process.
 absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                                                const ClusterOptions& options);
 
-/// Address of the controller of the latest session under `root`.
+/// Address of the REST API: `flag`, else $SERVE_DASHBOARD_ADDRESS, else
+/// $RAY_DASHBOARD_ADDRESS, else the latest local session's, else http://localhost:8265.
+std::string DashboardAddress(const std::string& flag, const std::string& temp_root);
+
+/// Controller gRPC address of the latest session under `root`.
 absl::StatusOr<std::string> FindControllerAddress(const std::string& root);
 
-/// ServeInstanceDetails JSON from the controller.
-absl::StatusOr<nlohmann::json> GetDetails(const std::string& controller_address);
-
-/// Asks the controller to delete every application and stop the cluster.
-absl::Status RequestShutdown(const std::string& controller_address);
+/// Asks the controller to delete every application and stop the whole cluster.
+absl::Status RequestClusterShutdown(const std::string& controller_address);
 
 /// Waits up to `timeout_s` for `pid` (our child) to exit; SIGTERM then SIGKILL after that.
 void StopAgent(pid_t pid, double timeout_s);
+
+/// `serve stop`: stops the latest session's cluster (any process that started it). Returns
+/// false when none was running.
+absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s);
 
 }  // namespace serve::cli

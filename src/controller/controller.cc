@@ -13,16 +13,23 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
+#include <filesystem>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
 #include "common/util.h"
 #include "config/deployment_config.h"
+#include "config/schema.h"
+#include "controller/rest_api.h"
+#include "controller/runtime_env.h"
 #include "controller/status.h"
 #include "rpc/grpc_util.h"
+#include "rpc/http_server.h"
 #include "serve/v1/agent.grpc.pb.h"
 #include "serve/v1/controller.grpc.pb.h"
 #include "serve/v1/replica.grpc.pb.h"
@@ -39,7 +46,8 @@ constexpr int kMaxPerReplicaRetries = 3;
 constexpr char kRouteTableKey[] = "ROUTE_TABLE";
 
 enum class ReplicaState { kStarting, kRunning, kStopping };
-const char* ToString(ReplicaState s) {
+const char* ToString(ReplicaState s, bool updating = false) {
+  if (updating && s == ReplicaState::kRunning) return "UPDATING";
   switch (s) {
     case ReplicaState::kStarting: return "STARTING";
     case ReplicaState::kRunning: return "RUNNING";
@@ -58,7 +66,9 @@ struct Replica {
   std::string control_address;
   std::string log_file;
   double start_time_s = 0;
-  int version = 0;  // deployment version it was started with
+  int version = 0;         // code version it was started with (restart when it changes)
+  int config_version = 0;  // reconfigurable options it has applied
+  bool updating = false;   // a Reconfigure call is in flight
   int health_failures = 0;
   bool health_in_flight = false;
   Clock::time_point last_health = Clock::now();
@@ -72,8 +82,12 @@ struct Deployment {
   std::string init_args;  // msgpack
   std::string library_path;
   std::string app_dir;
-  std::string fingerprint;  // what forces a restart when it changes
+  std::string working_dir;                    // replica cwd (runtime_env working_dir)
+  std::map<std::string, std::string> env;     // runtime_env env_vars
+  std::string fingerprint;         // what forces a restart when it changes
+  std::string config_fingerprint;  // what needs a reconfigure() call on running replicas
   int version = 0;
+  int config_version = 0;
   bool ingress = false;
   bool deleting = false;
   DeploymentStatusInfo status;
@@ -90,6 +104,14 @@ struct App {
   std::string import_path;
   std::string args_json;
   std::string app_dir;
+  std::string source = "imperative";   // imperative | declarative
+  Json submitted;                      // deployed_app_config (declarative only)
+  Json runtime_env = Json::object();
+  PreparedRuntimeEnv prepared_env;
+  std::vector<config::DeploymentOverride> overrides;
+  std::string code_key;                // import_path + runtime_env + args
+  std::string graph;                   // last built graph (msgpack)
+  std::string library_stamp;           // size+mtime of the library when built
   std::string build_id;
   int build_pid = 0;
   bool building = false;
@@ -124,7 +146,7 @@ struct Snapshot {
 std::string DepKey(const std::string& app, const std::string& dep) { return app + "#" + dep; }
 std::string TargetsKey(const std::string& dep_key) { return "DEPLOYMENT_TARGETS:" + dep_key; }
 
-class ControllerImpl final : public v1::Controller::CallbackService {
+class ControllerImpl final : public v1::Controller::CallbackService, public ControllerApi {
  public:
   explicit ControllerImpl(const ControllerOptions& options)
       : options_(options),
@@ -137,63 +159,62 @@ class ControllerImpl final : public v1::Controller::CallbackService {
                                               const v1::DeployApplicationRequest* req,
                                               v1::DeployApplicationReply*) override {
     auto* reactor = ctx->DefaultReactor();
-    std::lock_guard lock(mu_);
-    if (shutting_down_) {
-      reactor->Finish({grpc::StatusCode::UNAVAILABLE, "serve is shutting down"});
-      return reactor;
+    // The imperative form goes through the same schema validation as config files.
+    Json app = {{"name", req->name().empty() ? "default" : req->name()},
+                {"import_path", req->import_path()},
+                {"args", Json::parse(req->args_json().empty() ? "{}" : req->args_json(), nullptr,
+                                     false)}};
+    app["route_prefix"] = req->has_route_prefix() ? Json(req->route_prefix()) : Json(nullptr);
+    if (app["args"].is_discarded()) app["args"] = Json::object();
+    auto cfg = config::ParseServeDeployConfig(Json{{"applications", Json::array({app})}});
+    absl::Status st = cfg.status();
+    if (st.ok()) {
+      std::lock_guard lock(mu_);
+      st = DeployLocked(*cfg, "imperative", req->app_dir());
     }
-    std::string name = req->name().empty() ? "default" : req->name();
-    std::optional<std::string> prefix;
-    if (req->has_route_prefix()) prefix = req->route_prefix();
-    if (prefix) {
-      const std::string& p = *prefix;
-      if (p.empty() || p[0] != '/') {
-        reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                         "route_prefix '" + p + "' must start with '/'"});
-        return reactor;
-      }
-      if (p.size() > 1 && p.back() == '/') {
-        reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                         "route_prefix '" + p + "' must not end with '/' unless it is '/'"});
-        return reactor;
-      }
-      if (p.find_first_of("{}") != std::string::npos) {
-        reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                         "route_prefix '" + p + "' may not contain wildcards ('{' or '}')"});
-        return reactor;
-      }
-      for (auto& [other_name, other] : apps_) {
-        if (other_name != name && !other.deleting && other.route_prefix == prefix) {
-          reactor->Finish({grpc::StatusCode::ALREADY_EXISTS,
-                           "Prefix " + p + " is being used by application \"" + other_name +
-                               "\". Failed to deploy application \"" + name + "\"."});
-          return reactor;
-        }
-      }
+    cv_.notify_all();
+    if (!st.ok()) {
+      reactor->Finish({st.code() == absl::StatusCode::kAlreadyExists
+                           ? grpc::StatusCode::ALREADY_EXISTS
+                           : grpc::StatusCode::INVALID_ARGUMENT,
+                       std::string(st.message())});
+    } else {
+      reactor->Finish(grpc::Status::OK);
     }
-    App& app = apps_[name];
-    app.name = name;
-    app.route_prefix = prefix;
-    app.import_path = req->import_path();
-    app.args_json = req->args_json().empty() ? "{}" : req->args_json();
-    app.app_dir = req->app_dir();
-    app.deleting = false;
-    app.building = true;
-    app.build_failed = false;
-    app.build_error.clear();
-    app.build_id = RandomId(12);
-    app.last_deployed_time_s = NowUnixSeconds();
-    spdlog::info("Deploying application '{}' from '{}'.", name, app.import_path);
-    StartBuildLocked(app);
-    reactor->Finish(grpc::Status::OK);
     return reactor;
+  }
+
+  // ---------------------------------------------------------------- ControllerApi (REST)
+
+  Json Details(const std::string& api_type) override {
+    std::lock_guard lock(mu_);
+    return DetailsLocked(api_type);
+  }
+
+  absl::Status ApplyConfig(const config::ServeDeployConfig& cfg) override {
+    absl::Status st;
+    {
+      std::lock_guard lock(mu_);
+      st = DeployLocked(cfg, "declarative", "");
+    }
+    cv_.notify_all();
+    return st;
+  }
+
+  void DeleteAllApplications() override {
+    {
+      std::lock_guard lock(mu_);
+      spdlog::info("Deleting all applications.");
+      for (auto& [name, app] : apps_) DeleteAppLocked(app);
+    }
+    cv_.notify_all();
   }
 
   grpc::ServerUnaryReactor* GetDetails(grpc::CallbackServerContext* ctx,
                                        const v1::GetDetailsRequest*,
                                        v1::GetDetailsReply* reply) override {
     std::lock_guard lock(mu_);
-    reply->set_json(DetailsLocked().dump());
+    reply->set_json(DetailsLocked("").dump());
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -420,6 +441,12 @@ class ControllerImpl final : public v1::Controller::CallbackService {
           std::string("--app-dir"), app.app_dir, std::string("--args-json"), app.args_json}) {
       req.add_args(a);
     }
+    for (auto& [k, v] : app.prepared_env.env_vars) {
+      auto* kv = req.add_env();
+      kv->set_key(k);
+      kv->set_value(v);
+    }
+    if (!app.prepared_env.working_dir.empty()) req.set_working_dir(app.prepared_env.working_dir);
     std::string app_name = app.name, build_id = app.build_id;
     pending_actions_.push_back([this, req, app_name, build_id] {
       v1::StartProcessReply reply;
@@ -439,6 +466,94 @@ class ControllerImpl final : public v1::Controller::CallbackService {
     cv_.notify_all();
   }
 
+  static std::string LibraryStamp(const std::string& path) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+    return std::to_string(size) + "@" + std::to_string(mtime);
+  }
+
+  /// Deploys the applications of `cfg`. Declarative deploys delete the declarative apps that
+  /// are not listed. Unchanged code reuses the last build; changed code (import path,
+  /// runtime_env, args, or the library on disk) is rebuilt in a build process.
+  absl::Status DeployLocked(const config::ServeDeployConfig& cfg, const std::string& source,
+                            const std::string& app_dir) {
+    if (shutting_down_) return absl::UnavailableError("serve is shutting down");
+    std::set<std::string> names;
+    for (const auto& a : cfg.applications) names.insert(a.name);
+    // Route prefixes must stay unique across live applications.
+    for (const auto& a : cfg.applications) {
+      if (!a.route_prefix) continue;
+      for (auto& [other_name, other] : apps_) {
+        bool replaced = names.count(other_name) > 0 ||
+                        (source == "declarative" && other.source == "declarative");
+        if (!replaced && !other.deleting && other.route_prefix == a.route_prefix) {
+          return absl::AlreadyExistsError("Prefix " + *a.route_prefix +
+                                          " is being used by application \"" + other_name +
+                                          "\". Failed to deploy application \"" + a.name + "\".");
+        }
+      }
+    }
+    std::map<std::string, PreparedRuntimeEnv> envs;
+    for (const auto& a : cfg.applications) {
+      auto env = PrepareRuntimeEnv(a.runtime_env, options_.session_dir);
+      if (!env.ok()) {
+        return absl::InvalidArgumentError("application '" + a.name + "': " +
+                                          std::string(env.status().message()));
+      }
+      envs[a.name] = *env;
+    }
+    for (const auto& a : cfg.applications) {
+      App& app = apps_[a.name];
+      std::string code_key = Json{{"import_path", a.import_path}, {"runtime_env", a.runtime_env},
+                                  {"args", a.args}}.dump();
+      bool reuse = !app.graph.empty() && !app.deleting && app.code_key == code_key &&
+                   !app.build_failed &&
+                   (app_dir.empty() || app_dir == app.app_dir);
+      if (reuse) {
+        Json graph = Json::from_msgpack(app.graph, true, false);
+        reuse = !graph.is_discarded() &&
+                LibraryStamp(graph.value("library_path", "")) == app.library_stamp;
+      }
+      app.name = a.name;
+      app.route_prefix = a.route_prefix;
+      app.import_path = a.import_path;
+      app.args_json = a.args.dump();
+      app.runtime_env = a.runtime_env;
+      app.prepared_env = envs[a.name];
+      if (!app_dir.empty()) app.app_dir = app_dir;
+      if (app.app_dir.empty()) app.app_dir = options_.app_dir;
+      if (!app.prepared_env.working_dir.empty()) app.app_dir = app.prepared_env.working_dir;
+      app.source = source;
+      app.submitted = source == "declarative" ? a.submitted : Json(nullptr);
+      app.overrides = a.deployments;
+      app.code_key = code_key;
+      app.deleting = false;
+      app.last_deployed_time_s = NowUnixSeconds();
+      if (reuse) {
+        spdlog::info("Updating application '{}' in place.", a.name);
+        app.build_failed = false;
+        ApplyGraphLocked(app, app.graph);
+        continue;
+      }
+      app.building = true;
+      app.build_failed = false;
+      app.build_error.clear();
+      app.build_id = RandomId(12);
+      spdlog::info("Deploying application '{}' from '{}'.", a.name, a.import_path);
+      StartBuildLocked(app);
+    }
+    if (source == "declarative") {
+      for (auto& [name, app] : apps_) {
+        if (app.source == "declarative" && !names.count(name) && !app.deleting) {
+          spdlog::info("Application '{}' is not in the new config; deleting it.", name);
+          DeleteAppLocked(app);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
   void ApplyGraphLocked(App& app, const std::string& graph_msgpack) {
     Json graph = Json::from_msgpack(graph_msgpack, true, false);
     auto fail = [&](const std::string& why) {
@@ -450,10 +565,28 @@ class ControllerImpl final : public v1::Controller::CallbackService {
       fail("the build process returned a malformed application graph");
       return;
     }
+    app.graph = graph_msgpack;
+    std::string library = graph.value("library_path", "");
+    app.library_stamp = LibraryStamp(library);
+    std::set<std::string> in_code;
+    for (const Json& node : graph["deployments"]) in_code.insert(node["options"].value("name", ""));
+    for (const auto& o : app.overrides) {
+      if (!in_code.count(o.name)) {
+        std::string known;
+        for (auto& n : in_code) known += (known.empty() ? "" : ", ") + n;
+        fail("Got config override for nonexistent deployment '" + o.name +
+             "' in application '" + app.name + "' (deployments: " + known + ").");
+        return;
+      }
+    }
     std::vector<std::string> names;
     std::map<std::string, Deployment> incoming;
     for (const Json& node : graph["deployments"]) {
-      auto cfg = config::ResolveDeploymentConfig(node.value("options", Json::object()));
+      Json options = node.value("options", Json::object());
+      for (const auto& o : app.overrides) {
+        if (o.name == options.value("name", "")) options = config::MergeDeploymentOptions(options, o.fields);
+      }
+      auto cfg = config::ResolveDeploymentConfig(options);
       if (!cfg.ok()) {
         fail(std::string(cfg.status().message()));
         return;
@@ -465,14 +598,19 @@ class ControllerImpl final : public v1::Controller::CallbackService {
       d.factory_key = node.value("factory", "");
       std::vector<std::uint8_t> args = Json::to_msgpack(node.value("init_args", Json::array()));
       d.init_args.assign(args.begin(), args.end());
-      d.library_path = graph.value("library_path", "");
+      d.library_path = library;
       d.app_dir = app.app_dir;
+      d.working_dir = app.prepared_env.working_dir;
+      d.env = app.prepared_env.env_vars;
       d.ingress = d.name == graph.value("ingress", "");
-      Json fp = config::ToJson(d.cfg);
-      fp.erase("num_replicas");
-      fp["factory"] = d.factory_key;
-      fp["library"] = d.library_path;
-      d.fingerprint = fp.dump() + d.init_args;
+      Json heavy = {{"factory", d.factory_key}, {"library", library},
+                    {"stamp", app.library_stamp}, {"actor", d.cfg.ray_actor_options},
+                    {"max_per_node", d.cfg.max_replicas_per_node ? *d.cfg.max_replicas_per_node : 0},
+                    {"env", d.env}, {"working_dir", d.working_dir}};
+      d.fingerprint = heavy.dump() + d.init_args;
+      Json light = {{"user_config", d.cfg.user_config ? *d.cfg.user_config : Json(nullptr)},
+                    {"max_ongoing_requests", d.cfg.max_ongoing_requests}};
+      d.config_fingerprint = light.dump();
       names.push_back(d.name);
       incoming.emplace(d.name, std::move(d));
     }
@@ -488,35 +626,57 @@ class ControllerImpl final : public v1::Controller::CallbackService {
       auto it = deployments_.find(key);
       if (it == deployments_.end() || it->second.deleting) {
         if (it != deployments_.end()) {
-          // A deployment being deleted is replaced: its replicas keep stopping.
-          d.replicas = std::move(it->second.replicas);
+          d.replicas = std::move(it->second.replicas);  // old ones keep stopping
+          d.version = it->second.version + 1;
+          d.config_version = it->second.config_version + 1;
+        } else {
+          d.version = 1;
+          d.config_version = 1;
         }
-        d.version = it == deployments_.end() ? 1 : it->second.version + 1;
         d.status = {DeploymentStatus::kUpdating, StatusTrigger::kConfigUpdateStarted};
         deployments_[key] = std::move(d);
         continue;
       }
       Deployment& cur = it->second;
-      if (cur.fingerprint == d.fingerprint) {
-        // Same code and options: only the replica count may change (scaled copy).
-        if (cur.cfg.num_replicas != d.cfg.num_replicas) {
-          cur.status = Transition(cur.status, d.cfg.num_replicas > cur.cfg.num_replicas
-                                                  ? DeploymentEvent::kManuallyIncrease
-                                                  : DeploymentEvent::kManuallyDecrease);
-        }
-        cur.cfg.num_replicas = d.cfg.num_replicas;
-        cur.ingress = d.ingress;
-        continue;
-      }
-      // Changed: new version; old replicas are replaced.
       d.replicas = std::move(cur.replicas);
-      d.version = cur.version + 1;
-      d.status = Transition(cur.status, DeploymentEvent::kConfigUpdate);
+      d.status = cur.status;
+      d.message = cur.message;
+      d.version_started = cur.version_started;
+      d.version = cur.version;
+      d.config_version = cur.config_version;
+      Json old_cfg = config::ToJson(cur.cfg), new_cfg = config::ToJson(d.cfg);
+      old_cfg.erase("num_replicas");
+      new_cfg.erase("num_replicas");
+      if (cur.fingerprint != d.fingerprint) {
+        // Code or resources changed: new version, replicas are rolled over.
+        ++d.version;
+        ++d.config_version;
+        d.version_started = false;
+        d.status = Transition(cur.status, DeploymentEvent::kConfigUpdate);
+        spdlog::info("Deployment {}:{} changed code or resources; rolling out version {}.",
+                     app.name, name, d.version);
+      } else if (old_cfg != new_cfg) {
+        if (cur.config_fingerprint != d.config_fingerprint) ++d.config_version;
+        d.status = Transition(cur.status, DeploymentEvent::kConfigUpdate);
+        spdlog::info("Deployment {}:{} options updated in place.", app.name, name);
+      } else if (cur.cfg.num_replicas != d.cfg.num_replicas) {
+        d.status = Transition(cur.status, d.cfg.num_replicas > cur.cfg.num_replicas
+                                              ? DeploymentEvent::kManuallyIncrease
+                                              : DeploymentEvent::kManuallyDecrease);
+      }
+      if (d.version != cur.version || d.config_version != cur.config_version ||
+          cur.cfg.num_replicas != d.cfg.num_replicas) {
+        d.terminally_failed = false;
+        d.startup_failures = 0;
+      } else {
+        d.terminally_failed = cur.terminally_failed;
+        d.startup_failures = cur.startup_failures;
+      }
       cur = std::move(d);
     }
     app.deployments = names;
     app.ingress = graph.value("ingress", "");
-    spdlog::info("Application '{}' built: deployments [{}], ingress '{}'.", app.name,
+    spdlog::info("Application '{}': deployments [{}], ingress '{}'.", app.name,
                  fmt::join(names, ", "), app.ingress);
   }
 
@@ -655,29 +815,56 @@ class ControllerImpl final : public v1::Controller::CallbackService {
   void ReconcileDeploymentLocked(Deployment& dep, Clock::time_point now,
                                  std::vector<std::function<void()>>& actions) {
     int target = dep.deleting ? 0 : dep.cfg.num_replicas;
-    // Replicas of an old version are stopped (all at once; rolling updates come later).
-    std::vector<Replica*> active;
+    std::vector<Replica*> active, outdated;
+    int new_running = 0;
     for (auto& [id, r] : dep.replicas) {
       if (r.state == ReplicaState::kStopping) continue;
-      if (r.version != dep.version) {
-        StopReplicaLocked(dep, r, actions);
-        continue;
-      }
       active.push_back(&r);
+      if (r.version != dep.version) {
+        outdated.push_back(&r);
+      } else if (r.state == ReplicaState::kRunning) {
+        ++new_running;
+      }
+    }
+    // Rolling update (spec §4.3): at most rollout_size old replicas stop at a time; the scale-up
+    // below starts their replacements.
+    if (!outdated.empty() && target > 0) {
+      int rollout = std::max(static_cast<int>(0.2 * target), 1);
+      int pending = target - new_running - static_cast<int>(outdated.size());
+      int max_to_stop = std::max(rollout - pending, 0);
+      std::stable_sort(outdated.begin(), outdated.end(), [](Replica* a, Replica* b) {
+        return a->state == ReplicaState::kStarting && b->state != ReplicaState::kStarting;
+      });
+      for (int i = 0; i < max_to_stop && i < static_cast<int>(outdated.size()); ++i) {
+        StopReplicaLocked(dep, *outdated[i], actions);
+      }
+      active.erase(std::remove_if(active.begin(), active.end(),
+                                  [](Replica* r) { return r->state == ReplicaState::kStopping; }),
+                   active.end());
     }
     int delta = target - static_cast<int>(active.size());
     if (delta > 0 && !dep.terminally_failed) {
       for (int i = 0; i < delta; ++i) StartReplicaLocked(dep, actions);
     } else if (delta < 0) {
-      // Prefer stopping replicas that are not serving yet.
-      std::stable_sort(active.begin(), active.end(), [](Replica* a, Replica* b) {
-        return a->state == ReplicaState::kStarting && b->state != ReplicaState::kStarting;
+      // Stop outdated replicas first, then ones not serving yet.
+      std::stable_sort(active.begin(), active.end(), [&](Replica* a, Replica* b) {
+        auto rank = [&](Replica* r) {
+          return r->version != dep.version ? 0 : (r->state == ReplicaState::kStarting ? 1 : 2);
+        };
+        return rank(a) < rank(b);
       });
       for (int i = 0; i < -delta; ++i) StopReplicaLocked(dep, *active[i], actions);
     }
-    // Health checks.
     for (auto& [id, r] : dep.replicas) {
-      if (r.state != ReplicaState::kRunning || r.health_in_flight) continue;
+      if (r.state != ReplicaState::kRunning) continue;
+      // In-place update of reconfigurable options (user_config, max_ongoing_requests).
+      if (!dep.deleting && r.version == dep.version && r.config_version != dep.config_version &&
+          !r.updating) {
+        r.updating = true;
+        actions.push_back(MakeReconfigure(dep, r));
+      }
+      // Health checks.
+      if (r.health_in_flight) continue;
       std::uniform_real_distribution<double> jitter(0.9, 1.1);
       if (now - r.last_health < std::chrono::duration<double>(dep.cfg.health_check_period_s *
                                                               jitter(rng_))) {
@@ -691,8 +878,12 @@ class ControllerImpl final : public v1::Controller::CallbackService {
     if (dep.deleting) return;
     int running = 0, transitional = 0;
     for (auto& [id, r] : dep.replicas) {
-      if (r.state == ReplicaState::kRunning && r.version == dep.version) ++running;
-      else ++transitional;
+      if (r.state == ReplicaState::kRunning && r.version == dep.version &&
+          r.config_version == dep.config_version && !r.updating) {
+        ++running;
+      } else {
+        ++transitional;
+      }
     }
     if (transitional == 0 && running == target && !dep.terminally_failed) {
       DeploymentStatusInfo next = Transition(dep.status, DeploymentEvent::kHealthy);
@@ -703,6 +894,50 @@ class ControllerImpl final : public v1::Controller::CallbackService {
         spdlog::info("Deployment {}:{} is {}.", dep.app, dep.name, ToString(next.status));
       }
     }
+  }
+
+  std::function<void()> MakeReconfigure(const Deployment& dep, const Replica& r) {
+    v1::ReconfigureRequest req;
+    if (dep.cfg.user_config) {
+      req.set_has_user_config(true);
+      req.set_user_config_json(dep.cfg.user_config->dump());
+    }
+    req.set_max_ongoing_requests(dep.cfg.max_ongoing_requests);
+    std::string dep_key = r.dep_key, id = r.id, address = r.control_address;
+    int config_version = dep.config_version;
+    return [this, req, dep_key, id, address, config_version] {
+      struct Call {
+        std::unique_ptr<grpc::ClientContext> ctx;
+        v1::ReconfigureRequest req;
+        v1::ReconfigureReply reply;
+        std::unique_ptr<v1::ReplicaControl::Stub> stub;
+      };
+      auto call = std::make_shared<Call>();
+      call->ctx = rpc::ContextWithDeadline(60);
+      call->req = req;
+      call->stub = v1::ReplicaControl::NewStub(rpc::ChannelTo(address));
+      call->stub->async()->Reconfigure(
+          call->ctx.get(), &call->req, &call->reply,
+          [this, call, dep_key, id, config_version](grpc::Status st) {
+            std::lock_guard lock(mu_);
+            auto d = deployments_.find(dep_key);
+            if (d == deployments_.end()) return;
+            auto it = d->second.replicas.find(id);
+            if (it == d->second.replicas.end()) return;
+            it->second.updating = false;
+            if (st.ok() && call->reply.ok()) {
+              it->second.config_version = config_version;
+              spdlog::info("Replica {} reconfigured.", id);
+              return;
+            }
+            std::string error = st.ok() ? call->reply.error() : st.error_message();
+            spdlog::error("Reconfiguring replica {} failed: {}; replacing it.", id, error);
+            d->second.message = "reconfigure() failed on replica " + id + ": " + error;
+            std::vector<std::function<void()>> actions;
+            StopReplicaLocked(d->second, it->second, actions);
+            for (auto& a : actions) pending_actions_.push_back(std::move(a));
+          });
+    };
   }
 
   std::function<void()> MakeHealthCheck(std::string dep_key, std::string id, std::string address,
@@ -759,6 +994,7 @@ class ControllerImpl final : public v1::Controller::CallbackService {
     r.dep_key = DepKey(dep.app, dep.name);
     r.node_id = options_.node_id;
     r.version = dep.version;
+    r.config_version = dep.config_version;
     r.start_time_s = NowUnixSeconds();
     replica_index_[r.id] = r.dep_key;
     v1::StartProcessRequest req;
@@ -771,6 +1007,12 @@ class ControllerImpl final : public v1::Controller::CallbackService {
           r.node_id}) {
       req.add_args(a);
     }
+    for (auto& [k, v] : dep.env) {
+      auto* kv = req.add_env();
+      kv->set_key(k);
+      kv->set_value(v);
+    }
+    if (!dep.working_dir.empty()) req.set_working_dir(dep.working_dir);
     std::string id = r.id, dep_key = r.dep_key;
     dep.replicas.emplace(r.id, std::move(r));
     actions.push_back([this, req, id, dep_key] {
@@ -911,7 +1153,7 @@ class ControllerImpl final : public v1::Controller::CallbackService {
 
   // ---------------------------------------------------------------- details
 
-  Json DetailsLocked() {
+  Json DetailsLocked(const std::string& api_type) {
     std::string node_ip = LocalNodeIp();
     Json details = {
         {"controller_info",
@@ -920,9 +1162,12 @@ class ControllerImpl final : public v1::Controller::CallbackService {
           {"log_file_path", log_file_}}},
         {"proxy_location", options_.proxy_location},
         {"http_options",
-         {{"host", options_.http_host}, {"port", options_.http_port}, {"root_path", ""},
-          {"request_timeout_s", nullptr}, {"keep_alive_timeout_s", 90}}},
-        {"grpc_options", {{"port", 9000}, {"grpc_servicer_functions", Json::array()}}},
+         {{"host", options_.http_host}, {"port", options_.http_port},
+          {"root_path", options_.root_path},
+          {"request_timeout_s",
+           options_.request_timeout_s < 0 ? Json(nullptr) : Json(options_.request_timeout_s)},
+          {"keep_alive_timeout_s", options_.keep_alive_timeout_s}}},
+        {"grpc_options", {{"port", options_.grpc_port}, {"grpc_servicer_functions", Json::array()}}},
         {"proxies", Json::object()},
         {"deploy_mode", "MULTI_APP"},
         {"applications", Json::object()},
@@ -936,13 +1181,14 @@ class ControllerImpl final : public v1::Controller::CallbackService {
       if (p.http_port > 0 && node == options_.node_id) details["http_options"]["port"] = p.http_port;
     }
     for (auto& [name, app] : apps_) {
+      if (!api_type.empty() && app.source != api_type) continue;
       Json a = {{"name", name},
                 {"route_prefix", app.route_prefix ? Json(*app.route_prefix) : Json(nullptr)},
                 {"docs_path", nullptr},
                 {"message", ""},
                 {"last_deployed_time_s", app.last_deployed_time_s},
-                {"deployed_app_config", nullptr},
-                {"source", "imperative"},
+                {"deployed_app_config", app.submitted},
+                {"source", app.source},
                 {"deployments", Json::object()},
                 {"external_scaler_enabled", false}};
       std::vector<std::pair<std::string, DeploymentStatusInfo>> statuses;
@@ -958,7 +1204,8 @@ class ControllerImpl final : public v1::Controller::CallbackService {
                {"actor_id", ""},
                {"actor_name", "SERVE_REPLICA::" + dep.app + "#" + dep.name + "#" + r.id},
                {"worker_id", ""}, {"log_file_path", r.log_file}, {"replica_id", r.id},
-               {"state", ToString(r.state)}, {"pid", r.pid}, {"start_time_s", r.start_time_s}});
+               {"state", ToString(r.state, r.updating)}, {"pid", r.pid},
+               {"start_time_s", r.start_time_s}});
         }
         Json cfg = config::ToJson(dep.cfg);
         a["deployments"][dname] = {
@@ -992,6 +1239,9 @@ class ControllerImpl final : public v1::Controller::CallbackService {
 
  public:
   void set_log_file(std::string f) { log_file_ = std::move(f); }
+  std::string SessionName() override {
+    return std::filesystem::path(options_.session_dir).filename().string();
+  }
 
  private:
   const ControllerOptions& options_;
@@ -1017,7 +1267,26 @@ void OnSignal(int) { g_stop = true; }
 
 }  // namespace
 
-int RunController(const ControllerOptions& options) {
+ControllerOptions LoadClusterOptions(ControllerOptions o) {
+  auto text = ReadFile(o.session_dir + "/cluster.json");
+  if (!text) return o;
+  Json j = Json::parse(*text, nullptr, false);
+  if (!j.is_object()) return o;
+  o.http_host = j.value("http_host", o.http_host);
+  o.http_port = j.value("http_port", o.http_port);
+  o.root_path = j.value("root_path", o.root_path);
+  o.request_timeout_s = j.value("request_timeout_s", o.request_timeout_s);
+  o.keep_alive_timeout_s = j.value("keep_alive_timeout_s", o.keep_alive_timeout_s);
+  o.grpc_port = j.value("grpc_port", o.grpc_port);
+  o.proxy_location = j.value("proxy_location", o.proxy_location);
+  o.dashboard_host = j.value("dashboard_host", o.dashboard_host);
+  o.dashboard_port = j.value("dashboard_port", o.dashboard_port);
+  o.app_dir = j.value("app_dir", o.app_dir);
+  return o;
+}
+
+int RunController(const ControllerOptions& base_options) {
+  const ControllerOptions options = LoadClusterOptions(base_options);
   std::string log_file =
       options.session_dir + "/logs/serve/controller_" + std::to_string(::getpid()) + ".log";
   InitProcessLogging(log_file);
@@ -1039,15 +1308,46 @@ int RunController(const ControllerOptions& options) {
   std::string address = host + ":" + std::to_string(port);
   impl.set_address(address);
   spdlog::info("Controller listening on {} (session {}).", address, options.session_dir);
+
+  // REST API on the dashboard port, served from its own I/O thread.
+  boost::asio::io_context rest_io(1);
+  rpc::HttpServerOptions rest_options;
+  rest_options.host = options.dashboard_host;
+  rest_options.port = options.dashboard_port;
+  rest_options.access_log_name = "dashboard";
+  rpc::HttpServer rest(
+      rest_io,
+      [&impl](rpc::HttpServerRequest req, std::function<void(rpc::HttpServerResponse)> done) {
+        done(HandleRest(impl, req));
+      },
+      rest_options);
+  unsigned short rest_port = 0;
+  try {
+    rest_port = rest.Listen();
+  } catch (const std::exception& e) {
+    spdlog::critical("Cannot serve the REST API on {}:{}: {}", options.dashboard_host,
+                     options.dashboard_port, e.what());
+    std::fprintf(stderr, "Cannot serve the REST API on %s:%d: %s\n",
+                 options.dashboard_host.c_str(), options.dashboard_port, e.what());
+    return 1;
+  }
+  std::thread rest_thread([&] { rest_io.run(); });
+  std::string dashboard = "http://" + options.dashboard_host + ":" + std::to_string(rest_port);
+  spdlog::info("REST API at {}.", dashboard);
+
   impl.StartProxy();
-  if (!WriteFileAtomic(options.session_dir + "/controller_address", address)) {
-    spdlog::critical("Cannot write {}/controller_address.", options.session_dir);
+  if (!WriteFileAtomic(options.session_dir + "/dashboard_address", dashboard) ||
+      !WriteFileAtomic(options.session_dir + "/controller_address", address)) {
+    spdlog::critical("Cannot write addresses into {}.", options.session_dir);
     return 1;
   }
 
   std::thread loop([&] { impl.RunLoop(g_stop); });
   loop.join();
   spdlog::info("Controller stopping.");
+  rest.Close();
+  rest_io.stop();
+  rest_thread.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   ShutdownLogging();
   return 0;

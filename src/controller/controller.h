@@ -4,15 +4,26 @@
 
 namespace serve::controller {
 
+/// Cluster-wide options, read from <session>/cluster.json (written by `serve start`/`serve run`).
 struct ControllerOptions {
   std::string session_dir;
   std::string agent_address;          ///< Head node agent (starts proxies, replicas, builds).
   std::string node_id;                ///< Head node id.
   std::string http_host = "127.0.0.1";
   int http_port = 8000;               ///< 0: the proxy picks a free port and reports it.
+  std::string root_path;
+  double request_timeout_s = -1;      ///< < 0: none
+  double keep_alive_timeout_s = 90;
+  int grpc_port = 9000;
   std::string proxy_location = "EveryNode";  ///< EveryNode | HeadOnly | Disabled
+  std::string dashboard_host = "127.0.0.1";
+  int dashboard_port = 8265;          ///< REST API; 0: any free port
+  std::string app_dir;                ///< where declarative apps' libraries are looked for
   double control_loop_interval_s = 0.1;      ///< $SERVE_CONTROL_LOOP_INTERVAL_S overrides.
 };
+
+/// Reads <session>/cluster.json over the defaults (missing file: defaults).
+ControllerOptions LoadClusterOptions(ControllerOptions base);
 
 /// Runs the controller until SIGTERM: the gRPC Controller service, the control loop that
 /// reconciles applications → deployments → replicas, health checks and the long-poll host.

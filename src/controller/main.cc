@@ -8,10 +8,6 @@ int main(int argc, char** argv) {
   app.add_option("--session-dir", options.session_dir)->required();
   app.add_option("--agent-address", options.agent_address)->required();
   app.add_option("--node-id", options.node_id)->required();
-  app.add_option("--http-host", options.http_host);
-  app.add_option("--http-port", options.http_port);
-  app.add_option("--proxy-location", options.proxy_location)
-      ->check(CLI::IsMember({"EveryNode", "HeadOnly", "Disabled"}));
   CLI11_PARSE(app, argc, argv);
   return serve::controller::RunController(options);
 }

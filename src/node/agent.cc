@@ -324,6 +324,7 @@ int RunAgent(const AgentOptions& options) {
   }
   std::string address = LocalNodeIp() + ":" + std::to_string(port);
   WriteFileAtomic(options.session_dir + "/agent_address", address);
+  WriteFileAtomic(options.session_dir + "/agent_pid", std::to_string(::getpid()));
   spdlog::info("Node agent {} listening on {}.", node_id, address);
 
   if (options.head) {
@@ -336,7 +337,6 @@ int RunAgent(const AgentOptions& options) {
                                  std::string("--node-id"), node_id}) {
       req.add_args(a);
     }
-    for (auto& a : options.controller_args) req.add_args(a);
     std::string error;
     if (table.Start(req, &error) < 0) {
       std::cerr << "serve-agent: cannot start the controller: " << error << "\n";
@@ -355,6 +355,8 @@ int RunAgent(const AgentOptions& options) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   std::error_code ec;
   std::filesystem::remove(options.session_dir + "/agent_address", ec);
+  std::filesystem::remove(options.session_dir + "/controller_address", ec);
+  std::filesystem::remove(options.session_dir + "/dashboard_address", ec);
   spdlog::info("Node agent stopped.");
   ShutdownLogging();
   return 0;

@@ -10,7 +10,6 @@ struct AgentOptions {
   std::string node_id;               ///< Empty: a random id.
   bool head = true;                  ///< Head node: starts and supervises the controller.
   bool forward_logs = false;         ///< Copy children's output to stdout, prefixed.
-  std::vector<std::string> controller_args;  ///< Extra flags for serve-controller.
 };
 
 /// Runs the node agent until Shutdown (RPC) or SIGTERM/SIGINT: serves the Agent gRPC service,

@@ -8,25 +8,12 @@
 
 #include "proxy/route_table.h"
 #include "router/router.h"
+#include "rpc/http_server.h"
 
 namespace serve::proxy {
 
-/// A transport-free HTTP request (practice 3: no Beast types here).
-struct ProxyRequest {
-  std::string method;
-  std::string target;  ///< path + optional "?query"
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string host;    ///< Host header, for messages that print URLs.
-};
-
-struct ProxyResponse {
-  int status = 200;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string route;   ///< matched route prefix ("" when none), for logs.
-  std::string request_id;
-};
+using ProxyRequest = rpc::HttpServerRequest;
+using ProxyResponse = rpc::HttpServerResponse;
 
 /// Turns HTTP requests into routed data-plane calls: special endpoints (/-/routes,
 /// /-/healthz), longest-prefix route matching, X-Request-ID, and error mapping (404/500/503).

@@ -56,7 +56,7 @@ struct Reply {
 DataServer::DataServer(asio::io_context& io, asio::thread_pool& user_pool,
                        detail::Instance& instance, DataServerOptions options)
     : io_(io), user_pool_(user_pool), instance_(instance), options_(std::move(options)),
-      acceptor_(io) {}
+      acceptor_(io), max_ongoing_(options_.max_ongoing_requests) {}
 
 unsigned short DataServer::Listen(const std::string& host) {
   asio::ip::tcp::endpoint ep(asio::ip::make_address(host), 0);
@@ -99,7 +99,7 @@ void DataServer::Accept() {
             return;
           }
           int now = ongoing_.load();
-          if (draining_ || now >= options_.max_ongoing_requests) {
+          if (draining_ || now >= max_ongoing_.load()) {
             v1::ResponseHead head;
             head.set_accepted(false);
             head.set_num_ongoing(now);

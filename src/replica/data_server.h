@@ -33,6 +33,8 @@ class DataServer {
   /// New requests are rejected from now on (used while shutting down).
   void StartDraining() { draining_ = true; }
   int ongoing() const { return ongoing_.load(); }
+  /// Changes max_ongoing_requests for requests arriving from now on.
+  void set_max_ongoing_requests(int n) { max_ongoing_.store(n); }
 
  private:
   void Accept();
@@ -44,6 +46,7 @@ class DataServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::atomic<int> ongoing_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<int> max_ongoing_;
 };
 
 }  // namespace serve::replica

@@ -8,7 +8,7 @@ int main(int argc, char** argv) {
   serve::replica::BuildOptions build;
   bool build_mode = false;
   std::string controller;
-  app.add_option("--controller-address", controller)->required();
+  app.add_option("--controller-address", controller);
   app.add_option("--replica-id", replica.replica_id);
   app.add_option("--session-dir", replica.session_dir);
   app.add_option("--node-id", replica.node_id);
@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.add_option("--import-path", build.import_path);
   app.add_option("--app-dir", build.app_dir);
   app.add_option("--args-json", build.args_json);
+  app.add_flag("--print", build.print, "print the graph as JSON instead of reporting it");
   CLI11_PARSE(app, argc, argv);
   if (build_mode) {
     build.controller_address = controller;

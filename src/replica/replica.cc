@@ -50,7 +50,7 @@ bool LoadLibrary(const std::string& path, std::string* error) {
 
 class ControlService final : public v1::ReplicaControl::Service {
  public:
-  explicit ControlService(detail::Instance& instance) : instance_(instance) {}
+  ControlService(detail::Instance& instance, DataServer& data) : instance_(instance), data_(data) {}
   grpc::Status CheckHealth(grpc::ServerContext*, const v1::Empty*, v1::HealthReply* reply) override {
     try {
       instance_.CheckHealth();
@@ -64,7 +64,8 @@ class ControlService final : public v1::ReplicaControl::Service {
   grpc::Status Reconfigure(grpc::ServerContext*, const v1::ReconfigureRequest* req,
                            v1::ReconfigureReply* reply) override {
     try {
-      instance_.Reconfigure(Json::parse(req->user_config_json()));
+      if (req->max_ongoing_requests() > 0) data_.set_max_ongoing_requests(req->max_ongoing_requests());
+      if (req->has_user_config()) instance_.Reconfigure(Json::parse(req->user_config_json()));
       reply->set_ok(true);
     } catch (...) {
       reply->set_ok(false);
@@ -75,6 +76,7 @@ class ControlService final : public v1::ReplicaControl::Service {
 
  private:
   detail::Instance& instance_;  // Not owned; must outlive this.
+  DataServer& data_;            // Not owned; must outlive this.
 };
 
 void Report(v1::Controller::Stub& stub, const v1::ReplicaStarted& msg) {
@@ -158,7 +160,7 @@ int RunReplica(const ReplicaOptions& options) {
   std::string host = LocalNodeIp();
   unsigned short data_port = data.Listen(host);
 
-  ControlService control(*instance);
+  ControlService control(*instance, data);
   int control_port = 0;
   auto server = rpc::StartGrpcServer(host, 0, {&control}, &control_port);
   if (!server) {
@@ -226,6 +228,16 @@ int RunBuild(const BuildOptions& options) {
     result.set_ok(false);
     result.set_error(CurrentExceptionText());
     spdlog::error("Building '{}' failed: {}", options.import_path, result.error());
+  }
+  if (options.print) {
+    if (!result.ok()) {
+      std::fprintf(stderr, "%s\n", result.error().c_str());
+      return 1;
+    }
+    Json graph = detail::DecodeMsgpack(result.graph_msgpack());
+    for (auto& node : graph["deployments"]) node.erase("init_args");
+    std::printf("%s\n", graph.dump().c_str());
+    return 0;
   }
   auto stub = v1::Controller::NewStub(rpc::ChannelTo(options.controller_address));
   auto ctx = rpc::ContextWithDeadline(10);

@@ -24,6 +24,7 @@ struct BuildOptions {
   std::string app_dir;
   std::string args_json;  ///< JSON object of builder args.
   std::string log_file;
+  bool print = false;     ///< print the graph (names and options) to stdout instead of reporting
 };
 
 /// Builds an application graph in this (throw-away) process and reports it to the controller,

@@ -61,7 +61,8 @@ class ServeRun:
         self.temp_dir = str(temp_dir)
         self.log_path = os.path.join(self.temp_dir, "serve_run.out")
         os.makedirs(self.temp_dir, exist_ok=True)
-        cmd = [SERVE, "run", import_path, *args, "--http-port", "0", "--temp-dir", self.temp_dir]
+        cmd = [SERVE, "run", import_path, *args, "--http-port", "0", "--dashboard-port", "0",
+               "--temp-dir", self.temp_dir]
         if app_dir:
             cmd += ["--app-dir", app_dir]
         full_env = dict(os.environ)
@@ -149,3 +150,76 @@ def serve_run(tmp_path):
 def get(url, **kwargs):
     kwargs.setdefault("timeout", 10)
     return requests.get(url, **kwargs)
+
+
+class ServeInstance:
+    """A long-lived instance from `serve start`, stopped with `serve stop`."""
+
+    def __init__(self, temp_dir, app_dir):
+        self.temp_dir = str(temp_dir)
+        os.makedirs(self.temp_dir, exist_ok=True)
+        out = self.cli("start", "--head", "--http-port", "0", "--dashboard-port", "0",
+                       "--app-dir", app_dir, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        self.http = re.search(r"HTTP proxy:\s+(http://\S+)", out.stdout).group(1)
+        self.rest = re.search(r"REST API:\s+(http://\S+)", out.stdout).group(1)
+
+    def cli(self, *args, timeout=60, check=False, input=None):
+        cmd = [SERVE, *args]
+        if args[0] in ("start", "stop", "deploy", "config", "status", "shutdown"):
+            cmd += ["--temp-dir", self.temp_dir]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+        if check:
+            assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    def details(self):
+        r = requests.get(self.rest + "/api/serve/applications/", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def app_status(self, name):
+        return self.details()["applications"].get(name, {}).get("status")
+
+    def wait_running(self, *names, timeout=60):
+        def ok():
+            apps = self.details()["applications"]
+            for n in names:
+                if n in apps and apps[n]["status"] == "DEPLOY_FAILED":
+                    raise AssertionError(f"{n} DEPLOY_FAILED: {apps[n]['message']}")
+            return all(n in apps and apps[n]["status"] == "RUNNING" for n in names)
+        wait_for(ok, timeout, what=f"{names} RUNNING")
+
+    def replica_pids(self, app, deployment):
+        dep = self.details()["applications"][app]["deployments"][deployment]
+        return sorted(r["pid"] for r in dep["replicas"] if r["state"] == "RUNNING")
+
+    def stop(self):
+        out = self.cli("stop", timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: not session_pids(self.temp_dir), 20, what="every cluster process to exit")
+
+
+@pytest.fixture
+def serve_instance(tmp_path):
+    instances = []
+
+    def start(app_dir):
+        inst = ServeInstance(tmp_path / f"inst{len(instances)}", app_dir)
+        instances.append(inst)
+        return inst
+
+    yield start
+    errors = []
+    for inst in instances:
+        try:
+            inst.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+        for pid in session_pids(inst.temp_dir):
+            errors.append(f"left behind: {pid}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert not errors, "\n".join(errors)

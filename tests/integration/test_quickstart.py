@@ -62,19 +62,21 @@ def test_sigterm_also_tears_everything_down(serve_run):
     assert session_pids(run.temp_dir) == []
 
 
-def test_serve_shutdown_stops_a_running_instance(serve_run):
+def test_serve_shutdown_deletes_the_applications(serve_run):
     run = serve_run("quickstart:app", app_dir=os.path.join(EXAMPLES_DIR, "quickstart"))
     run.wait_ready()
     out = subprocess.run([SERVE, "shutdown", "-y", "--temp-dir", run.temp_dir],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "Sent shutdown request" in out.stdout
-    run.wait_exit(timeout=60)
-    wait_for(lambda: not session_pids(run.temp_dir), 15, what="cluster processes to exit")
+    wait_for(lambda: run.status()["applications"] == {} and not run.replica_pids(), 30,
+             what="applications deleted")
+    assert run.proc.poll() is None  # serve run keeps the instance until Ctrl-C
+    assert run.stop() == 0
 
 
 def test_status_without_a_running_instance_is_a_clear_error(tmp_path):
     out = subprocess.run([SERVE, "status", "--temp-dir", str(tmp_path)], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode != 0
-    assert "No running serve instance" in out.stderr
+    assert "Could not reach the serve REST API" in out.stderr

@@ -2,17 +2,32 @@
 #include <serve/serve.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+
+#include <unistd.h>
 
 // Echoes what the replica received.
 class Echo {
  public:
+  // user_config {"tag": ...} is echoed back, so tests can see in-place updates.
+  void reconfigure(const serve::Json& config) {
+    std::lock_guard lock(mu_);
+    tag_ = config.value("tag", "");
+  }
   serve::Json operator()(const serve::HttpRequest& r) {
     if (r.query("fail") == "1") throw std::runtime_error("echo was asked to fail");
     if (auto ms = r.query("sleep_ms"); !ms.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(ms)));
     }
+    if (auto name = r.query("env"); !name.empty()) {
+      const char* v = std::getenv(name.c_str());
+      return {{"env", v ? serve::Json(v) : serve::Json(nullptr)}};
+    }
+    if (r.query("cwd") == "1") return {{"cwd", std::filesystem::current_path().string()}};
     serve::Json headers = serve::Json::object();
     for (auto& [k, v] : r.headers) headers[k] = v;
     return {{"method", r.method},
@@ -22,8 +37,18 @@ class Echo {
             {"body_size", r.body.size()},
             {"headers", headers},
             {"replica", serve::get_replica_context().replica_id},
+            {"tag", tag()},
+            {"pid", static_cast<int>(::getpid())},
             {"deployment", serve::get_replica_context().deployment}};
   }
+
+ private:
+  std::string tag() {
+    std::lock_guard lock(mu_);
+    return tag_;
+  }
+  std::mutex mu_;
+  std::string tag_;
 };
 SERVE_DEPLOYMENT(Echo);
 

@@ -1,0 +1,68 @@
+#include "controller/rest_api.h"
+
+#include <spdlog/spdlog.h>
+
+namespace serve::controller {
+namespace {
+
+rpc::HttpServerResponse Reply(int status, std::string body,
+                              std::string content_type = "text/plain; charset=utf-8") {
+  rpc::HttpServerResponse r;
+  r.status = status;
+  r.headers.emplace_back("content-type", std::move(content_type));
+  r.body = std::move(body);
+  return r;
+}
+
+std::string QueryParam(const std::string& query, const std::string& name) {
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    size_t amp = query.find('&', pos);
+    std::string part = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+    if (part.rfind(name + "=", 0) == 0) return part.substr(name.size() + 1);
+    if (amp == std::string::npos) break;
+    pos = amp + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
+rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& req) {
+  std::string path = req.target, query;
+  if (auto q = path.find('?'); q != std::string::npos) {
+    query = path.substr(q + 1);
+    path.resize(q);
+  }
+  if (path == "/api/serve/applications" || path == "/api/serve/applications/") {
+    if (req.method == "GET") {
+      std::string api_type = QueryParam(query, "api_type");
+      if (!api_type.empty() && api_type != "imperative" && api_type != "declarative") {
+        return Reply(400, "Invalid 'api_type' value: '" + api_type +
+                              "'. Must be one of 'imperative' or 'declarative'.");
+      }
+      return Reply(200, api.Details(api_type).dump(), "application/json");
+    }
+    if (req.method == "PUT") {
+      auto body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+      if (body.is_discarded()) return Reply(400, "Request body is not valid JSON.");
+      auto config = config::ParseServeDeployConfig(body);
+      if (!config.ok()) return Reply(400, std::string(config.status().message()));
+      if (auto st = api.ApplyConfig(*config); !st.ok()) return Reply(400, std::string(st.message()));
+      return Reply(200, "");
+    }
+    if (req.method == "DELETE") {
+      api.DeleteAllApplications();
+      return Reply(200, "");
+    }
+    return Reply(405, "Method " + req.method + " not allowed.");
+  }
+  if (path == "/api/ray/version" && req.method == "GET") {
+    nlohmann::json v = {{"version", "4"}, {"ray_version", "0.1.0"}, {"ray_commit", ""},
+                        {"serve_version", "0.1.0"}, {"session_name", api.SessionName()}};
+    return Reply(200, v.dump(), "application/json");
+  }
+  return Reply(404, "Not found: " + path);
+}
+
+}  // namespace serve::controller

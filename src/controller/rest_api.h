@@ -1,0 +1,34 @@
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "config/schema.h"
+#include "rpc/http_server.h"
+
+namespace serve::controller {
+
+/// What the REST API needs from the controller.
+class ControllerApi {
+ public:
+  virtual ~ControllerApi() = default;
+  /// ServeInstanceDetails; `api_type` "" (all), "imperative" or "declarative".
+  virtual nlohmann::json Details(const std::string& api_type) = 0;
+  /// Declarative deploy: applications not in `config` that were deployed declaratively are
+  /// deleted.
+  virtual absl::Status ApplyConfig(const config::ServeDeployConfig& config) = 0;
+  /// Deletes every application.
+  virtual void DeleteAllApplications() = 0;
+  virtual std::string SessionName() = 0;
+};
+
+/// Ray Serve's REST API on the dashboard port (spec §12.2), transport-free:
+///   GET    /api/serve/applications/[?api_type=imperative|declarative]
+///   PUT    /api/serve/applications/      (ServeDeploySchema JSON; 400 on invalid bodies)
+///   DELETE /api/serve/applications/
+///   GET    /api/ray/version
+rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& request);
+
+}  // namespace serve::controller

@@ -1,0 +1,62 @@
+#pragma once
+
+// A small HTTP/1.1 server on Boost.Beast coroutines, shared by the proxy (ingress) and the
+// controller (REST API on the dashboard port). Handlers see plain structs, never Beast types.
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace serve::rpc {
+
+struct HttpServerRequest {
+  std::string method;
+  std::string target;  ///< path + optional "?query"
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string host;    ///< Host header
+};
+
+struct HttpServerResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string route;       ///< for the access log ("" = the request target)
+  std::string request_id;  ///< for the access log
+};
+
+using HttpHandler =
+    std::function<void(HttpServerRequest, std::function<void(HttpServerResponse)>)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;                               ///< 0: any free port
+  size_t max_header_bytes = 16 * 1024;        ///< larger headers get 431
+  size_t max_body_bytes = 100 * 1024 * 1024;  ///< larger bodies get 413
+  double keep_alive_timeout_s = 90;           ///< idle keep-alive connections are closed
+  std::string access_log_name;                ///< non-empty: log "<name> ... METHOD route status ms"
+};
+
+/// Accepts connections on `io` and serves each with `handler` (which must call its callback
+/// exactly once, on `io`'s thread). Malformed requests get 400, oversize headers 431, oversize
+/// bodies 413. Not thread-safe: all calls on `io`'s thread.
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, HttpHandler handler, HttpServerOptions options);
+  /// Binds and starts accepting; returns the bound port. Throws boost::system::system_error
+  /// when it cannot bind.
+  unsigned short Listen();
+  void Close();
+
+ private:
+  boost::asio::io_context& io_;  // Not owned; must outlive this.
+  HttpHandler handler_;
+  HttpServerOptions options_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+}  // namespace serve::rpc
