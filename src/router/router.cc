@@ -160,8 +160,14 @@ void Router::UpdateTargets(const std::string& key, const v1::DeploymentTargets& 
     for (auto& [k, dep] : deployments_) {
       for (auto& r : dep.replicas) used |= r.conn == it->second;
     }
-    it = used ? std::next(it) : connections_.erase(it);
+    if (used) {
+      ++it;
+      continue;
+    }
+    retiring_.push_back(std::move(it->second));
+    it = connections_.erase(it);
   }
+  PurgeRetiring();
   if (!d.available) {
     auto queue = std::move(d.queue);
     d.queue.clear();
@@ -175,6 +181,17 @@ void Router::UpdateTargets(const std::string& key, const v1::DeploymentTargets& 
   }
   d.backoff_attempt = 0;
   Drain(key);
+}
+
+void Router::PurgeRetiring() {
+  for (auto it = retiring_.begin(); it != retiring_.end();) {
+    if ((*it)->in_flight() == 0) {
+      (*it)->Close();
+      it = retiring_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Router::Route(const std::string& key, v1::RequestHead head, std::string body,
@@ -278,6 +295,7 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
     }
     r.body.assign(body.data(), body.size());
     p->Finish(std::move(r));
+    if (!retiring_.empty()) PurgeRetiring();
     Drain(key);  // a slot freed up
   });
 }

@@ -77,6 +77,10 @@ class Router {
   boost::asio::any_io_executor executor_;
   std::unordered_map<std::string, DeploymentEntry> deployments_;
   std::unordered_map<std::string, std::shared_ptr<ReplicaConnection>> connections_;  // by address
+  // Connections of replicas that left every replica set but still have requests in flight;
+  // closed once those finish (dropping them would drop their callers).
+  std::vector<std::shared_ptr<ReplicaConnection>> retiring_;
+  void PurgeRetiring();
   std::mt19937 rng_;
   uint64_t next_id_ = 1;
 };
