@@ -25,3 +25,6 @@ target_compile_definitions(serve_asio INTERFACE
   BOOST_ASIO_HAS_CO_AWAIT=1 BOOST_ASIO_HAS_STD_COROUTINE=1 BOOST_ASIO_NO_DEPRECATED
   BOOST_BEAST_USE_STD_STRING_VIEW)
 find_package(CURL REQUIRED)                     # CURL::libcurl (REST client of the CLI)
+# hiredis 0.14: its CMake config package sets no target (and breaks without a version).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)   # PkgConfig::HIREDIS

@@ -10,8 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>
+#include <serve/task.h>
 #include <serve/options.h>
 #include <serve/version.h>
 
@@ -64,8 +66,6 @@ using Factory = std::unique_ptr<Instance> (*)(const std::string& encoded_args);
 /// Registers `factory` under `key` (a stable, mangled type name). Returns true.
 SERVE_EXPORT bool RegisterFactory(const char* key, Factory factory);
 SERVE_EXPORT std::string Demangle(const char* mangled);
-SERVE_EXPORT std::string EncodeMsgpack(const Json& value);
-SERVE_EXPORT Json DecodeMsgpack(const std::string& bytes);
 [[noreturn]] SERVE_EXPORT void ThrowBadArity(const std::string& method, size_t want, size_t got);
 [[noreturn]] SERVE_EXPORT void ThrowNotHttp(const std::string& method);
 
@@ -74,6 +74,7 @@ struct AppNode {
   DeploymentOptions options;  ///< Options set in code (name always set).
   std::string factory_key;
   Json init_args;             ///< JSON array of constructor arguments.
+  std::vector<std::shared_ptr<const AppNode>> children;  ///< bound deployments among the args
 };
 
 template <class T>
@@ -91,7 +92,15 @@ CallOutput Wrap(T&& value) {
 template <class Obj, class Fn, class R, class... A>
 CallOutput Invoke(const std::string& name, Obj& obj, const Fn& fn, const CallInput& in) {
   auto call = [&](auto&&... args) -> CallOutput {
-    if constexpr (std::is_void_v<R>) {
+    if constexpr (IsTask<R>::value) {
+      // Coroutine handler: run it to completion on this (user) thread.
+      if constexpr (std::is_void_v<typename R::value_type>) {
+        std::invoke(fn, obj, std::forward<decltype(args)>(args)...).Get();
+        return CallOutput{};
+      } else {
+        return Wrap(std::invoke(fn, obj, std::forward<decltype(args)>(args)...).Get());
+      }
+    } else if constexpr (std::is_void_v<R>) {
       std::invoke(fn, obj, std::forward<decltype(args)>(args)...);
       return CallOutput{};
     } else {
@@ -198,7 +207,8 @@ class TypedInstance final : public Instance {
 };
 
 /// Factory for class T constructed from arguments of types A...; registered at load time of the
-/// library that binds it, so a replica that dlopens the library can find it by key.
+/// library that binds it, so a replica that dlopens the library can find it by key. Bound
+/// deployments (Application arguments) arrive as DeploymentHandle.
 template <class T, class... A>
 struct FactoryFor {
   static std::unique_ptr<Instance> Make(const std::string& encoded) {
@@ -232,12 +242,40 @@ class SERVE_EXPORT Application {
   explicit Application(std::shared_ptr<const detail::AppNode> ingress)
       : ingress_(std::move(ingress)) {}
   const detail::AppNode* ingress() const { return ingress_.get(); }
-  /// The graph as JSON: {"ingress": name, "deployments": [{name, factory, init_args, options}]}.
+  const std::shared_ptr<const detail::AppNode>& shared_ingress() const { return ingress_; }
+  /// The graph as JSON: {"ingress": name, "deployments": [{name, factory, init_args, options}]},
+  /// every bound deployment once. Throws std::invalid_argument when two different bound
+  /// deployments share a name.
   Json ToJson() const;
 
  private:
   std::shared_ptr<const detail::AppNode> ingress_;
 };
+
+SERVE_EXPORT void to_json(Json& j, const Application& app);
+
+namespace detail {
+/// What a constructor receives for a bind() argument of type A.
+template <class A>
+struct CtorArgT {
+  using type = A;
+};
+template <>
+struct CtorArgT<Application> {
+  using type = DeploymentHandle;
+};
+template <class A>
+using CtorArg = typename CtorArgT<A>::type;
+
+template <class A>
+void AddArg(AppNode& node, A&& arg) {
+  if constexpr (std::is_same_v<std::decay_t<A>, Application>) {
+    if (arg.ingress() == nullptr) throw std::invalid_argument("cannot bind an empty application");
+    node.children.push_back(arg.shared_ingress());
+  }
+  node.init_args.push_back(Json(std::forward<A>(arg)));
+}
+}  // namespace detail
 
 /// Builder for a deployment of class T (`@serve.deployment` + `.options()` + `.bind()`).
 template <class T>
@@ -286,13 +324,13 @@ class Deployment {
   /// now and decoded in each replica.
   template <class... A>
   Application bind(A&&... args) const {
-    using F = detail::FactoryFor<T, std::decay_t<A>...>;
+    using F = detail::FactoryFor<T, detail::CtorArg<std::decay_t<A>>...>;
     (void)F::registered;
     auto node = std::make_shared<detail::AppNode>();
     node->options = options_;
     node->factory_key = F::Key();
     node->init_args = Json::array();
-    (node->init_args.push_back(Json(std::forward<A>(args))), ...);
+    (detail::AddArg(*node, std::forward<A>(args)), ...);
     return Application(std::move(node));
   }
 

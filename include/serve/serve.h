@@ -4,7 +4,10 @@
 // serve_add_app(), run them with `serve run <module>:<app>`.
 #include <serve/context.h>
 #include <serve/deployment.h>
+#include <serve/errors.h>
+#include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>
 #include <serve/options.h>
+#include <serve/task.h>
 #include <serve/version.h>

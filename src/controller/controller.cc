@@ -1075,6 +1075,7 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
       u.set_key(TargetsKey(key));
       auto* t = u.mutable_targets();
       t->set_is_available(!dep.terminally_failed);
+      t->set_max_queued_requests(dep.cfg.max_queued_requests);
       for (auto& [id, r] : dep.replicas) {
         if (r.state != ReplicaState::kRunning) continue;
         auto* rr = t->add_replicas();

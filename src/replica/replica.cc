@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "config/import_path.h"
 #include "replica/data_server.h"
+#include "replica/handle_runtime.h"
 #include "rpc/grpc_util.h"
 #include "sdk/host.h"
 #include "serve/v1/controller.grpc.pb.h"
@@ -124,6 +125,8 @@ int RunReplica(const ReplicaOptions& options) {
 
   sdk::SetReplicaContext(
       {spec.app_name(), spec.deployment(), options.replica_id, options.replica_id});
+  ReplicaHandleRuntime handles(options.controller_address, spec.app_name());
+  sdk::SetHandleRuntime(&handles);
   std::unique_ptr<detail::Instance> instance;
   std::string error;
   if (!spec.app_dir().empty()) (void)::chdir(spec.app_dir().c_str());
@@ -200,6 +203,7 @@ int RunReplica(const ReplicaOptions& options) {
   user_pool.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   instance.reset();  // user destructor (__del__)
+  sdk::SetHandleRuntime(nullptr);
   spdlog::info("Replica {} stopped.", options.replica_id);
   ShutdownLogging();
   return 0;

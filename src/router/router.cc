@@ -144,6 +144,7 @@ void Router::UpdateTargets(const std::string& key, const v1::DeploymentTargets& 
   DeploymentEntry& d = deployments_[key];
   d.known = true;
   d.available = targets.is_available();
+  d.max_queued_requests = targets.max_queued_requests() == 0 ? -1 : targets.max_queued_requests();
   std::vector<ReplicaEntry> next;
   for (const auto& r : targets.replicas()) {
     auto& conn = connections_[r.data_address()];
@@ -195,7 +196,7 @@ void Router::PurgeRetiring() {
 }
 
 void Router::Route(const std::string& key, v1::RequestHead head, std::string body,
-                   RouteCallback done, int max_queued_requests) {
+                   RouteCallback done) {
   DeploymentEntry& d = deployments_[key];
   if (d.known && !d.available) {
     RouteResult r;
@@ -204,12 +205,13 @@ void Router::Route(const std::string& key, v1::RequestHead head, std::string bod
     done(std::move(r));
     return;
   }
-  if (max_queued_requests >= 0 && static_cast<int>(d.queue.size()) >= max_queued_requests) {
+  if (d.max_queued_requests >= 0 && static_cast<int>(d.queue.size()) >= d.max_queued_requests) {
     RouteResult r;
     r.code = RouteResult::Code::kBackPressure;
     r.error = "Request dropped due to backpressure (num_queued_requests=" +
               std::to_string(d.queue.size()) +
-              ", max_queued_requests=" + std::to_string(max_queued_requests) + ").";
+              ", max_queued_requests=" + std::to_string(d.max_queued_requests) + ").";
+    spdlog::warn("[{}] {}", key, r.error);
     done(std::move(r));
     return;
   }

@@ -47,9 +47,10 @@ class Router {
   void UpdateTargets(const std::string& deployment_key, const v1::DeploymentTargets& targets);
 
   /// Sends `head` + `body` to a replica of `deployment_key`; `done` runs once with the outcome.
-  /// Requests wait (bounded by `max_queued_requests` when >= 0) until a replica is free.
+  /// Requests wait until a replica is free; at most the deployment's max_queued_requests
+  /// (when >= 0) may wait in this router, beyond that they fail with kBackPressure.
   void Route(const std::string& deployment_key, v1::RequestHead head, std::string body,
-             RouteCallback done, int max_queued_requests = -1);
+             RouteCallback done);
 
   /// Number of replicas known for `deployment_key`.
   size_t NumReplicas(const std::string& deployment_key) const;
@@ -63,6 +64,7 @@ class Router {
   struct DeploymentEntry {
     bool available = true;
     bool known = false;
+    int max_queued_requests = -1;
     std::vector<ReplicaEntry> replicas;
     std::deque<std::shared_ptr<Pending>> queue;  // waiting for a free replica
     std::unique_ptr<boost::asio::steady_timer> backoff;

@@ -44,6 +44,20 @@ class SERVE_EXPORT ScopedRequestContext {
   const RequestContext* previous_;
 };
 
+/// Carries handle calls of this process (installed by the replica). Implementations complete
+/// `state` exactly once, from any thread, and resume the coroutine Complete() returns.
+class HandleRuntime {
+ public:
+  virtual ~HandleRuntime() = default;
+  virtual void Call(const detail::CallTarget& target, std::string encoded_args,
+                    std::shared_ptr<detail::ResponseState> state) = 0;
+};
+/// Installs the runtime (not owned; must outlive every handle call). nullptr uninstalls.
+SERVE_EXPORT void SetHandleRuntime(HandleRuntime* runtime);
+
+/// The request context of the calling thread, or nullptr.
+SERVE_EXPORT const RequestContext* CurrentRequestContext();
+
 /// Builds the application `name` with `args`. Throws std::invalid_argument for an unknown name,
 /// for args given to a non-builder app, and whatever the builder throws.
 SERVE_EXPORT Json BuildApplication(const std::string& name, const Args& args);

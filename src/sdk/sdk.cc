@@ -1,6 +1,8 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cctype>
 #include <cstdlib>
 #include <mutex>
@@ -323,11 +325,144 @@ void ThrowNotHttp(const std::string& method) {
 
 Json Application::ToJson() const {
   if (!ingress_) throw std::invalid_argument("empty application (nothing was bound)");
-  Json node = {{"name", *ingress_->options.name},
-               {"factory", ingress_->factory_key},
-               {"init_args", ingress_->init_args},
-               {"options", ingress_->options}};
-  return Json{{"ingress", *ingress_->options.name}, {"deployments", Json::array({node})}};
+  Json deployments = Json::array();
+  std::map<std::string, const detail::AppNode*> seen;
+  std::vector<const detail::AppNode*> stack = {ingress_.get()};
+  while (!stack.empty()) {
+    const detail::AppNode* n = stack.back();
+    stack.pop_back();
+    const std::string& name = *n->options.name;
+    if (auto it = seen.find(name); it != seen.end()) {
+      if (it->second != n) {
+        throw std::invalid_argument("two different deployments are named '" + name +
+                                    "'; give one a distinct .name(...)");
+      }
+      continue;
+    }
+    seen[name] = n;
+    deployments.push_back({{"name", name},
+                           {"factory", n->factory_key},
+                           {"init_args", n->init_args},
+                           {"options", n->options}});
+    for (auto it = n->children.rbegin(); it != n->children.rend(); ++it) stack.push_back(it->get());
+  }
+  return Json{{"ingress", *ingress_->options.name}, {"deployments", deployments}};
+}
+
+void to_json(Json& j, const Application& app) {
+  if (app.ingress() == nullptr) throw std::invalid_argument("cannot pass an empty application");
+  j = Json{{"__serve_handle__", {{"deployment", *app.ingress()->options.name}, {"app", ""}}}};
+}
+
+// ------------------------------------------------------------------ handles
+
+namespace detail {
+
+struct ResponseState::Impl {
+  mutable std::mutex mu;
+  mutable std::condition_variable cv;
+  std::optional<CallResult> result;
+  std::coroutine_handle<> waiting;
+};
+
+ResponseState::ResponseState() : impl_(std::make_unique<Impl>()) {}
+ResponseState::~ResponseState() = default;
+
+std::coroutine_handle<> ResponseState::Complete(CallResult result) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->result) return {};
+  impl_->result = std::move(result);
+  impl_->cv.notify_all();
+  return std::exchange(impl_->waiting, {});
+}
+
+bool ResponseState::Ready() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->result.has_value();
+}
+
+bool ResponseState::Wait(std::optional<double> timeout_s) const {
+  std::unique_lock lock(impl_->mu);
+  auto done = [&] { return impl_->result.has_value(); };
+  if (!timeout_s) {
+    impl_->cv.wait(lock, done);
+    return true;
+  }
+  return impl_->cv.wait_for(lock, std::chrono::duration<double>(*timeout_s), done);
+}
+
+bool ResponseState::Suspend(std::coroutine_handle<> h) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->result) return false;
+  impl_->waiting = h;
+  return true;
+}
+
+const CallResult& ResponseState::result() const {
+  std::lock_guard lock(impl_->mu);
+  return *impl_->result;
+}
+
+std::atomic<sdk::HandleRuntime*>& RuntimeSlot() {
+  static std::atomic<sdk::HandleRuntime*> runtime{nullptr};
+  return runtime;
+}
+
+std::shared_ptr<ResponseState> StartCall(const CallTarget& target, std::string encoded_args) {
+  sdk::HandleRuntime* runtime = RuntimeSlot().load();
+  if (runtime == nullptr) {
+    throw ServeException("DeploymentHandle calls are only available inside a replica");
+  }
+  if (target.deployment.empty()) throw ServeException("calling an empty DeploymentHandle");
+  auto state = std::make_shared<ResponseState>();
+  runtime->Call(target, std::move(encoded_args), state);
+  return state;
+}
+
+void ThrowCallError(const CallResult& r) {
+  switch (r.code) {
+    case CallResult::Code::kBackPressure: throw BackPressureError(r.error_message);
+    case CallResult::Code::kUnavailable: throw DeploymentUnavailableError(r.error_message);
+    case CallResult::Code::kCancelled: throw RequestCancelledError(r.error_message);
+    default: throw DeploymentError(r.error_type, r.error_message);
+  }
+}
+
+}  // namespace detail
+
+DeploymentHandle::DeploymentHandle(std::string deployment, std::string app) {
+  target_.deployment = std::move(deployment);
+  target_.app = std::move(app);
+}
+
+DeploymentHandle DeploymentHandle::method(std::string name) const {
+  DeploymentHandle h = *this;
+  h.target_.method = std::move(name);
+  return h;
+}
+
+DeploymentHandle DeploymentHandle::options(const HandleOptions& o) const {
+  DeploymentHandle h = *this;
+  if (o.method_name) h.target_.method = *o.method_name;
+  if (o.multiplexed_model_id) h.target_.multiplexed_model_id = *o.multiplexed_model_id;
+  if (o.stream) h.target_.stream = *o.stream;
+  return h;
+}
+
+void to_json(Json& j, const DeploymentHandle& h) {
+  j = Json{{"__serve_handle__", {{"deployment", h.deployment_name()}, {"app", h.app_name()}}}};
+}
+
+void from_json(const Json& j, DeploymentHandle& h) {
+  auto it = j.find("__serve_handle__");
+  if (it == j.end() || !it->is_object()) {
+    throw std::invalid_argument("expected a bound deployment (DeploymentHandle) argument");
+  }
+  h = DeploymentHandle(it->value("deployment", ""), it->value("app", ""));
+}
+
+DeploymentHandle get_deployment_handle(const std::string& deployment, const std::string& app) {
+  return DeploymentHandle(deployment, app);
 }
 
 const ReplicaContext& get_replica_context() {
@@ -381,6 +516,10 @@ detail::Factory FindFactory(const std::string& key) {
 }
 
 void SetReplicaContext(ReplicaContext context) { ReplicaContextSlot() = std::move(context); }
+
+void SetHandleRuntime(HandleRuntime* runtime) { detail::RuntimeSlot().store(runtime); }
+
+const RequestContext* CurrentRequestContext() { return tls_request_context; }
 
 ScopedRequestContext::ScopedRequestContext(const RequestContext* context)
     : previous_(tls_request_context) {

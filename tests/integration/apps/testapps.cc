@@ -56,6 +56,7 @@ serve::Application echo_builder(const serve::Args& args) {
   return serve::deployment<Echo>()
       .num_replicas(std::stoi(args.get("replicas", "1")))
       .max_ongoing_requests(std::stoi(args.get("max_ongoing", "100")))
+      .max_queued_requests(std::stoi(args.get("max_queued", "-1")))
       .bind();
 }
 SERVE_APP_BUILDER(echo_builder);

@@ -1,0 +1,105 @@
+// Model composition with DeploymentHandles ("Deploy Compositions of Models"):
+//   serve run composition:translate      GET /?lang=es&name=Ann -> "Hola Ann!"
+//   serve run composition:arithmetic     GET /?x=3              -> {"result": 8}   ((3+1)*2)
+#include <serve/serve.h>
+
+#include <stdexcept>
+
+// ---------------------------------------------------------------- language routing
+
+class SpanishResponder {
+ public:
+  std::string operator()(const std::string& name) { return "Hola " + name + "!"; }
+};
+SERVE_DEPLOYMENT(SpanishResponder);
+
+class FrenchResponder {
+ public:
+  std::string operator()(const std::string& name) { return "Bonjour " + name + "!"; }
+};
+SERVE_DEPLOYMENT(FrenchResponder);
+
+// The ingress classifies the request and forwards it; a coroutine handler awaits the reply.
+class LanguageClassifier {
+ public:
+  LanguageClassifier(serve::DeploymentHandle spanish, serve::DeploymentHandle french)
+      : spanish_(std::move(spanish)), french_(std::move(french)) {}
+
+  serve::Task<serve::HttpResponse> operator()(serve::HttpRequest request) {
+    std::string lang = request.query("lang", "es");
+    std::string name = request.query("name", "friend");
+    if (lang != "es" && lang != "fr") {
+      co_return serve::HttpResponse::text("unsupported language '" + lang + "'", 400);
+    }
+    serve::DeploymentHandle& responder = lang == "es" ? spanish_ : french_;
+    std::string reply = co_await responder.remote<std::string>(name);
+    co_return serve::HttpResponse::text(reply);
+  }
+
+ private:
+  serve::DeploymentHandle spanish_;
+  serve::DeploymentHandle french_;
+};
+SERVE_DEPLOYMENT(LanguageClassifier);
+
+SERVE_APP(translate, serve::deployment<LanguageClassifier>().bind(
+                         serve::deployment<SpanishResponder>().bind(),
+                         serve::deployment<FrenchResponder>().bind()));
+
+// ---------------------------------------------------------------- chaining
+
+class Adder {
+ public:
+  explicit Adder(int increment) : increment_(increment) {}
+  int operator()(int x) { return x + increment_; }
+
+ private:
+  int increment_;
+};
+SERVE_DEPLOYMENT(Adder);
+
+class Multiplier {
+ public:
+  explicit Multiplier(int factor) : factor_(factor) {}
+  int operator()(int x) {
+    if (x < 0) throw std::domain_error("negative input " + std::to_string(x));
+    return x * factor_;
+  }
+  int factor() const { return factor_; }
+
+ private:
+  int factor_;
+};
+SERVE_DEPLOYMENT(Multiplier, serve::method("factor", &Multiplier::factor));
+
+// A synchronous handler: the Adder's response is passed straight to the Multiplier (chaining);
+// .result() blocks this request's thread until the chain finishes.
+class Calculator {
+ public:
+  Calculator(serve::DeploymentHandle adder, serve::DeploymentHandle multiplier)
+      : adder_(std::move(adder)), multiplier_(std::move(multiplier)) {}
+
+  serve::Json operator()(const serve::HttpRequest& request) {
+    int x = std::stoi(request.query("x", "0"));
+    serve::DeploymentResponse<int> sum = adder_.remote<int>(x);
+    serve::DeploymentResponse<int> product = multiplier_.remote<int>(sum);
+    try {
+      int factor = multiplier_.method("factor").remote<int>().result(10.0);
+      return {{"result", product.result(10.0)}, {"factor", factor}};
+    } catch (const serve::DeploymentError& e) {
+      return {{"error", e.type()}, {"message", e.remote_message()}};
+    }
+  }
+
+ private:
+  serve::DeploymentHandle adder_;
+  serve::DeploymentHandle multiplier_;
+};
+SERVE_DEPLOYMENT(Calculator);
+
+serve::Application arithmetic_builder(const serve::Args& args) {
+  return serve::deployment<Calculator>().bind(
+      serve::deployment<Adder>().bind(std::stoi(args.get("increment", "1"))),
+      serve::deployment<Multiplier>().num_replicas(2).bind(std::stoi(args.get("factor", "2"))));
+}
+SERVE_APP_BUILDER(arithmetic_builder);

@@ -1,0 +1,82 @@
+#include "replica/handle_runtime.h"
+
+#include <boost/asio/post.hpp>
+
+#include "common/util.h"
+
+namespace serve::replica {
+
+ReplicaHandleRuntime::ReplicaHandleRuntime(std::string controller_address, std::string app_name)
+    : app_name_(std::move(app_name)),
+      io_(1),
+      work_(io_.get_executor()),
+      router_(io_.get_executor()) {
+  poll_ = std::make_unique<router::LongPollClient>(
+      std::move(controller_address), io_.get_executor(), [this](const v1::Update& u) {
+        if (u.has_targets()) {
+          router_.UpdateTargets(u.key().substr(std::string("DEPLOYMENT_TARGETS:").size()),
+                                u.targets());
+        }
+      });
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+ReplicaHandleRuntime::~ReplicaHandleRuntime() {
+  poll_.reset();
+  work_.reset();
+  io_.stop();
+  thread_.join();
+}
+
+void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string encoded_args,
+                                std::shared_ptr<detail::ResponseState> state) {
+  v1::RequestHead head;
+  // Child calls carry the request id and route of the request being served (Ray propagates it).
+  if (const sdk::RequestContext* ctx = sdk::CurrentRequestContext()) {
+    head.set_request_id(ctx->request_id);
+    head.set_route(ctx->route);
+  } else {
+    head.set_request_id(RandomUuid());
+  }
+  std::string app = target.app.empty() ? app_name_ : target.app;
+  head.set_app_name(app);
+  head.set_method(target.method);
+  head.set_multiplexed_model_id(target.multiplexed_model_id);
+  head.set_stream(target.stream);
+  head.set_caller("handle");
+  std::string key = app + "#" + target.deployment;
+  boost::asio::post(io_, [this, key, head = std::move(head), args = std::move(encoded_args),
+                          state = std::move(state)]() mutable {
+    if (watched_.insert(key).second) poll_->Watch("DEPLOYMENT_TARGETS:" + key);
+    router_.Route(key, std::move(head), std::move(args), [state](router::RouteResult&& r) {
+      detail::CallResult c;
+      switch (r.code) {
+        case router::RouteResult::Code::kOk:
+          if (r.head.ok()) {
+            c.body = std::move(r.body);
+          } else {
+            c.code = detail::CallResult::Code::kError;
+            c.error_type = r.head.error_type();
+            c.error_message = r.head.error_message();
+          }
+          break;
+        case router::RouteResult::Code::kBackPressure:
+          c.code = detail::CallResult::Code::kBackPressure;
+          c.error_message = r.error;
+          break;
+        case router::RouteResult::Code::kUnavailable:
+          c.code = detail::CallResult::Code::kUnavailable;
+          c.error_message = r.error;
+          break;
+        case router::RouteResult::Code::kReplicaDied:
+          c.code = detail::CallResult::Code::kError;
+          c.error_type = "ActorDiedError";
+          c.error_message = r.error;
+          break;
+      }
+      if (auto h = state->Complete(std::move(c))) h.resume();
+    });
+  });
+}
+
+}  // namespace serve::replica

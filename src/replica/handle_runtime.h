@@ -1,0 +1,37 @@
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "router/router.h"
+#include "sdk/host.h"
+
+namespace serve::replica {
+
+/// Carries the DeploymentHandle calls of a replica: its own I/O thread runs a Router fed by a
+/// long-poll client that watches each deployment the first time it is called. Coroutines
+/// awaiting a response are resumed on that thread.
+class ReplicaHandleRuntime final : public sdk::HandleRuntime {
+ public:
+  ReplicaHandleRuntime(std::string controller_address, std::string app_name);
+  ~ReplicaHandleRuntime() override;
+
+  void Call(const detail::CallTarget& target, std::string encoded_args,
+            std::shared_ptr<detail::ResponseState> state) override;
+
+ private:
+  std::string app_name_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  router::Router router_;                        // only on io_'s thread
+  std::unique_ptr<router::LongPollClient> poll_;
+  std::set<std::string> watched_;                // only on io_'s thread
+  std::thread thread_;
+};
+
+}  // namespace serve::replica
