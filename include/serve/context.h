@@ -18,6 +18,11 @@ struct ReplicaContext {
 /// replica (e.g. in an application builder).
 SERVE_EXPORT const ReplicaContext& get_replica_context();
 
+/// True once the request being served on this thread was cancelled (the HTTP client
+/// disconnected or the caller cancelled). Synchronous code runs to completion unless it checks;
+/// streaming handlers stop at the next co_yield. False outside a request.
+SERVE_EXPORT bool is_request_cancelled();
+
 /// Logger for user code. Lines carry the deployment, replica id, request id and route of the
 /// request being served, and go to the replica's log file (and the `serve run` console).
 class SERVE_EXPORT Logger {

@@ -13,6 +13,7 @@
 #include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>
+#include <serve/stream.h>
 #include <serve/task.h>
 #include <serve/options.h>
 #include <serve/version.h>
@@ -44,6 +45,9 @@ struct CallInput {
 struct CallOutput {
   std::optional<HttpResponse> http;  ///< Set when the handler returned serve::HttpResponse.
   Json value;                        ///< Otherwise the returned value (null for void).
+  /// Set for streaming handlers (serve::Stream<T>): each call runs the generator to its next
+  /// value; nullopt when it finished.
+  std::function<std::optional<Json>()> stream;
 };
 
 /// A live user object inside a replica, type-erased.
@@ -83,6 +87,13 @@ CallOutput Wrap(T&& value) {
   CallOutput out;
   if constexpr (std::is_same_v<V, HttpResponse>) {
     out.http = std::forward<T>(value);
+  } else if constexpr (IsStream<V>::value) {
+    auto gen = std::make_shared<V>(std::forward<T>(value));
+    out.stream = [gen]() -> std::optional<Json> {
+      auto item = gen->Next();
+      if (!item) return std::nullopt;
+      return Json(std::move(*item));
+    };
   } else {
     out.value = Json(std::forward<T>(value));
   }

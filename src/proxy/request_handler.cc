@@ -84,6 +84,7 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
                           resp.headers.emplace_back(kv.key(), kv.value());
                         }
                         resp.body = std::move(result.body);
+                        resp.stream = std::move(result.stream);
                       } else {
                         resp = Text(500, "Internal Server Error\n\n" +
                                              result.head.error_type() + ": " +

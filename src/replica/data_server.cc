@@ -87,7 +87,13 @@ void DataServer::Accept() {
             conn->Send(FrameType::kProbeReply, frame.id, std::move(p));
             return;
           }
-          if (frame.type != FrameType::kRequest) return;  // kCancel: sync user code runs on
+          if (frame.type == FrameType::kCancel) {
+            if (auto it = cancels_.find({conn.get(), frame.id}); it != cancels_.end()) {
+              it->second->store(true);
+            }
+            return;
+          }
+          if (frame.type != FrameType::kRequest) return;
           auto req = std::make_shared<v1::RequestHead>();
           std::string_view body;
           if (!rpc::DecodeEnvelope(frame.payload, *req, body)) {
@@ -107,77 +113,132 @@ void DataServer::Accept() {
             return;
           }
           ++ongoing_;
+          auto cancelled = std::make_shared<std::atomic<bool>>(false);
+          cancels_[{conn.get(), frame.id}] = cancelled;
           auto body_copy = std::make_shared<std::string>(body);
           uint64_t id = frame.id;
-          asio::post(user_pool_, [this, conn, req, body_copy, id] {
-            auto start = std::chrono::steady_clock::now();
-            Reply reply;
-            reply.head.set_accepted(true);
-            reply.head.set_num_ongoing(ongoing_.load());
-            sdk::RequestContext ctx{req->request_id(), req->route()};
-            sdk::ScopedRequestContext scope(&ctx);
-            std::string status_text;
-            try {
-              if (req->has_http()) {
-                HttpRequest http = ToHttpRequest(req->http(), *body_copy);
-                detail::CallInput in;
-                in.http = &http;
-                HttpResponse resp = ToHttpResponse(instance_.Call(req->method(), in));
-                reply.head.set_ok(true);
-                auto* h = reply.head.mutable_http();
-                h->set_status(resp.status);
-                for (auto& [k, v] : resp.headers) {
-                  auto* kv = h->add_headers();
-                  kv->set_key(k);
-                  kv->set_value(v);
-                }
-                reply.body = std::move(resp.body);
-                status_text = std::to_string(resp.status);
-              } else {
-                Json args = body_copy->empty() ? Json::array() : detail::DecodeMsgpack(*body_copy);
-                detail::CallInput in;
-                in.args = &args;
-                detail::CallOutput out = instance_.Call(req->method(), in);
-                reply.head.set_ok(true);
-                reply.body = detail::EncodeMsgpack(out.http ? Json(*out.http) : out.value);
-                status_text = "OK";
-              }
-            } catch (...) {
-              std::string type;
-              std::string what = ExceptionText(std::current_exception(), &type);
-              reply.head.set_ok(false);
-              reply.head.set_error_type(type);
-              reply.head.set_error_message(what);
-              if (req->has_http()) {
-                reply.head.mutable_http()->set_status(500);
-                reply.body = "Internal Server Error\n\n" + type + ": " + what + "\n";
-                status_text = "500";
-              } else {
-                status_text = "ERROR";
-              }
-              spdlog::error("{}_{} {} {} {} -- Request failed: {}: {}", options_.app_name,
-                            options_.deployment, options_.replica_id, req->request_id(),
-                            req->route(), type, what);
-            }
-            double ms = std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
-            if (options_.access_log) {
-              std::string verb = req->has_http() ? req->http().method() : "CALL";
-              std::string what = req->has_http() ? req->http().path() : req->method();
-              spdlog::info("{}_{} {} {} {} -- {} {} {} {:.1f}ms", options_.app_name,
-                           options_.deployment, options_.replica_id, req->request_id(),
-                           req->route(), verb, what, status_text, ms);
-            }
-            std::string payload = rpc::EncodeEnvelope(reply.head, reply.body);
-            --ongoing_;
-            asio::post(conn->executor(), [conn, id, payload = std::move(payload)]() mutable {
-              conn->Send(FrameType::kResponse, id, std::move(payload));
-            });
+          asio::post(user_pool_, [this, conn, req, body_copy, id, cancelled] {
+            Execute(conn, *req, *body_copy, id, cancelled);
           });
         },
         [] {});
     Accept();
+  });
+}
+
+void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
+                         const v1::RequestHead& req, const std::string& body, uint64_t id,
+                         const std::shared_ptr<std::atomic<bool>>& cancelled) {
+  auto start = std::chrono::steady_clock::now();
+  auto send = [this, conn, id](FrameType type, std::string payload) {
+    asio::post(conn->executor(), [conn, type, id, payload = std::move(payload)]() mutable {
+      conn->Send(type, id, std::move(payload));
+    });
+  };
+  Reply reply;
+  reply.head.set_accepted(true);
+  reply.head.set_num_ongoing(ongoing_.load());
+  sdk::RequestContext ctx{req.request_id(), req.route(), cancelled.get()};
+  sdk::ScopedRequestContext scope(&ctx);
+  std::string status_text;
+  bool streamed = false;
+  try {
+    HttpRequest http;
+    Json args;
+    detail::CallInput in;
+    if (req.has_http()) {
+      http = ToHttpRequest(req.http(), body);
+      in.http = &http;
+    } else {
+      args = body.empty() ? Json::array() : detail::DecodeMsgpack(body);
+      in.args = &args;
+    }
+    detail::CallOutput out = instance_.Call(req.method(), in);
+    if (out.stream) {
+      // Streaming: head now, one chunk per yielded value, then kEnd (or kError).
+      streamed = true;
+      reply.head.set_ok(true);
+      reply.head.set_streaming(true);
+      if (req.has_http()) {
+        auto* h = reply.head.mutable_http();
+        h->set_status(200);
+        auto* kv = h->add_headers();
+        kv->set_key("content-type");
+        kv->set_value("text/plain; charset=utf-8");
+      }
+      send(FrameType::kResponseHead, rpc::EncodeEnvelope(reply.head, {}));
+      size_t chunks = 0;
+      try {
+        while (!cancelled->load()) {
+          std::optional<Json> item = out.stream();
+          if (!item) break;
+          std::string chunk = !req.has_http() ? detail::EncodeMsgpack(*item)
+                              : item->is_string() ? item->get<std::string>()
+                                                  : item->dump();
+          send(FrameType::kChunk, std::move(chunk));
+          ++chunks;
+        }
+        send(FrameType::kEnd, {});
+        status_text = cancelled->load() ? "CANCELLED" : (req.has_http() ? "200" : "OK");
+      } catch (...) {
+        std::string type;
+        std::string what = ExceptionText(std::current_exception(), &type);
+        v1::ResponseHead err;
+        err.set_accepted(true);
+        err.set_error_type(type);
+        err.set_error_message(what);
+        send(FrameType::kError, rpc::EncodeEnvelope(err, {}));
+        status_text = "ERROR";
+        spdlog::error("{}_{} {} {} {} -- Stream failed after {} chunk(s): {}: {}",
+                      options_.app_name, options_.deployment, options_.replica_id,
+                      req.request_id(), req.route(), chunks, type, what);
+      }
+    } else if (req.has_http()) {
+      HttpResponse resp = ToHttpResponse(std::move(out));
+      reply.head.set_ok(true);
+      auto* h = reply.head.mutable_http();
+      h->set_status(resp.status);
+      for (auto& [k, v] : resp.headers) {
+        auto* kv = h->add_headers();
+        kv->set_key(k);
+        kv->set_value(v);
+      }
+      reply.body = std::move(resp.body);
+      status_text = std::to_string(resp.status);
+    } else {
+      reply.head.set_ok(true);
+      reply.body = detail::EncodeMsgpack(out.http ? Json(*out.http) : out.value);
+      status_text = "OK";
+    }
+  } catch (...) {
+    std::string type;
+    std::string what = ExceptionText(std::current_exception(), &type);
+    reply.head.set_ok(false);
+    reply.head.set_error_type(type);
+    reply.head.set_error_message(what);
+    if (req.has_http()) {
+      reply.head.mutable_http()->set_status(500);
+      reply.body = "Internal Server Error\n\n" + type + ": " + what + "\n";
+      status_text = "500";
+    } else {
+      status_text = "ERROR";
+    }
+    spdlog::error("{}_{} {} {} {} -- Request failed: {}: {}", options_.app_name,
+                  options_.deployment, options_.replica_id, req.request_id(), req.route(), type,
+                  what);
+  }
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                  .count();
+  if (options_.access_log) {
+    std::string verb = req.has_http() ? req.http().method() : "CALL";
+    std::string what = req.has_http() ? req.http().path() : req.method();
+    spdlog::info("{}_{} {} {} {} -- {} {} {} {:.1f}ms", options_.app_name, options_.deployment,
+                 options_.replica_id, req.request_id(), req.route(), verb, what, status_text, ms);
+  }
+  if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(reply.head, reply.body));
+  --ongoing_;
+  asio::post(conn->executor(), [this, key = std::make_pair<const void*, uint64_t>(conn.get(), uint64_t{id})] {
+    cancels_.erase(key);
   });
 }
 

@@ -1,14 +1,22 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <serve/deployment.h>
+
+#include "serve/v1/dataplane.pb.h"
+
+namespace serve::rpc {
+class FramedConnection;
+}
 
 namespace serve::replica {
 
@@ -38,6 +46,10 @@ class DataServer {
 
  private:
   void Accept();
+  /// Runs one request on a user thread and sends its reply (or stream) back on the I/O thread.
+  void Execute(const std::shared_ptr<rpc::FramedConnection>& conn, const v1::RequestHead& req,
+               const std::string& body, uint64_t id,
+               const std::shared_ptr<std::atomic<bool>>& cancelled);
 
   boost::asio::io_context& io_;              // Not owned; must outlive this.
   boost::asio::thread_pool& user_pool_;      // Not owned; must outlive this.
@@ -47,6 +59,8 @@ class DataServer {
   std::atomic<int> ongoing_{0};
   std::atomic<bool> draining_{false};
   std::atomic<int> max_ongoing_;
+  // Cancellation flags of in-flight requests, by (connection, request id). I/O thread only.
+  std::map<std::pair<const void*, uint64_t>, std::shared_ptr<std::atomic<bool>>> cancels_;
 };
 
 }  // namespace serve::replica

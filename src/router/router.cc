@@ -273,7 +273,31 @@ void Router::ScheduleRetry(const std::string& key) {
 void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, ReplicaEntry& replica) {
   auto conn = replica.conn;
   std::string replica_id = replica.info.replica_id();
-  conn->Send(p->id, p->payload, [this, key, p, replica_id](rpc::Frame* f) {
+  // The stream of this request once its head arrived (frames after it are chunks).
+  auto stream = std::make_shared<std::shared_ptr<rpc::ChunkQueue>>();
+  std::weak_ptr<ReplicaConnection> weak_conn = conn;
+  uint64_t id = p->id;
+  conn->Send(p->id, p->payload, [this, key, p, replica_id, stream, weak_conn, id](rpc::Frame* f) {
+    if (*stream) {
+      rpc::ChunkQueue& q = **stream;
+      if (f == nullptr) {
+        q.Finish("lost connection to replica " + replica_id);
+      } else if (f->type == FrameType::kChunk) {
+        q.Push(std::move(f->payload));
+      } else if (f->type == FrameType::kEnd) {
+        q.Finish();
+      } else if (f->type == FrameType::kError) {
+        v1::ResponseHead err;
+        std::string_view ignored;
+        rpc::DecodeEnvelope(f->payload, err, ignored);
+        q.Finish(err.error_type() + ": " + err.error_message());
+      }
+      if (f == nullptr || f->type != FrameType::kChunk) {
+        if (!retiring_.empty()) PurgeRetiring();
+        Drain(key);
+      }
+      return;
+    }
     if (f == nullptr) {
       // Connection lost before any answer: the request never started; route it again.
       spdlog::warn("Lost connection to replica {} before it answered request {}; retrying.",
@@ -293,6 +317,15 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
     if (!r.head.accepted()) {
       deployments_[key].queue.push_front(p);  // rejected: at capacity; try another replica
       ScheduleRetry(key);
+      return;
+    }
+    if (f->type == FrameType::kResponseHead) {
+      *stream = std::make_shared<rpc::ChunkQueue>(executor_);
+      (*stream)->on_cancel = [weak_conn, id] {
+        if (auto c = weak_conn.lock()) c->Cancel(id);
+      };
+      r.stream = *stream;
+      p->Finish(std::move(r));
       return;
     }
     r.body.assign(body.data(), body.size());

@@ -12,6 +12,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "rpc/http_server.h"
 #include "serve/v1/controller.pb.h"
 #include "serve/v1/dataplane.pb.h"
 
@@ -31,6 +32,9 @@ struct RouteResult {
   std::string error;
   v1::ResponseHead head;
   std::string body;
+  /// Set when the replica streams (head.streaming()): the chunks arrive here; cancelling it
+  /// cancels the request on the replica.
+  std::shared_ptr<rpc::ChunkQueue> stream;
 };
 using RouteCallback = std::function<void(RouteResult&&)>;
 

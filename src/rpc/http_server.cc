@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
@@ -33,6 +34,40 @@ auto AsyncHandle(const HttpHandler& handler, HttpServerRequest req, Token&& toke
       },
       token, std::move(req));
 }
+
+}  // namespace
+
+void ChunkQueue::Push(std::string chunk) {
+  if (finished_) return;
+  chunks_.push_back(std::move(chunk));
+  signal_.cancel();
+}
+
+void ChunkQueue::Finish(std::string error) {
+  if (finished_) return;
+  finished_ = true;
+  error_ = std::move(error);
+  signal_.cancel();
+}
+
+void ChunkQueue::Cancel() {
+  if (cancelled_) return;
+  cancelled_ = true;
+  if (on_cancel) on_cancel();
+}
+
+asio::awaitable<std::optional<std::string>> ChunkQueue::Next() {
+  while (chunks_.empty() && !finished_) {
+    signal_.expires_at(asio::steady_timer::time_point::max());
+    co_await signal_.async_wait(kAwait);
+  }
+  if (chunks_.empty()) co_return std::nullopt;
+  std::string c = std::move(chunks_.front());
+  chunks_.pop_front();
+  co_return c;
+}
+
+namespace {
 
 http::response<http::string_body> ErrorResponse(http::status status, std::string body) {
   http::response<http::string_body> res{status, 11};
@@ -90,6 +125,42 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     stream.expires_never();
     HttpServerResponse sresp = co_await AsyncHandle(handler, std::move(sreq), asio::use_awaitable);
 
+    if (sresp.stream) {
+      // Streamed: header with chunked encoding, then each chunk as it arrives.
+      http::response<http::empty_body> head{static_cast<http::status>(sresp.status), version};
+      for (auto& [k, v] : sresp.headers) head.insert(k, v);
+      head.keep_alive(keep);
+      head.chunked(true);
+      http::response_serializer<http::empty_body> sr{head};
+      stream.expires_after(std::chrono::seconds(60));
+      auto [hec, hn] = co_await http::async_write_header(stream, sr, kAwait);
+      bool broken = static_cast<bool>(hec);
+      while (!broken) {
+        std::optional<std::string> chunk = co_await sresp.stream->Next();
+        if (!chunk) break;
+        stream.expires_after(std::chrono::seconds(60));
+        auto [cec, cn] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(*chunk)), kAwait);
+        broken = static_cast<bool>(cec);
+      }
+      if (broken) {
+        sresp.stream->Cancel();  // the client went away: stop the producer
+        break;
+      }
+      if (!sresp.stream->error().empty()) {
+        // Failed midway: end the connection without the last chunk so the client notices.
+        spdlog::warn("stream {} failed: {}", sresp.request_id, sresp.stream->error());
+        break;
+      }
+      auto [lec, ln] = co_await asio::async_write(stream, http::make_chunk_last(), kAwait);
+      if (!options.access_log_name.empty()) {
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                              start).count();
+        spdlog::info("{} {} -- {} {} {} {:.1f}ms", options.access_log_name, sresp.request_id,
+                     method, sresp.route.empty() ? target : sresp.route, sresp.status, ms);
+      }
+      if (lec || !keep) break;
+      continue;
+    }
     http::response<http::string_body> res{static_cast<http::status>(sresp.status), version};
     for (auto& [k, v] : sresp.headers) res.insert(k, v);
     res.body() = std::move(sresp.body);

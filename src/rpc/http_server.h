@@ -3,13 +3,19 @@
 // A small HTTP/1.1 server on Boost.Beast coroutines, shared by the proxy (ingress) and the
 // controller (REST API on the dashboard port). Handlers see plain structs, never Beast types.
 
+#include <deque>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 namespace serve::rpc {
 
@@ -21,12 +27,42 @@ struct HttpServerRequest {
   std::string host;    ///< Host header
 };
 
+/// Body chunks of a streamed response, produced and consumed on one executor (not
+/// thread-safe). The producer pushes chunks and finishes; the consumer (the HTTP session)
+/// awaits them and calls Cancel() when the client went away.
+class ChunkQueue {
+ public:
+  explicit ChunkQueue(boost::asio::any_io_executor executor) : signal_(executor) {
+    signal_.expires_at(boost::asio::steady_timer::time_point::max());
+  }
+  void Push(std::string chunk);
+  /// No more chunks; `error` non-empty when the stream failed midway.
+  void Finish(std::string error = "");
+  /// The consumer gave up: runs on_cancel once.
+  void Cancel();
+  /// Next chunk, or nullopt once finished (then error() tells how).
+  boost::asio::awaitable<std::optional<std::string>> Next();
+  const std::string& error() const { return error_; }
+  bool finished() const { return finished_; }
+  std::function<void()> on_cancel;
+
+ private:
+  std::deque<std::string> chunks_;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  std::string error_;
+  boost::asio::steady_timer signal_;
+};
+
 struct HttpServerResponse {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string route;       ///< for the access log ("" = the request target)
   std::string request_id;  ///< for the access log
+  /// Set for streamed responses: `body` is ignored and chunks are sent as they arrive
+  /// (chunked transfer encoding).
+  std::shared_ptr<ChunkQueue> stream;
 };
 
 using HttpHandler =

@@ -3,6 +3,7 @@
 // Host-side view of the SDK: what the replica (and the build step) use to find and run the
 // user's deployments after dlopen-ing an application library. Not part of include/serve.
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -32,6 +33,7 @@ SERVE_EXPORT void SetReplicaContext(ReplicaContext context);
 struct RequestContext {
   std::string request_id;
   std::string route;
+  const std::atomic<bool>* cancelled = nullptr;  ///< set by the host when the caller gives up
 };
 class SERVE_EXPORT ScopedRequestContext {
  public:

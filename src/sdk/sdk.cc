@@ -465,6 +465,11 @@ DeploymentHandle get_deployment_handle(const std::string& deployment, const std:
   return DeploymentHandle(deployment, app);
 }
 
+bool is_request_cancelled() {
+  const sdk::RequestContext* ctx = tls_request_context;
+  return ctx != nullptr && ctx->cancelled != nullptr && ctx->cancelled->load();
+}
+
 const ReplicaContext& get_replica_context() {
   auto& slot = ReplicaContextSlot();
   if (!slot) throw std::logic_error("get_replica_context() may only be called inside a replica");

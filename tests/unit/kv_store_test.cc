@@ -64,8 +64,8 @@ MATCHER_P(StatusIs, code, "has code " + absl::StatusCodeToString(code)) {
   return status.code() == code;
 }
 
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)             \
-  auto lhs##_or = (expr);                           \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)            \
+  auto lhs##_or = (expr);                          \
   ASSERT_TRUE(lhs##_or.ok()) << lhs##_or.status(); \
   auto lhs = *std::move(lhs##_or)
 
@@ -144,11 +144,9 @@ class RedisServer {
     if (binary.empty()) return absl::NotFoundError("redis-server not found on PATH");
     port_ = port;
     log_path_ = dir_.path() + "/redis_" + std::to_string(port) + ".log";
-    std::vector<std::string> args = {binary,      "--port",  std::to_string(port),
-                                     "--bind",    "127.0.0.1", "--save",
-                                     "",          "--appendonly", "no",
-                                     "--daemonize", "no",    "--dir",
-                                     dir_.path()};
+    std::vector<std::string> args = {
+        binary,         "--port", std::to_string(port), "--bind", "127.0.0.1", "--save",   "",
+        "--appendonly", "no",     "--daemonize",        "no",     "--dir",     dir_.path()};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
@@ -376,8 +374,9 @@ TYPED_TEST_P(KvStoreContractTest, KeysReturnsExactlyTheKeysWithThePrefix) {
   ASSERT_OK_AND_ASSIGN(all, this->store_->Keys(""));
   EXPECT_EQ(all.size(), 1005u);
   EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
-  EXPECT_THAT(*this->store_->Keys("app#dep:09"), UnorderedElementsAreArray(std::vector<std::string>(
-                                                     expected.begin() + 900, expected.begin() + 1000)));
+  EXPECT_THAT(*this->store_->Keys("app#dep:09"),
+              UnorderedElementsAreArray(
+                  std::vector<std::string>(expected.begin() + 900, expected.begin() + 1000)));
   EXPECT_THAT(*this->store_->Keys("zzz"), IsEmpty());
 }
 
@@ -398,10 +397,13 @@ TYPED_TEST_P(KvStoreContractTest, KeysOnAnEmptyStoreIsEmpty) {
 }
 
 TYPED_TEST_P(KvStoreContractTest, KeysWithSpecialCharactersRoundTrip) {
-  const std::vector<std::string> keys = {"a/b",   "../up",         "..",        ".",
-                                         "c:d#e", "/abs",          "%41",       "A",
-                                         "a b",   std::string("nul\0key", 7), "\xc3\xbc",
-                                         "dir/",  ".hidden",       "DEPLOYMENT_TARGETS:app#dep"};
+  const std::vector<std::string> keys = {"a/b",      "../up",
+                                         "..",       ".",
+                                         "c:d#e",    "/abs",
+                                         "%41",      "A",
+                                         "a b",      std::string("nul\0key", 7),
+                                         "\xc3\xbc", "dir/",
+                                         ".hidden",  "DEPLOYMENT_TARGETS:app#dep"};
   for (size_t i = 0; i < keys.size(); ++i) {
     ASSERT_THAT(this->store_->Put(keys[i], "value" + std::to_string(i)), IsOk()) << keys[i];
   }
@@ -468,14 +470,13 @@ REGISTER_TYPED_TEST_SUITE_P(KvStoreContractTest, PutThenGetReturnsTheValue, Valu
                             OneMebibyteValueRoundTrips, EmptyValueRoundTrips,
                             PutOverwritesWithShorterAndLongerValues, GetMissingKeyIsNotFound,
                             DeleteRemovesTheKey, DeleteMissingKeyIsOk,
-                            KeysReturnsExactlyTheKeysWithThePrefix,
-                            KeysPrefixIsLiteralNotAPattern, KeysOnAnEmptyStoreIsEmpty,
-                            KeysWithSpecialCharactersRoundTrip, EmptyKeyIsInvalidArgument,
-                            ValuesSurviveANewStoreInstance, TwoInstancesSeeEachOthersWrites,
-                            ConcurrentCallsFromManyThreads);
+                            KeysReturnsExactlyTheKeysWithThePrefix, KeysPrefixIsLiteralNotAPattern,
+                            KeysOnAnEmptyStoreIsEmpty, KeysWithSpecialCharactersRoundTrip,
+                            EmptyKeyIsInvalidArgument, ValuesSurviveANewStoreInstance,
+                            TwoInstancesSeeEachOthersWrites, ConcurrentCallsFromManyThreads);
 
-INSTANTIATE_TYPED_TEST_SUITE_P(File, KvStoreContractTest, FileBackend);
-INSTANTIATE_TYPED_TEST_SUITE_P(Redis, KvStoreContractTest, RedisBackend);
+INSTANTIATE_TYPED_TEST_SUITE_P(FileKvStore, KvStoreContractTest, FileBackend);
+INSTANTIATE_TYPED_TEST_SUITE_P(RedisKvStore, KvStoreContractTest, RedisBackend);
 
 // ---------------------------------------------------------------------------- FileKvStore
 
@@ -497,19 +498,18 @@ class FileKvStoreTest : public ::testing::Test {
 
 TEST_F(FileKvStoreTest, KeysThatLookLikePathsStayInsideTheDirectory) {
   ASSERT_OK_AND_ASSIGN(store, FileKvStore::Create(StoreDir()));
-  const std::vector<std::string> keys = {"a/b", "../escape", "..", ".", "../../etc/passwd",
-                                         "/abs", "x:y#z", "sub/dir/key", "~"};
+  const std::vector<std::string> keys = {
+      "a/b", "../escape", "..", ".", "../../etc/passwd", "/abs", "x:y#z", "sub/dir/key", "~"};
   for (const std::string& key : keys) ASSERT_THAT(store->Put(key, key), IsOk());
 
   size_t files = 0;
   for (const std::string& entry : TreeEntries()) {
-    EXPECT_EQ(entry.rfind("store/", 0), 0u) << "escaped the directory: " << entry;
+    if (entry == "store") continue;
+    ASSERT_EQ(entry.rfind("store/", 0), 0u) << "escaped the directory: " << entry;
     EXPECT_EQ(entry.find('/', 6), std::string::npos) << "nested entry: " << entry;
-    EXPECT_NE(entry.substr(6, 1), ".") << "hidden name: " << entry;
-    if (entry != "store") {
-      EXPECT_TRUE(std::filesystem::is_regular_file(temp_.path() + "/" + entry)) << entry;
-      ++files;
-    }
+    EXPECT_NE(entry[6], '.') << "hidden name: " << entry;
+    EXPECT_TRUE(std::filesystem::is_regular_file(temp_.path() + "/" + entry)) << entry;
+    ++files;
   }
   EXPECT_EQ(files, keys.size());
   std::vector<std::string> sorted = keys;
@@ -597,8 +597,7 @@ TEST_F(FileKvStoreTest, CreateRejectsAnEmptyPath) {
 TEST_F(FileKvStoreTest, OverlongKeysAreInvalidArgument) {
   ASSERT_OK_AND_ASSIGN(store, FileKvStore::Create(StoreDir()));
   EXPECT_THAT(store->Put(std::string(240, 'k'), "v"), IsOk());
-  EXPECT_THAT(store->Put(std::string(241, 'k'), "v"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store->Put(std::string(241, 'k'), "v"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(store->Put(std::string(81, ':'), "v"),  // 243 bytes once escaped.
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(store->Get(std::string(241, 'k')), StatusIs(absl::StatusCode::kInvalidArgument));

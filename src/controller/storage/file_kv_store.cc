@@ -26,8 +26,8 @@ constexpr char kHexDigits[] = "0123456789ABCDEF";
 absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 bool IsSafeChar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
 }
 
 std::string EscapeKey(std::string_view key) {
@@ -86,7 +86,8 @@ absl::StatusOr<std::string> FileNameForKey(std::string_view key) {
 }
 
 absl::Status ErrnoError(int error, std::string_view what, std::string_view path) {
-  return absl::ErrnoToStatus(error, absl::StrCat("FileKvStore: ", AbslView(what), " '", AbslView(path), "'"));
+  return absl::ErrnoToStatus(
+      error, absl::StrCat("FileKvStore: ", AbslView(what), " '", AbslView(path), "'"));
 }
 
 // Closes a file descriptor on scope exit unless released.
@@ -138,6 +139,12 @@ absl::StatusOr<std::unique_ptr<FileKvStore>> FileKvStore::Create(std::string dir
   }
   std::string abs = path.string();
   while (abs.size() > 1 && abs.back() == '/') abs.pop_back();  // lexically_normal keeps "x/".
+  // Make the directory's own entry durable (best effort: the parent may not be readable).
+  if (ScopedFd parent(::open(std::filesystem::path(abs).parent_path().c_str(),
+                             O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      parent.get() >= 0) {
+    ::fsync(parent.get());
+  }
   std::unique_ptr<FileKvStore> store(new FileKvStore(std::move(abs)));
   // Prove now, not at the first checkpoint, that files can be written and synced here.
   absl::StatusOr<std::string> probe = store->WriteTempFile("probe");
@@ -152,8 +159,8 @@ absl::StatusOr<std::string> FileKvStore::WriteTempFile(std::string_view value) {
   std::string path;
   int raw_fd = -1;
   for (int attempt = 0; raw_fd < 0; ++attempt) {
-    path = absl::StrCat(dir_, "/", AbslView(kTempPrefix), ::getpid(), ".", absl::Hex(temp_nonce_), ".",
-                        temp_counter_.fetch_add(1, std::memory_order_relaxed));
+    path = absl::StrCat(dir_, "/", AbslView(kTempPrefix), ::getpid(), ".", absl::Hex(temp_nonce_),
+                        ".", temp_counter_.fetch_add(1, std::memory_order_relaxed));
     raw_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (raw_fd < 0 && (errno != EEXIST || attempt >= 100)) {
       return ErrnoError(errno, "cannot create", path);
@@ -198,8 +205,8 @@ absl::StatusOr<std::string> FileKvStore::Get(std::string_view key) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ENOENT) {
-      return absl::NotFoundError(
-          absl::StrCat("FileKvStore: no key '", absl::CHexEscape(AbslView(key)), "' in '", dir_, "'"));
+      return absl::NotFoundError(absl::StrCat(
+          "FileKvStore: no key '", absl::CHexEscape(AbslView(key)), "' in '", dir_, "'"));
     }
     return ErrnoError(errno, "cannot open", path);
   }
@@ -239,9 +246,15 @@ absl::StatusOr<std::vector<std::string>> FileKvStore::Keys(std::string_view pref
     errno = 0;
     const dirent* entry = ::readdir(dir);
     if (entry == nullptr) break;
-    if (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN) continue;
     const std::string_view name = entry->d_name;
     if (name.front() == '.' || !UnescapeKey(name, &key)) continue;  // Temp or foreign file.
+    if (entry->d_type != DT_REG) {
+      struct stat st {};
+      if (entry->d_type != DT_UNKNOWN || ::fstatat(::dirfd(dir), entry->d_name, &st, 0) != 0 ||
+          !S_ISREG(st.st_mode)) {
+        continue;  // A directory or other non-file someone put here.
+      }
+    }
     if (key.starts_with(prefix)) keys.push_back(key);
   }
   const int error = errno;

@@ -53,7 +53,7 @@ class FileKvStore final : public KvStore {
   absl::Status SyncDir();
 
   const std::string dir_;
-  const uint64_t temp_nonce_;             // Random per instance: temp names never collide.
+  const uint64_t temp_nonce_;  // Random per instance: temp names never collide.
   std::atomic<uint64_t> temp_counter_{0};
 };
 

@@ -83,9 +83,9 @@ std::optional<int> ParseDecimal(std::string_view text, size_t max_digits) {
 }
 
 absl::Status BadAddress(std::string_view address, std::string_view problem) {
-  return absl::InvalidArgumentError(absl::StrCat("invalid redis address '",
-                                                 absl::CHexEscape(AbslView(address)), "': ",
-                                                 AbslView(problem), "; ", AbslView(kAddressForm)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid redis address '", absl::CHexEscape(AbslView(address)),
+                   "': ", AbslView(problem), "; ", AbslView(kAddressForm)));
 }
 
 // Escapes the glob metacharacters of SCAN MATCH so that `literal` matches only itself.
@@ -178,9 +178,9 @@ class RedisKvStore::Session {
       if (context_->err == REDIS_ERR_IO &&
           (error_number == EAGAIN || error_number == EWOULDBLOCK)) {
         timed_out_ = true;
-        return absl::UnavailableError(absl::StrCat(
-            "redis ", store_.address_, ": ", AbslView(name), " timed out after ",
-            store_.options_.timeout.count(), " ms (", context_->errstr, ")"));
+        return absl::UnavailableError(
+            absl::StrCat("redis ", store_.address_, ": ", AbslView(name), " timed out after ",
+                         store_.options_.timeout.count(), " ms (", context_->errstr, ")"));
       }
       return absl::UnavailableError(absl::StrCat("redis ", store_.address_, ": ", AbslView(name),
                                                  " failed: ", context_->errstr));
@@ -192,9 +192,8 @@ class RedisKvStore::Session {
       if (name == "AUTH" || StartsWith(text, "NOAUTH") || StartsWith(text, "WRONGPASS")) {
         return absl::UnauthenticatedError(message);
       }
-      if (StartsWith(text, "LOADING") || StartsWith(text, "BUSY") ||
-          StartsWith(text, "READONLY") || StartsWith(text, "MASTERDOWN") ||
-          StartsWith(text, "TRYAGAIN")) {
+      if (StartsWith(text, "LOADING") || StartsWith(text, "BUSY") || StartsWith(text, "READONLY") ||
+          StartsWith(text, "MASTERDOWN") || StartsWith(text, "TRYAGAIN")) {
         return absl::UnavailableError(message);
       }
       return absl::InternalError(message);
@@ -217,9 +216,7 @@ class RedisKvStore::Session {
   bool timed_out_ = false;
 };
 
-void RedisKvStore::ContextDeleter::operator()(redisContext* context) const {
-  redisFree(context);
-}
+void RedisKvStore::ContextDeleter::operator()(redisContext* context) const { redisFree(context); }
 
 absl::StatusOr<std::unique_ptr<RedisKvStore>> RedisKvStore::Create(RedisOptions options) {
   if (options.host.empty()) return absl::InvalidArgumentError("RedisKvStore: empty host");
@@ -335,8 +332,8 @@ absl::StatusOr<std::string> RedisKvStore::Get(std::string_view key) {
         if (!reply.ok()) return reply.status();
         const redisReply& r = **reply;
         if (r.type == REDIS_REPLY_NIL) {
-          return absl::NotFoundError(absl::StrCat("redis ", address_, ": no key '",
-                                                  absl::CHexEscape(AbslView(key)), "'"));
+          return absl::NotFoundError(
+              absl::StrCat("redis ", address_, ": no key '", absl::CHexEscape(AbslView(key)), "'"));
         }
         if (r.type != REDIS_REPLY_STRING) return session.Unexpected("GET", r);
         return std::string(r.str, r.len);
@@ -370,8 +367,7 @@ absl::StatusOr<std::vector<std::string>> RedisKvStore::Keys(std::string_view pre
           if (!reply.ok()) return reply.status();
           const redisReply& r = **reply;
           if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 ||
-              r.element[0]->type != REDIS_REPLY_STRING ||
-              r.element[1]->type != REDIS_REPLY_ARRAY) {
+              r.element[0]->type != REDIS_REPLY_STRING || r.element[1]->type != REDIS_REPLY_ARRAY) {
             return session.Unexpected("SCAN", r);
           }
           cursor.assign(r.element[0]->str, r.element[0]->len);

@@ -49,9 +49,10 @@ absl::StatusOr<RedisOptions> ParseRedisAddress(std::string_view address);
 /// (the server restarted, the network dropped, or an earlier call timed out), it reconnects
 /// once (AUTH, SELECT) and retries the whole operation; if that fails too the call returns
 /// kUnavailable and the next call tries again. All operations are idempotent, so a retried Put
-/// or Delete cannot apply twice with a different effect. A call that timed out is not retried;
-/// so a call takes at most about 2 x timeout (a failed command, a reconnect) plus one more
-/// command's timeout.
+/// or Delete cannot apply twice with a different effect. A command that timed out is not
+/// retried (the server is slow or hung, not gone), so a call against a hung server returns
+/// after about one timeout; one that has to reconnect may take a few (connect, AUTH, SELECT,
+/// PING and the command each have their own timeout).
 ///
 /// Errors: kUnavailable (connect, I/O, timeout, server LOADING/READONLY/BUSY) and
 /// kUnauthenticated (AUTH rejected, or the server wants a password and none is set), both with
