@@ -260,7 +260,8 @@ int CmdRun(RunArgs a) {
   return 0;
 }
 
-int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::string& app_dir) {
+int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::string& app_dir,
+             const std::string& session_dir) {
   options.detached = true;
   options.app_dir = AbsoluteDir(app_dir);
   std::string root = TempRoot(temp_dir);
@@ -272,7 +273,7 @@ int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::str
       return 0;
     }
   }
-  auto session = CreateSessionDir(root);
+  auto session = CreateSessionDir(root, session_dir);
   if (!session.ok()) return Fail(std::string(session.status().message()));
   auto cluster = StartLocalCluster(*session, options);
   if (!cluster.ok()) return Fail(std::string(cluster.status().message()));
@@ -465,6 +466,14 @@ int RunCli(int argc, char** argv) {
       ->check(CLI::IsMember({"EveryNode", "HeadOnly", "Disabled"}));
   start_cmd->add_option("--grpc-port", start.grpc_port);
   start_cmd->add_option("-d,--app-dir", start_app_dir, "where applications' libraries are found");
+  std::string start_session;
+  start.redis_address = EnvString("SERVE_REDIS_ADDRESS", "");
+  start_cmd->add_option("--redis-address", start.redis_address,
+                        "HOST:PORT[/db]: keep the state in Redis (default $SERVE_REDIS_ADDRESS)");
+  start_cmd->add_option("--redis-password", start.redis_password);
+  start_cmd->add_option("--cluster-name", start.cluster_name, "key namespace in Redis");
+  start_cmd->add_option("--session-dir", start_session,
+                        "reuse this session directory (its file state store included)");
   add_temp(start_cmd);
 
   auto* stop_cmd = app.add_subcommand("stop", "Stop the serve instance and all its processes.");
@@ -512,7 +521,7 @@ int RunCli(int argc, char** argv) {
   }
   if (*start_cmd) {
     if (!head) return Fail("joining an existing cluster (worker nodes) is not supported yet");
-    return CmdStart(start, temp_dir, start_app_dir);
+    return CmdStart(start, temp_dir, start_app_dir, start_session);
   }
   if (*stop_cmd) return CmdStop(temp_dir);
   if (*deploy_cmd) {

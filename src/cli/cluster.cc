@@ -24,18 +24,24 @@ std::string TempRoot(const std::string& flag) {
   return EnvString("SERVE_TEMP_DIR", "/tmp/serve");
 }
 
-absl::StatusOr<std::string> CreateSessionDir(const std::string& root) {
+absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std::string& given) {
   std::time_t t = std::time(nullptr);
   char stamp[64];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%d_%H-%M-%S", std::localtime(&t));
-  std::string dir = root + "/session_" + stamp + "_" + std::to_string(::getpid());
+  std::string dir = given.empty() ? root + "/session_" + stamp + "_" + std::to_string(::getpid())
+                                  : fs::absolute(given).lexically_normal().string();
   std::error_code ec;
+  fs::create_directories(root, ec);
   fs::create_directories(dir + "/logs/serve", ec);
   if (ec) return absl::InternalError("cannot create session directory " + dir + ": " + ec.message());
   std::string latest = root + "/session_latest";
   std::string tmp = latest + ".tmp" + std::to_string(::getpid());
   fs::remove(tmp, ec);
-  fs::create_directory_symlink(fs::path(dir).filename(), tmp, ec);
+  if (fs::path(dir).parent_path() == fs::absolute(root).lexically_normal()) {
+    fs::create_directory_symlink(fs::path(dir).filename(), tmp, ec);
+  } else {
+    fs::create_directory_symlink(dir, tmp, ec);
+  }
   if (!ec) fs::rename(tmp, latest, ec);
   return fs::absolute(dir).string();
 }
@@ -51,7 +57,15 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                             {"proxy_location", options.proxy_location},
                             {"dashboard_host", options.dashboard_host},
                             {"dashboard_port", options.dashboard_port},
-                            {"app_dir", options.app_dir}};
+                            {"app_dir", options.app_dir},
+                            {"redis_address", options.redis_address},
+                            {"redis_password", options.redis_password},
+                            {"cluster_name", options.cluster_name}};
+  // Addresses left by an instance that was killed; the new one writes its own.
+  for (const char* stale : {"controller_address", "dashboard_address", "agent_address", "agent_pid"}) {
+    std::error_code ec;
+    fs::remove(session_dir + "/" + stale, ec);
+  }
   if (!WriteFileAtomic(session_dir + "/cluster.json", cluster.dump(2))) {
     return absl::InternalError("cannot write " + session_dir + "/cluster.json");
   }

@@ -13,9 +13,9 @@ namespace serve::cli {
 /// Root of session directories: --temp-dir, else $SERVE_TEMP_DIR, else /tmp/serve.
 std::string TempRoot(const std::string& flag);
 
-/// Creates <root>/session_<timestamp>_<pid> with logs/serve/ and points
-/// <root>/session_latest at it.
-absl::StatusOr<std::string> CreateSessionDir(const std::string& root);
+/// Creates <root>/session_<timestamp>_<pid> (or uses `dir` when given, keeping what it holds)
+/// with logs/serve/ and points <root>/session_latest at it.
+absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std::string& dir = "");
 
 /// Cluster-wide options, written to <session>/cluster.json for the controller.
 struct ClusterOptions {
@@ -29,6 +29,9 @@ struct ClusterOptions {
   std::string dashboard_host = "127.0.0.1";
   int dashboard_port = 8265;
   std::string app_dir;        ///< library search dir for declarative apps (absolute)
+  std::string redis_address;  ///< HOST:PORT[/db]: state in Redis (fault tolerance)
+  std::string redis_password;
+  std::string cluster_name = "default";  ///< key namespace in Redis
   bool detached = false;      ///< `serve start`: outlives this process, logs to files only
 };
 

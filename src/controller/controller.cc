@@ -28,6 +28,9 @@
 #include "controller/rest_api.h"
 #include "controller/runtime_env.h"
 #include "controller/status.h"
+#include "controller/storage/file_kv_store.h"
+#include "controller/storage/kv_store.h"
+#include "controller/storage/redis_kv_store.h"
 #include "rpc/grpc_util.h"
 #include "rpc/http_server.h"
 #include "serve/v1/agent.grpc.pb.h"
@@ -45,11 +48,15 @@ constexpr int kMaxConstructorRetries = 20;
 constexpr int kMaxPerReplicaRetries = 3;
 constexpr char kRouteTableKey[] = "ROUTE_TABLE";
 
-enum class ReplicaState { kStarting, kRunning, kStopping };
+constexpr char kCheckpointKey[] = "serve-controller-checkpoint";
+constexpr int kExitConfig = 78;  // the head agent does not restart a controller exiting with it
+
+enum class ReplicaState { kStarting, kRecovering, kRunning, kStopping };
 const char* ToString(ReplicaState s, bool updating = false) {
   if (updating && s == ReplicaState::kRunning) return "UPDATING";
   switch (s) {
     case ReplicaState::kStarting: return "STARTING";
+    case ReplicaState::kRecovering: return "RECOVERING";
     case ReplicaState::kRunning: return "RUNNING";
     case ReplicaState::kStopping: return "STOPPING";
   }
@@ -148,10 +155,71 @@ std::string TargetsKey(const std::string& dep_key) { return "DEPLOYMENT_TARGETS:
 
 class ControllerImpl final : public v1::Controller::CallbackService, public ControllerApi {
  public:
-  explicit ControllerImpl(const ControllerOptions& options)
+  ControllerImpl(const ControllerOptions& options, std::unique_ptr<KvStore> kv)
       : options_(options),
         agent_(v1::Agent::NewStub(rpc::ChannelTo(options.agent_address))),
+        kv_(std::move(kv)),
         rng_(std::random_device{}()) {}
+
+  // ---------------------------------------------------------------- checkpoint / recovery
+
+  /// Loads the last checkpoint and reconciles it with the processes the node agent reports
+  /// alive: live replicas are adopted (RECOVERING until a health check passes), replicas and
+  /// builds that are gone are dropped or restarted, unknown replica processes are stopped.
+  /// Returns whether a proxy is still running. A corrupt checkpoint is set aside (logged) and
+  /// the controller starts empty.
+  bool Recover() {
+    auto blob = kv_->Get(kCheckpointKey);
+    if (!blob.ok()) {
+      if (blob.status().code() != absl::StatusCode::kNotFound) {
+        spdlog::error("Cannot read the checkpoint: {}; starting with an empty state.",
+                      std::string(blob.status().message()));
+      }
+      return false;
+    }
+    Json snap = Json::from_msgpack(*blob, true, false);
+    std::map<int, std::string> alive;  // pid -> tag
+    {
+      auto ctx = rpc::ContextWithDeadline(10);
+      v1::Empty req;
+      v1::ListProcessesReply reply;
+      grpc::Status st = agent_->ListProcesses(ctx.get(), req, &reply);
+      if (!st.ok()) spdlog::error("Cannot list the node's processes: {}", st.error_message());
+      for (auto& p : reply.processes()) alive[p.pid()] = p.tag();
+    }
+    std::lock_guard lock(mu_);
+    try {
+      if (snap.is_discarded() || !snap.is_object()) throw std::runtime_error("not msgpack");
+      RestoreLocked(snap, alive);
+    } catch (const std::exception& e) {
+      spdlog::error("The checkpoint is corrupt ({}); keeping it as '{}-corrupt' and starting "
+                    "with an empty state.", e.what(), kCheckpointKey);
+      (void)kv_->Put(std::string(kCheckpointKey) + "-corrupt", *blob);
+      (void)kv_->Delete(kCheckpointKey);
+      apps_.clear();
+      deployments_.clear();
+      replica_index_.clear();
+      proxies_.clear();
+    }
+    // Replica processes nobody knows about (started just before a crash) are stopped.
+    for (auto& [pid, tag] : alive) {
+      if (tag.rfind("replica:", 0) == 0 && !replica_index_.count(tag.substr(8))) {
+        spdlog::warn("Stopping unknown replica process {} ({}).", pid, tag);
+        StopPidLater(pid, 0);
+      }
+    }
+    bool proxy_alive = false;
+    for (auto& [node, p] : proxies_) {
+      proxy_alive |= alive.count(p.pid) && alive[p.pid] == "proxy";
+      if (p.http_port > 0) last_proxy_port_ = p.http_port;
+    }
+    if (!proxy_alive) proxies_.clear();
+    last_checkpoint_ = *blob;
+    spdlog::info("Recovered {} application(s), {} deployment(s), {} replica(s) from the checkpoint.",
+                 apps_.size(), deployments_.size(), replica_index_.size());
+    return proxy_alive;
+  }
+
 
   // ---------------------------------------------------------------- RPC handlers
 
@@ -240,7 +308,7 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     auto* reactor = ctx->DefaultReactor();
     std::lock_guard lock(mu_);
     Waiter w{reactor, reply, {req->keys().begin(), req->keys().end()}, {}};
-    if (FillUpdatesLocked(w)) {
+    if (!RecoveringLocked() && FillUpdatesLocked(w)) {
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
@@ -352,6 +420,7 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
       Proxy& p = proxies_[msg->node_id()];
       p.status = "HEALTHY";
       p.http_port = msg->http_port();
+      last_proxy_port_ = p.http_port;  // a restarted proxy binds the same port
       p.pid = msg->pid();
       p.log_file = msg->log_file_path();
       spdlog::info("Proxy on node {} is HEALTHY, HTTP port {}.", msg->node_id(), p.http_port);
@@ -388,6 +457,11 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
 
   void StartProxy() {
     if (options_.proxy_location == "Disabled") return;
+    int port;
+    {
+      std::lock_guard lock(mu_);
+      port = last_proxy_port_ > 0 ? last_proxy_port_ : options_.http_port;
+    }
     v1::StartProcessRequest req;
     req.set_tag("proxy");
     req.set_log_prefix("ProxyActor");
@@ -395,7 +469,7 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     for (const std::string& a :
          {std::string("--controller-address"), address_, std::string("--node-id"),
           options_.node_id, std::string("--http-host"), options_.http_host,
-          std::string("--http-port"), std::to_string(options_.http_port),
+          std::string("--http-port"), std::to_string(port),
           std::string("--session-dir"), options_.session_dir}) {
       req.add_args(a);
     }
@@ -765,6 +839,182 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     }
   }
 
+  Json SnapshotLocked() const {
+    Json apps = Json::array();
+    for (auto& [name, a] : apps_) {
+      Json overrides = Json::array();
+      for (auto& o : a.overrides) overrides.push_back({{"name", o.name}, {"fields", o.fields}});
+      apps.push_back({{"name", a.name},
+                      {"route_prefix", a.route_prefix ? Json(*a.route_prefix) : Json(nullptr)},
+                      {"import_path", a.import_path}, {"args_json", a.args_json},
+                      {"app_dir", a.app_dir}, {"source", a.source}, {"submitted", a.submitted},
+                      {"runtime_env", a.runtime_env},
+                      {"env_vars", a.prepared_env.env_vars},
+                      {"working_dir", a.prepared_env.working_dir}, {"overrides", overrides},
+                      {"code_key", a.code_key},
+                      {"graph", Json::binary({a.graph.begin(), a.graph.end()})},
+                      {"library_stamp", a.library_stamp}, {"build_id", a.build_id},
+                      {"building", a.building}, {"build_failed", a.build_failed},
+                      {"build_error", a.build_error}, {"deleting", a.deleting},
+                      {"last_deployed_time_s", a.last_deployed_time_s}, {"ingress", a.ingress},
+                      {"deployments", a.deployments}});
+    }
+    Json deps = Json::array();
+    for (auto& [key, d] : deployments_) {
+      Json replicas = Json::array();
+      for (auto& [id, r] : d.replicas) {
+        if (r.pid == 0) continue;  // not started yet: the replacement logic recreates it
+        replicas.push_back({{"id", r.id}, {"state", static_cast<int>(r.state)}, {"pid", r.pid},
+                            {"node_id", r.node_id}, {"data_address", r.data_address},
+                            {"control_address", r.control_address}, {"log_file", r.log_file},
+                            {"start_time_s", r.start_time_s}, {"version", r.version},
+                            {"config_version", r.config_version}});
+      }
+      deps.push_back({{"app", d.app}, {"name", d.name}, {"options", config::ToJson(d.cfg)},
+                      {"factory_key", d.factory_key},
+                      {"init_args", Json::binary({d.init_args.begin(), d.init_args.end()})},
+                      {"library_path", d.library_path}, {"app_dir", d.app_dir},
+                      {"working_dir", d.working_dir}, {"env", d.env},
+                      {"fingerprint", d.fingerprint},
+                      {"config_fingerprint", d.config_fingerprint}, {"version", d.version},
+                      {"config_version", d.config_version}, {"ingress", d.ingress},
+                      {"deleting", d.deleting}, {"status", static_cast<int>(d.status.status)},
+                      {"trigger", static_cast<int>(d.status.trigger)}, {"message", d.message},
+                      {"startup_failures", d.startup_failures},
+                      {"version_started", d.version_started},
+                      {"terminally_failed", d.terminally_failed}, {"replicas", replicas}});
+    }
+    Json proxies = Json::object();
+    for (auto& [node, p] : proxies_) {
+      proxies[node] = {{"pid", p.pid}, {"http_port", p.http_port}, {"log_file", p.log_file}};
+    }
+    return {{"version", 1}, {"apps", apps}, {"deployments", deps}, {"proxies", proxies},
+            {"shutting_down", shutting_down_}};
+  }
+
+  static std::string Bytes(const Json& j) {
+    const auto& b = j.get_binary();
+    return std::string(b.begin(), b.end());
+  }
+
+  void RestoreLocked(const Json& snap, const std::map<int, std::string>& alive) {
+    for (const Json& j : snap.at("apps")) {
+      App a;
+      a.name = j.at("name");
+      if (!j.at("route_prefix").is_null()) a.route_prefix = j.at("route_prefix").get<std::string>();
+      a.import_path = j.at("import_path");
+      a.args_json = j.at("args_json");
+      a.app_dir = j.at("app_dir");
+      a.source = j.at("source");
+      a.submitted = j.at("submitted");
+      a.runtime_env = j.at("runtime_env");
+      a.prepared_env.env_vars = j.at("env_vars").get<std::map<std::string, std::string>>();
+      a.prepared_env.working_dir = j.at("working_dir");
+      for (const Json& o : j.at("overrides")) {
+        a.overrides.push_back({o.at("name").get<std::string>(), o.at("fields")});
+      }
+      a.code_key = j.at("code_key");
+      a.graph = Bytes(j.at("graph"));
+      a.library_stamp = j.at("library_stamp");
+      a.build_id = j.at("build_id");
+      a.building = j.at("building");
+      a.build_failed = j.at("build_failed");
+      a.build_error = j.at("build_error");
+      a.deleting = j.at("deleting");
+      a.last_deployed_time_s = j.at("last_deployed_time_s");
+      a.ingress = j.at("ingress");
+      a.deployments = j.at("deployments").get<std::vector<std::string>>();
+      if (a.building) {
+        // A build that died with the old controller is started again.
+        bool running = false;
+        for (auto& [pid, tag] : alive) running |= tag == "build:" + a.name;
+        if (!running) StartBuildLocked(a);
+      }
+      apps_[a.name] = std::move(a);
+    }
+    for (const Json& j : snap.at("deployments")) {
+      Deployment d;
+      d.app = j.at("app");
+      d.name = j.at("name");
+      auto cfg = config::ResolveDeploymentConfig(j.at("options"));
+      if (!cfg.ok()) throw std::runtime_error(std::string(cfg.status().message()));
+      d.cfg = *cfg;
+      d.factory_key = j.at("factory_key");
+      d.init_args = Bytes(j.at("init_args"));
+      d.library_path = j.at("library_path");
+      d.app_dir = j.at("app_dir");
+      d.working_dir = j.at("working_dir");
+      d.env = j.at("env").get<std::map<std::string, std::string>>();
+      d.fingerprint = j.at("fingerprint");
+      d.config_fingerprint = j.at("config_fingerprint");
+      d.version = j.at("version");
+      d.config_version = j.at("config_version");
+      d.ingress = j.at("ingress");
+      d.deleting = j.at("deleting");
+      d.status = {static_cast<DeploymentStatus>(j.at("status").get<int>()),
+                   static_cast<StatusTrigger>(j.at("trigger").get<int>())};
+      d.message = j.at("message");
+      d.startup_failures = j.at("startup_failures");
+      d.version_started = j.at("version_started");
+      d.terminally_failed = j.at("terminally_failed");
+      std::string key = DepKey(d.app, d.name);
+      for (const Json& rj : j.at("replicas")) {
+        Replica r;
+        r.id = rj.at("id");
+        r.dep_key = key;
+        r.pid = rj.at("pid");
+        auto it = alive.find(r.pid);
+        if (it == alive.end() || it->second != "replica:" + r.id) continue;  // died meanwhile
+        auto state = static_cast<ReplicaState>(rj.at("state").get<int>());
+        r.node_id = rj.at("node_id");
+        r.data_address = rj.at("data_address");
+        r.control_address = rj.at("control_address");
+        r.log_file = rj.at("log_file");
+        r.start_time_s = rj.at("start_time_s");
+        r.version = rj.at("version");
+        r.config_version = rj.at("config_version");
+        if (state == ReplicaState::kStopping) {
+          StopPidLater(r.pid, 0);
+          r.state = ReplicaState::kStopping;
+        } else if (r.control_address.empty()) {
+          // Not ready when the old controller died: it reports to us (or dies) by itself.
+          r.state = ReplicaState::kStarting;
+        } else {
+          r.state = ReplicaState::kRecovering;
+          r.last_health = Clock::time_point{};  // checked at once
+        }
+        replica_index_[r.id] = key;
+        d.replicas.emplace(r.id, std::move(r));
+      }
+      deployments_[key] = std::move(d);
+    }
+    for (auto& [node, p] : snap.at("proxies").items()) {
+      Proxy proxy;
+      proxy.pid = p.at("pid");
+      proxy.http_port = p.at("http_port");
+      proxy.log_file = p.at("log_file");
+      proxy.status = "HEALTHY";
+      proxies_[node] = proxy;
+    }
+    shutting_down_ = snap.value("shutting_down", false);
+  }
+
+  /// Writes the checkpoint when the state changed since the last successful write. Runs on
+  /// the loop thread outside the lock; a failed write (e.g. Redis down) is retried next step.
+  void CheckpointIfChanged(std::string blob) {
+    if (blob == last_checkpoint_) return;
+    absl::Status st = kv_->Put(kCheckpointKey, blob);
+    if (st.ok()) {
+      if (checkpoint_failing_) spdlog::info("Checkpointing works again.");
+      checkpoint_failing_ = false;
+      last_checkpoint_ = std::move(blob);
+    } else if (!checkpoint_failing_) {
+      checkpoint_failing_ = true;
+      spdlog::error("Cannot write the checkpoint: {}; serving continues, retrying.",
+                    std::string(st.message()));
+    }
+  }
+
   void StepLocked(std::vector<std::function<void()>>& actions) {
     actions.swap(pending_actions_);
     auto now = Clock::now();
@@ -791,6 +1041,11 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     }
     PublishLocked();
     ExpireWaitersLocked(now);
+    // Checkpoint before acting (spec: target state is saved before replicas start or stop).
+    std::vector<std::uint8_t> packed = Json::to_msgpack(SnapshotLocked());
+    actions.insert(actions.begin(), [this, blob = std::string(packed.begin(), packed.end())] {
+      CheckpointIfChanged(blob);
+    });
     if (shutting_down_ && apps_.empty() && deployments_.empty() && !finished_) {
       finished_ = true;
       spdlog::info("All applications deleted; stopping the proxies and the node.");
@@ -856,6 +1111,14 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
       for (int i = 0; i < -delta; ++i) StopReplicaLocked(dep, *active[i], actions);
     }
     for (auto& [id, r] : dep.replicas) {
+      if (r.state == ReplicaState::kRecovering && !r.health_in_flight) {
+        // Adopted after a controller restart: serving again once a health check passes.
+        r.health_in_flight = true;
+        r.last_health = now;
+        actions.push_back(MakeHealthCheck(r.dep_key, r.id, r.control_address,
+                                          dep.cfg.health_check_timeout_s));
+        continue;
+      }
       if (r.state != ReplicaState::kRunning) continue;
       // In-place update of reconfigurable options (user_config, max_ongoing_requests).
       if (!dep.deleting && r.version == dep.version && r.config_version != dep.config_version &&
@@ -970,6 +1233,19 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     if (it == d->second.replicas.end()) return;
     Replica& r = it->second;
     r.health_in_flight = false;
+    if (r.state == ReplicaState::kRecovering) {
+      if (ok) {
+        r.state = ReplicaState::kRunning;
+        spdlog::info("Replica {} recovered (adopted, pid {}).", id, r.pid);
+      } else {
+        spdlog::warn("Replica {} did not answer after the controller restart ({}); replacing it.",
+                     id, error);
+        StopPidLater(r.pid, 0);
+        d->second.replicas.erase(it);
+        replica_index_.erase(id);
+      }
+      return;
+    }
     if (ok) {
       r.health_failures = 0;
       return;
@@ -1117,7 +1393,11 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
       snap.update.set_snapshot_id(snap.id);
       changed.push_back(key);
     }
-    if (changed.empty()) return;
+    if (changed.empty() && !recovery_announced_) return;
+    // While adopted replicas are being verified, listeners keep their last snapshot (as Ray's
+    // listen_for_change blocks until recovery is done).
+    if (RecoveringLocked()) return;
+    recovery_announced_ = false;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (FillUpdatesLocked(*it)) {
         it->reactor->Finish(grpc::Status::OK);
@@ -1126,6 +1406,15 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
         ++it;
       }
     }
+  }
+
+  bool RecoveringLocked() const {
+    for (auto& [key, d] : deployments_) {
+      for (auto& [id, r] : d.replicas) {
+        if (r.state == ReplicaState::kRecovering) return true;
+      }
+    }
+    return false;
   }
 
   /// Adds every watched key whose snapshot differs from the caller's; true if any.
@@ -1247,6 +1536,11 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
  private:
   const ControllerOptions& options_;
   std::unique_ptr<v1::Agent::Stub> agent_;
+  std::unique_ptr<KvStore> kv_;
+  std::string last_checkpoint_;      // loop thread only
+  bool checkpoint_failing_ = false;  // loop thread only
+  bool recovery_announced_ = true;   // first publish after start answers waiting listeners
+  int last_proxy_port_ = 0;
   std::string address_;
   std::string log_file_;
   std::mutex mu_;
@@ -1283,8 +1577,43 @@ ControllerOptions LoadClusterOptions(ControllerOptions o) {
   o.dashboard_host = j.value("dashboard_host", o.dashboard_host);
   o.dashboard_port = j.value("dashboard_port", o.dashboard_port);
   o.app_dir = j.value("app_dir", o.app_dir);
+  o.redis_address = j.value("redis_address", o.redis_address);
+  o.redis_password = j.value("redis_password", o.redis_password);
+  o.cluster_name = j.value("cluster_name", o.cluster_name);
+  if (o.redis_address.empty()) o.redis_address = EnvString("SERVE_REDIS_ADDRESS", "");
+  if (o.redis_password.empty()) o.redis_password = EnvString("SERVE_REDIS_PASSWORD", "");
   return o;
 }
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<KvStore>> OpenKvStore(const ControllerOptions& o) {
+  if (o.redis_address.empty()) {
+    auto store = FileKvStore::Create(o.session_dir + "/kv");
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<KvStore>(std::move(*store));
+  }
+  auto redis = ParseRedisAddress(o.redis_address);
+  if (!redis.ok()) return redis.status();
+  if (!o.redis_password.empty()) redis->password = o.redis_password;
+  redis->namespace_prefix = "serve:" + o.cluster_name + ":";
+  auto store = RedisKvStore::Create(*redis);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<KvStore>(std::move(*store));
+}
+
+// The port of "host:port" / "http://host:port" stored in `file`, or `fallback`. A restarted
+// controller binds the ports it had, so proxies, replicas and CLIs reconnect to it.
+int PreviousPort(const std::string& file, int fallback) {
+  auto text = ReadFile(file);
+  if (!text) return fallback;
+  auto colon = text->rfind(':');
+  if (colon == std::string::npos) return fallback;
+  int port = std::atoi(text->c_str() + colon + 1);
+  return port > 0 ? port : fallback;
+}
+
+}  // namespace
 
 int RunController(const ControllerOptions& base_options) {
   const ControllerOptions options = LoadClusterOptions(base_options);
@@ -1297,11 +1626,24 @@ int RunController(const ControllerOptions& base_options) {
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
 
-  ControllerImpl impl(options);
+  auto kv = OpenKvStore(options);
+  if (!kv.ok()) {
+    spdlog::critical("Cannot open the state store: {}", std::string(kv.status().message()));
+    std::fprintf(stderr, "serve-controller: cannot open the state store: %s\n",
+                 std::string(kv.status().message()).c_str());
+    ShutdownLogging();
+    return kExitConfig;
+  }
+  spdlog::info("State store: {}.", options.redis_address.empty()
+                                      ? options.session_dir + "/kv"
+                                      : "redis " + options.redis_address);
+  ControllerImpl impl(options, std::move(*kv));
   impl.set_log_file(log_file);
   int port = 0;
   std::string host = LocalNodeIp();
-  auto server = rpc::StartGrpcServer(host, 0, {&impl}, &port);
+  int previous = PreviousPort(options.session_dir + "/controller_address", 0);
+  auto server = rpc::StartGrpcServer(host, previous, {&impl}, &port);
+  if (!server && previous != 0) server = rpc::StartGrpcServer(host, 0, {&impl}, &port);
   if (!server) {
     spdlog::critical("Cannot start the controller's gRPC server.");
     return 1;
@@ -1314,7 +1656,7 @@ int RunController(const ControllerOptions& base_options) {
   boost::asio::io_context rest_io(1);
   rpc::HttpServerOptions rest_options;
   rest_options.host = options.dashboard_host;
-  rest_options.port = options.dashboard_port;
+  rest_options.port = PreviousPort(options.session_dir + "/dashboard_address", options.dashboard_port);
   rest_options.access_log_name = "dashboard";
   rpc::HttpServer rest(
       rest_io,
@@ -1336,7 +1678,8 @@ int RunController(const ControllerOptions& base_options) {
   std::string dashboard = "http://" + options.dashboard_host + ":" + std::to_string(rest_port);
   spdlog::info("REST API at {}.", dashboard);
 
-  impl.StartProxy();
+  bool proxy_alive = impl.Recover();
+  if (!proxy_alive) impl.StartProxy();
   if (!WriteFileAtomic(options.session_dir + "/dashboard_address", dashboard) ||
       !WriteFileAtomic(options.session_dir + "/controller_address", address)) {
     spdlog::critical("Cannot write addresses into {}.", options.session_dir);

@@ -19,6 +19,9 @@ struct ControllerOptions {
   std::string dashboard_host = "127.0.0.1";
   int dashboard_port = 8265;          ///< REST API; 0: any free port
   std::string app_dir;                ///< where declarative apps' libraries are looked for
+  std::string redis_address;          ///< HOST:PORT[/db]; empty: file store in <session>/kv
+  std::string redis_password;
+  std::string cluster_name = "default";  ///< namespace of this cluster's keys in Redis
   double control_loop_interval_s = 0.1;      ///< $SERVE_CONTROL_LOOP_INTERVAL_S overrides.
 };
 

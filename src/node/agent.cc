@@ -89,6 +89,13 @@ class ProcessTable {
     }).detach();
   }
 
+  std::vector<Child> List() {
+    std::lock_guard lock(mu_);
+    std::vector<Child> out;
+    for (auto& [pid, c] : children_) out.push_back(c);
+    return out;
+  }
+
   /// Stops every child and waits (bounded) for all of them to exit.
   void StopAll(double grace_s) {
     std::vector<pid_t> pids;
@@ -253,6 +260,15 @@ class AgentService final : public v1::Agent::Service {
     reply->set_pid(pid);
     return grpc::Status::OK;
   }
+  grpc::Status ListProcesses(grpc::ServerContext*, const v1::Empty*,
+                             v1::ListProcessesReply* reply) override {
+    for (const Child& c : table_.List()) {
+      auto* p = reply->add_processes();
+      p->set_pid(c.pid);
+      p->set_tag(c.tag);
+    }
+    return grpc::Status::OK;
+  }
   grpc::Status StopProcess(grpc::ServerContext*, const v1::StopProcessRequest* req,
                            v1::Empty*) override {
     table_.Stop(req->pid(), req->grace_s());
@@ -269,6 +285,7 @@ class AgentService final : public v1::Agent::Service {
 };
 
 std::atomic<bool> g_signalled{false};
+constexpr int kExitConfig = 78;
 void OnSignal(int) { g_signalled = true; }
 
 }  // namespace
@@ -293,12 +310,33 @@ int RunAgent(const AgentOptions& options) {
   };
 
   std::string controller_file = options.session_dir + "/controller_address";
+  // The head agent restarts a controller that dies, with backoff; exit code 78 (EX_CONFIG)
+  // means it cannot run with this configuration, so the node stops instead of crash-looping.
+  std::function<void()> start_controller;
+  std::atomic<int> controller_restarts{0};
+  std::mutex restart_mu;
+  std::vector<std::thread> restarters;
   table.OnExit([&](const Child& child, int code) {
     if (child.tag == "controller") {
-      if (!child.stop_requested) {
-        spdlog::error("The controller exited unexpectedly (code {}); shutting the node down.", code);
+      if (child.stop_requested || g_signalled) return;
+      if (code == kExitConfig) {
+        spdlog::error("The controller cannot start with this configuration; stopping the node.");
         request_shutdown();
+        return;
       }
+      int n = ++controller_restarts;
+      double delay = std::min(0.2 * (1 << std::min(n - 1, 5)), 5.0);
+      spdlog::error("The controller exited unexpectedly (code {}); restarting it in {:.1f}s "
+                    "(restart #{}).", code, delay, n);
+      std::lock_guard lock(restart_mu);
+      restarters.emplace_back([&, delay] {
+        std::unique_lock wait_lock(shutdown_mu);
+        shutdown_cv.wait_for(wait_lock, std::chrono::milliseconds(static_cast<int>(delay * 1000)),
+                             [&] { return shutdown; });
+        bool stop = shutdown || g_signalled;
+        wait_lock.unlock();
+        if (!stop) start_controller();
+      });
       return;
     }
     auto address = ReadFile(controller_file);
@@ -327,7 +365,7 @@ int RunAgent(const AgentOptions& options) {
   WriteFileAtomic(options.session_dir + "/agent_pid", std::to_string(::getpid()));
   spdlog::info("Node agent {} listening on {}.", node_id, address);
 
-  if (options.head) {
+  start_controller = [&] {
     v1::StartProcessRequest req;
     req.set_tag("controller");
     req.set_log_prefix("ServeController");
@@ -339,16 +377,23 @@ int RunAgent(const AgentOptions& options) {
     }
     std::string error;
     if (table.Start(req, &error) < 0) {
-      std::cerr << "serve-agent: cannot start the controller: " << error << "\n";
-      return 1;
+      spdlog::error("Cannot start the controller: {}", error);
+      request_shutdown();
     }
-  }
+  };
+  if (options.head) start_controller();
 
   {
     std::unique_lock lock(shutdown_mu);
     while (!shutdown && !g_signalled) {
       shutdown_cv.wait_for(lock, std::chrono::milliseconds(50));
     }
+  }
+  request_shutdown();  // wakes pending controller restarts, which then give up
+  {
+    std::lock_guard lock(restart_mu);
+    for (auto& t : restarters) t.join();
+    restarters.clear();
   }
   spdlog::info("Node agent stopping its processes.");
   table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10));
