@@ -964,7 +964,14 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
         r.dep_key = key;
         r.pid = rj.at("pid");
         auto it = alive.find(r.pid);
-        if (it == alive.end() || it->second != "replica:" + r.id) continue;  // died meanwhile
+        if (it == alive.end() || it->second != "replica:" + r.id) {
+          // Died while no controller was watching: replaced like any dead replica.
+          if (!d.deleting) {
+            d.status = Transition(d.status, DeploymentEvent::kHealthCheckFailed);
+            d.message = "Replica " + r.id + " died while the controller was down.";
+          }
+          continue;
+        }
         auto state = static_cast<ReplicaState>(rj.at("state").get<int>());
         r.node_id = rj.at("node_id");
         r.data_address = rj.at("data_address");

@@ -1,6 +1,7 @@
 // Deployments that exercise failure paths and request details in the integration tests.
 #include <serve/serve.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -79,3 +80,20 @@ SERVE_APP_BUILDER(bad_builder);
 // A function deployment.
 std::string hello_fn(const serve::HttpRequest& r) { return "fn:" + r.path; }
 SERVE_APP(function_app, serve::deployment<&hello_fn>().bind());
+
+// Health checks: GET /?sick=1 makes check_health() fail from then on.
+class Flaky {
+ public:
+  serve::Json operator()(const serve::HttpRequest& r) {
+    if (r.query("sick") == "1") sick_ = true;
+    return {{"replica", serve::get_replica_context().replica_id}, {"pid", static_cast<int>(::getpid())}};
+  }
+  void check_health() {
+    if (sick_) throw std::runtime_error("replica feels sick");
+  }
+
+ private:
+  std::atomic<bool> sick_{false};
+};
+SERVE_DEPLOYMENT(Flaky);
+SERVE_APP(flaky, serve::deployment<Flaky>().health_check_period_s(0.2).health_check_timeout_s(1).bind());
