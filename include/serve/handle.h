@@ -56,6 +56,7 @@ struct CallTarget {
   std::string method = "__call__";
   std::string multiplexed_model_id;
   bool stream = false;
+  bool shield = false;     ///< not cancelled when the calling request is
 };
 
 /// Sends one call through the runtime of this process (installed by the replica). Throws
@@ -77,6 +78,9 @@ struct HandleOptions {
   std::optional<std::string> method_name;
   std::optional<std::string> multiplexed_model_id;
   std::optional<bool> stream;
+  /// Shields the call from the caller's cancellation (the C++ form of asyncio.shield): when
+  /// the request that made the call is cancelled, this call still runs to completion.
+  std::optional<bool> shield;
 };
 
 template <class R>

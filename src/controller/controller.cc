@@ -473,6 +473,15 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
           std::string("--session-dir"), options_.session_dir}) {
       req.add_args(a);
     }
+    double timeout = options_.request_timeout_s > 0
+                         ? options_.request_timeout_s
+                         : EnvDouble("RAY_SERVE_REQUEST_PROCESSING_TIMEOUT_S",
+                                     EnvDouble("SERVE_REQUEST_PROCESSING_TIMEOUT_S", 0));
+    for (const std::string& a :
+         {std::string("--keep-alive-timeout-s"), std::to_string(options_.keep_alive_timeout_s),
+          std::string("--request-timeout-s"), std::to_string(timeout > 0 ? timeout : -1)}) {
+      req.add_args(a);
+    }
     v1::StartProcessReply reply;
     auto ctx = rpc::ContextWithDeadline(10);
     grpc::Status st = agent_->StartProcess(ctx.get(), req, &reply);

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.add_option("--session-dir", options.session_dir)->required();
   app.add_option("--http-host", options.http_host);
   app.add_option("--http-port", options.http_port);
+  app.add_option("--keep-alive-timeout-s", options.keep_alive_timeout_s);
+  app.add_option("--request-timeout-s", options.request_timeout_s);
   CLI11_PARSE(app, argc, argv);
   return serve::proxy::RunProxy(options);
 }

@@ -27,13 +27,17 @@ int RunProxy(const ProxyOptions& options) {
 
   asio::io_context io(1);
   router::Router router(io.get_executor());
-  RequestHandler handler(router);
+  RequestHandler handler(router, io.get_executor(), options.request_timeout_s);
   rpc::HttpServerOptions http_options;
   http_options.host = options.http_host;
   http_options.port = options.http_port;
   http_options.max_header_bytes = options.max_header_bytes;
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.keep_alive_timeout_s = options.keep_alive_timeout_s;
+  // The environment overrides keep_alive_timeout_s when set (> 0), as in Ray Serve.
+  double env_keep_alive = EnvDouble("RAY_SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S",
+                                    EnvDouble("SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S", 0));
+  if (env_keep_alive > 0) http_options.keep_alive_timeout_s = env_keep_alive;
   http_options.access_log_name = "proxy " + LocalNodeIp();
   rpc::HttpServer server(
       io, [&handler](ProxyRequest req, auto done) { handler.Handle(std::move(req), std::move(done)); },

@@ -13,6 +13,7 @@ struct ProxyOptions {
   size_t max_header_bytes = 16 * 1024;         ///< larger headers get 431
   size_t max_body_bytes = 100 * 1024 * 1024;   ///< larger bodies get 413
   double keep_alive_timeout_s = 90;            ///< idle keep-alive connections are closed
+  double request_timeout_s = -1;               ///< > 0: end-to-end deadline, then 408
 };
 
 /// Runs the HTTP proxy until SIGTERM: keeps the route table and replica sets current through

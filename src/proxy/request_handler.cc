@@ -1,5 +1,6 @@
 #include "proxy/request_handler.h"
 
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/util.h"
@@ -73,35 +74,65 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
     if (strcasecmp(k.c_str(), "serve_multiplexed_model_id") == 0) head.set_multiplexed_model_id(v);
   }
   std::string route_prefix = route->route_prefix;
-  router_.Route(route->app_name + "#" + route->deployment, std::move(head), std::move(req.body),
-                [finish, route_prefix](router::RouteResult&& result) {
-                  ProxyResponse resp;
-                  switch (result.code) {
-                    case router::RouteResult::Code::kOk:
-                      if (result.head.has_http()) {
-                        resp.status = result.head.http().status();
-                        for (auto& kv : result.head.http().headers()) {
-                          resp.headers.emplace_back(kv.key(), kv.value());
-                        }
-                        resp.body = std::move(result.body);
-                        resp.stream = std::move(result.stream);
-                      } else {
-                        resp = Text(500, "Internal Server Error\n\n" +
-                                             result.head.error_type() + ": " +
-                                             result.head.error_message() + "\n");
-                      }
-                      break;
-                    case router::RouteResult::Code::kUnavailable:
-                    case router::RouteResult::Code::kBackPressure:
-                      resp = Text(503, result.error);
-                      break;
-                    case router::RouteResult::Code::kReplicaDied:
-                      resp = Text(500, "Internal Server Error\n\n" + result.error + "\n");
-                      break;
-                  }
-                  resp.route = route_prefix;
-                  finish(std::move(resp));
-                });
+  // Why the request ended early, if it did: "timeout" -> 408, "disconnect" -> 499.
+  auto early = std::make_shared<std::string>();
+  std::shared_ptr<boost::asio::steady_timer> timer;
+  if (request_timeout_s_ > 0) timer = std::make_shared<boost::asio::steady_timer>(executor_);
+  double timeout_s = request_timeout_s_;
+  uint64_t id = router_.Route(
+      route->app_name + "#" + route->deployment, std::move(head), std::move(req.body),
+      [finish, route_prefix, early, timer, timeout_s,
+       request_id](router::RouteResult&& result) {
+        if (timer) timer->cancel();
+        ProxyResponse resp;
+        switch (result.code) {
+          case router::RouteResult::Code::kOk:
+            if (result.head.has_http()) {
+              resp.status = result.head.http().status();
+              for (auto& kv : result.head.http().headers()) {
+                resp.headers.emplace_back(kv.key(), kv.value());
+              }
+              resp.body = std::move(result.body);
+              resp.stream = std::move(result.stream);
+            } else {
+              resp = Text(500, "Internal Server Error\n\n" + result.head.error_type() + ": " +
+                                   result.head.error_message() + "\n");
+            }
+            break;
+          case router::RouteResult::Code::kUnavailable:
+          case router::RouteResult::Code::kBackPressure:
+            resp = Text(503, result.error);
+            break;
+          case router::RouteResult::Code::kReplicaDied:
+            resp = Text(500, "Internal Server Error\n\n" + result.error + "\n");
+            break;
+          case router::RouteResult::Code::kCancelled:
+            if (*early == "timeout") {
+              char t[32];
+              std::snprintf(t, sizeof(t), "%g", timeout_s);
+              resp = Text(408, "Request " + request_id + " timed out after " + t + "s.");
+            } else {
+              resp.status = 499;  // client disconnected; nothing is sent
+            }
+            break;
+        }
+        resp.route = route_prefix;
+        finish(std::move(resp));
+      });
+  if (id == 0) return;  // answered already (unavailable / back-pressure)
+  router::Router* router = &router_;
+  *req.on_disconnect = [router, id, early] {
+    if (early->empty()) *early = "disconnect";
+    router->Cancel(id);
+  };
+  if (timer) {
+    timer->expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+    timer->async_wait([router, id, early](boost::system::error_code ec) {
+      if (ec) return;
+      if (early->empty()) *early = "timeout";
+      router->Cancel(id);
+    });
+  }
 }
 
 }  // namespace serve::proxy

@@ -20,7 +20,10 @@ using ProxyResponse = rpc::HttpServerResponse;
 /// Not thread-safe: runs on the router's executor.
 class RequestHandler {
  public:
-  explicit RequestHandler(router::Router& router) : router_(router) {}
+  /// `request_timeout_s` > 0: requests not answered in time get 408 and are cancelled.
+  RequestHandler(router::Router& router, boost::asio::any_io_executor executor,
+                 double request_timeout_s)
+      : router_(router), executor_(std::move(executor)), request_timeout_s_(request_timeout_s) {}
 
   void SetRouteTable(RouteTable table) {
     routes_ = std::move(table);
@@ -33,6 +36,8 @@ class RequestHandler {
 
  private:
   router::Router& router_;  // Not owned; must outlive this.
+  boost::asio::any_io_executor executor_;
+  double request_timeout_s_;
   RouteTable routes_;
   bool populated_ = false;
 };

@@ -89,7 +89,8 @@ void DataServer::Accept() {
           }
           if (frame.type == FrameType::kCancel) {
             if (auto it = cancels_.find({conn.get(), frame.id}); it != cancels_.end()) {
-              it->second->store(true);
+              it->second.cancelled->store(true);
+              if (options_.on_cancel) options_.on_cancel(it->second.request_id);
             }
             return;
           }
@@ -114,7 +115,7 @@ void DataServer::Accept() {
           }
           ++ongoing_;
           auto cancelled = std::make_shared<std::atomic<bool>>(false);
-          cancels_[{conn.get(), frame.id}] = cancelled;
+          cancels_[{conn.get(), frame.id}] = InFlight{req->request_id(), cancelled};
           auto body_copy = std::make_shared<std::string>(body);
           uint64_t id = frame.id;
           asio::post(user_pool_, [this, conn, req, body_copy, id, cancelled] {
@@ -227,6 +228,7 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
                   options_.deployment, options_.replica_id, req.request_id(), req.route(), type,
                   what);
   }
+  if (cancelled->load()) status_text = "CANCELLED";
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                   .count();
   if (options_.access_log) {

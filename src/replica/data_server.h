@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,8 @@ struct DataServerOptions {
   std::string replica_id;
   int max_ongoing_requests = 100;  ///< Requests beyond this are rejected (the router retries).
   bool access_log = true;
+  /// Runs on the I/O thread when a caller cancels request `request_id` (to cascade).
+  std::function<void(const std::string& request_id)> on_cancel;
 };
 
 /// Serves the data plane of one replica: accepts framed connections, enforces
@@ -60,7 +63,11 @@ class DataServer {
   std::atomic<bool> draining_{false};
   std::atomic<int> max_ongoing_;
   // Cancellation flags of in-flight requests, by (connection, request id). I/O thread only.
-  std::map<std::pair<const void*, uint64_t>, std::shared_ptr<std::atomic<bool>>> cancels_;
+  struct InFlight {
+    std::string request_id;
+    std::shared_ptr<std::atomic<bool>> cancelled;
+  };
+  std::map<std::pair<const void*, uint64_t>, InFlight> cancels_;
 };
 
 }  // namespace serve::replica

@@ -45,10 +45,18 @@ void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string en
   head.set_stream(target.stream);
   head.set_caller("handle");
   std::string key = app + "#" + target.deployment;
-  boost::asio::post(io_, [this, key, head = std::move(head), args = std::move(encoded_args),
+  bool shield = target.shield;
+  boost::asio::post(io_, [this, key, shield, head = std::move(head), args = std::move(encoded_args),
                           state = std::move(state)]() mutable {
     if (watched_.insert(key).second) poll_->Watch("DEPLOYMENT_TARGETS:" + key);
-    router_.Route(key, std::move(head), std::move(args), [state](router::RouteResult&& r) {
+    std::string parent = head.request_id();
+    auto slot = std::make_shared<std::multimap<std::string, uint64_t>::iterator>(children_.end());
+    uint64_t id = router_.Route(key, std::move(head), std::move(args),
+                                [this, state, slot](router::RouteResult&& r) {
+      if (*slot != children_.end()) {
+        children_.erase(*slot);
+        *slot = children_.end();
+      }
       detail::CallResult c;
       switch (r.code) {
         case router::RouteResult::Code::kOk:
@@ -73,9 +81,23 @@ void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string en
           c.error_type = "ActorDiedError";
           c.error_message = r.error;
           break;
+        case router::RouteResult::Code::kCancelled:
+          c.code = detail::CallResult::Code::kCancelled;
+          c.error_message = r.error;
+          break;
       }
       if (auto h = state->Complete(std::move(c))) h.resume();
     });
+    if (id != 0 && !shield && !state->Ready()) *slot = children_.emplace(parent, id);
+  });
+}
+
+void ReplicaHandleRuntime::CancelChildren(const std::string& request_id) {
+  boost::asio::post(io_, [this, request_id] {
+    std::vector<uint64_t> ids;
+    auto [begin, end] = children_.equal_range(request_id);
+    for (auto it = begin; it != end; ++it) ids.push_back(it->second);
+    for (uint64_t id : ids) router_.Cancel(id);
   });
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -24,6 +25,9 @@ class ReplicaHandleRuntime final : public sdk::HandleRuntime {
   void Call(const detail::CallTarget& target, std::string encoded_args,
             std::shared_ptr<detail::ResponseState> state) override;
 
+  /// Cancels the calls made while serving request `request_id` (cancellation cascades).
+  void CancelChildren(const std::string& request_id);
+
  private:
   std::string app_name_;
   boost::asio::io_context io_;
@@ -31,6 +35,7 @@ class ReplicaHandleRuntime final : public sdk::HandleRuntime {
   router::Router router_;                        // only on io_'s thread
   std::unique_ptr<router::LongPollClient> poll_;
   std::set<std::string> watched_;                // only on io_'s thread
+  std::multimap<std::string, uint64_t> children_;  // parent request id -> router id; io_ only
   std::thread thread_;
 };
 

@@ -158,8 +158,10 @@ int RunReplica(const ReplicaOptions& options) {
   int threads = static_cast<int>(EnvDouble("SERVE_REPLICA_THREADS", std::min(max_ongoing, 16)));
   asio::io_context io(1);
   asio::thread_pool user_pool(static_cast<size_t>(std::max(1, threads)));
-  DataServer data(io, user_pool, *instance,
-                  {spec.app_name(), spec.deployment(), options.replica_id, max_ongoing, true});
+  DataServerOptions data_options{spec.app_name(), spec.deployment(), options.replica_id,
+                                 max_ongoing, true, nullptr};
+  data_options.on_cancel = [&handles](const std::string& id) { handles.CancelChildren(id); };
+  DataServer data(io, user_pool, *instance, data_options);
   std::string host = LocalNodeIp();
   unsigned short data_port = data.Listen(host);
 

@@ -23,10 +23,13 @@ struct Router::Pending {
   std::string payload;  // encoded envelope, reused across retries
   RouteCallback done;
   bool finished = false;
+  std::weak_ptr<ReplicaConnection> sent_to;  // set while a replica has it
+  std::unordered_map<uint64_t, std::weak_ptr<Pending>>* live = nullptr;
 
   void Finish(RouteResult&& r) {
     if (finished) return;
     finished = true;
+    if (live) live->erase(id);
     auto cb = std::move(done);
     cb(std::move(r));
   }
@@ -195,15 +198,27 @@ void Router::PurgeRetiring() {
   }
 }
 
-void Router::Route(const std::string& key, v1::RequestHead head, std::string body,
-                   RouteCallback done) {
+void Router::Cancel(uint64_t id) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  auto p = it->second.lock();
+  if (!p || p->finished) return;
+  if (auto conn = p->sent_to.lock()) conn->Cancel(p->id);
+  RouteResult r;
+  r.code = RouteResult::Code::kCancelled;
+  r.error = "Request " + p->head.request_id() + " was cancelled.";
+  p->Finish(std::move(r));  // a queued one is skipped by Drain
+}
+
+uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string body,
+                       RouteCallback done) {
   DeploymentEntry& d = deployments_[key];
   if (d.known && !d.available) {
     RouteResult r;
     r.code = RouteResult::Code::kUnavailable;
     r.error = "Deployment '" + key + "' is unavailable.";
     done(std::move(r));
-    return;
+    return 0;
   }
   if (d.max_queued_requests >= 0 && static_cast<int>(d.queue.size()) >= d.max_queued_requests) {
     RouteResult r;
@@ -213,15 +228,19 @@ void Router::Route(const std::string& key, v1::RequestHead head, std::string bod
               ", max_queued_requests=" + std::to_string(d.max_queued_requests) + ").";
     spdlog::warn("[{}] {}", key, r.error);
     done(std::move(r));
-    return;
+    return 0;
   }
   auto p = std::make_shared<Pending>();
   p->id = next_id_++;
+  p->live = &live_;
+  live_[p->id] = p;
+  uint64_t id = p->id;
   p->payload = rpc::EncodeEnvelope(head, body);
   p->head = std::move(head);
   p->done = std::move(done);
   d.queue.push_back(std::move(p));
   Drain(key);
+  return id;
 }
 
 Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
@@ -277,7 +296,13 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
   auto stream = std::make_shared<std::shared_ptr<rpc::ChunkQueue>>();
   std::weak_ptr<ReplicaConnection> weak_conn = conn;
   uint64_t id = p->id;
+  p->sent_to = conn;
   conn->Send(p->id, p->payload, [this, key, p, replica_id, stream, weak_conn, id](rpc::Frame* f) {
+    if (p->finished && !*stream) {
+      // Cancelled while in flight: the late answer is dropped.
+      if (f == nullptr || f->type != FrameType::kChunk) Drain(key);
+      return;
+    }
     if (*stream) {
       rpc::ChunkQueue& q = **stream;
       if (f == nullptr) {
@@ -302,6 +327,7 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
       // Connection lost before any answer: the request never started; route it again.
       spdlog::warn("Lost connection to replica {} before it answered request {}; retrying.",
                    replica_id, p->head.request_id());
+      p->sent_to.reset();
       deployments_[key].queue.push_front(p);
       ScheduleRetry(key);
       return;
@@ -315,6 +341,7 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
       return;
     }
     if (!r.head.accepted()) {
+      p->sent_to.reset();
       deployments_[key].queue.push_front(p);  // rejected: at capacity; try another replica
       ScheduleRetry(key);
       return;

@@ -27,6 +27,7 @@ struct RouteResult {
     kUnavailable,   ///< The deployment is unavailable (failed, deleted): HTTP 503.
     kBackPressure,  ///< max_queued_requests reached: HTTP 503.
     kReplicaDied,   ///< The replica died after accepting the request: HTTP 500.
+    kCancelled,     ///< Cancel() was called (client gone, timeout).
   };
   Code code = Code::kOk;
   std::string error;
@@ -52,9 +53,14 @@ class Router {
 
   /// Sends `head` + `body` to a replica of `deployment_key`; `done` runs once with the outcome.
   /// Requests wait until a replica is free; at most the deployment's max_queued_requests
-  /// (when >= 0) may wait in this router, beyond that they fail with kBackPressure.
-  void Route(const std::string& deployment_key, v1::RequestHead head, std::string body,
-             RouteCallback done);
+  /// (when >= 0) may wait in this router, beyond that they fail with kBackPressure. Returns an
+  /// id for Cancel().
+  uint64_t Route(const std::string& deployment_key, v1::RequestHead head, std::string body,
+                 RouteCallback done);
+
+  /// Gives up on request `id`: a queued request is dropped, one already sent is cancelled on
+  /// its replica (kCancel). `done` runs with kCancelled unless it already ran.
+  void Cancel(uint64_t id);
 
   /// Number of replicas known for `deployment_key`.
   size_t NumReplicas(const std::string& deployment_key) const;
@@ -89,6 +95,7 @@ class Router {
   void PurgeRetiring();
   std::mt19937 rng_;
   uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::weak_ptr<Pending>> live_;  // by id, until finished
 };
 
 /// Long-polls the controller for `keys` on its own thread and hands each update to

@@ -1,5 +1,8 @@
 #include "rpc/http_server.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <optional>
 
@@ -123,7 +126,30 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     std::string method = sreq.method, target = sreq.target;
 
     stream.expires_never();
+    // Watch for the client going away while the handler works (EOF without consuming input).
+    auto on_disconnect = sreq.on_disconnect;
+    auto answered = std::make_shared<bool>(false);
+    stream.socket().async_wait(
+        tcp::socket::wait_read,
+        [on_disconnect, answered, fd = stream.socket().native_handle()](boost::system::error_code ec) {
+          if (ec || *answered) return;
+          char c;
+          ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+          if ((n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) && *on_disconnect) {
+            (*on_disconnect)();
+          }
+        });
     HttpServerResponse sresp = co_await AsyncHandle(handler, std::move(sreq), asio::use_awaitable);
+    *answered = true;
+    boost::system::error_code cancel_ec;
+    stream.socket().cancel(cancel_ec);
+    if (sresp.status == 499) {
+      if (!options.access_log_name.empty()) {
+        spdlog::info("{} {} -- {} {} 499 (client disconnected)", options.access_log_name,
+                     sresp.request_id, method, sresp.route.empty() ? target : sresp.route);
+      }
+      break;
+    }
 
     if (sresp.stream) {
       // Streamed: header with chunked encoding, then each chunk as it arrives.

@@ -25,6 +25,9 @@ struct HttpServerRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string host;    ///< Host header
+  /// The session calls the function stored here (if any) when the client disconnects before
+  /// the response is ready; the handler installs it to cancel the work.
+  std::shared_ptr<std::function<void()>> on_disconnect = std::make_shared<std::function<void()>>();
 };
 
 /// Body chunks of a streamed response, produced and consumed on one executor (not
@@ -60,6 +63,7 @@ struct HttpServerResponse {
   std::string body;
   std::string route;       ///< for the access log ("" = the request target)
   std::string request_id;  ///< for the access log
+  /// 499: the client went away; nothing is sent (the status is only logged).
   /// Set for streamed responses: `body` is ignored and chunks are sent as they arrive
   /// (chunked transfer encoding).
   std::shared_ptr<ChunkQueue> stream;

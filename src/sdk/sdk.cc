@@ -446,6 +446,7 @@ DeploymentHandle DeploymentHandle::options(const HandleOptions& o) const {
   if (o.method_name) h.target_.method = *o.method_name;
   if (o.multiplexed_model_id) h.target_.multiplexed_model_id = *o.multiplexed_model_id;
   if (o.stream) h.target_.stream = *o.stream;
+  if (o.shield) h.target_.shield = *o.shield;
   return h;
 }
 

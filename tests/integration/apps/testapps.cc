@@ -97,3 +97,33 @@ class Flaky {
 };
 SERVE_DEPLOYMENT(Flaky);
 SERVE_APP(flaky, serve::deployment<Flaky>().health_check_period_s(0.2).health_check_timeout_s(1).bind());
+
+// Cancellation: Parent awaits Sleeper through a handle; Sleeper works in 10 ms steps and stops
+// when its request is cancelled.
+class Sleeper {
+ public:
+  std::string operator()(int ms) {
+    for (int waited = 0; waited < ms; waited += 10) {
+      if (serve::is_request_cancelled()) return "cancelled";
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return "slept";
+  }
+};
+SERVE_DEPLOYMENT(Sleeper);
+
+class Parent {
+ public:
+  explicit Parent(serve::DeploymentHandle sleeper) : sleeper_(std::move(sleeper)) {}
+  serve::Task<std::string> operator()(serve::HttpRequest r) {
+    int ms = std::stoi(r.query("ms", "100"));
+    bool shield = r.query("shield") == "1";
+    auto h = sleeper_.options({.shield = shield});
+    co_return co_await h.remote<std::string>(ms);
+  }
+
+ private:
+  serve::DeploymentHandle sleeper_;
+};
+SERVE_DEPLOYMENT(Parent);
+SERVE_APP(cancel_app, serve::deployment<Parent>().bind(serve::deployment<Sleeper>().bind()));
