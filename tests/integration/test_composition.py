@@ -49,6 +49,25 @@ def test_chaining_named_methods_and_remote_errors(serve_run):
     assert "chain-req-7" in text
 
 
+def test_load_shedding_example_rejects_with_503(serve_run):
+    """examples/load_shedding: 2 running + 2 queued; the rest of a burst of 8 gets 503."""
+    run = serve_run("load_shedding:app", app_dir=os.path.join(EXAMPLES_DIR, "load_shedding"))
+    url = run.wait_ready()
+    codes = []
+    lock = threading.Lock()
+
+    def call():
+        r = requests.get(url + "/?ms=1500", timeout=30)
+        with lock:
+            codes.append(r.status_code)
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200] * 4 + [503] * 4, codes
+
+
 def test_max_queued_requests_sheds_load_with_503(serve_run):
     run = serve_run("testapps:echo_builder", "max_ongoing=1", "max_queued=1",
                     app_dir=TEST_APP_DIR)
