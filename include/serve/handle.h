@@ -171,5 +171,12 @@ SERVE_EXPORT void from_json(const Json& j, DeploymentHandle& h);
 /// A handle to `deployment` of `app` (from inside a replica).
 SERVE_EXPORT DeploymentHandle get_deployment_handle(const std::string& deployment,
                                                     const std::string& app = "");
+/// A handle to the ingress deployment of application `app` (from inside a replica).
+SERVE_EXPORT DeploymentHandle get_app_handle(const std::string& app);
+
+namespace detail {
+/// Deployment name a handle from get_app_handle() carries until the runtime resolves it.
+inline constexpr char kAppIngress[] = "__app_ingress__";
+}  // namespace detail
 
 }  // namespace serve

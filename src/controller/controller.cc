@@ -1495,6 +1495,7 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
                 {"last_deployed_time_s", app.last_deployed_time_s},
                 {"deployed_app_config", app.submitted},
                 {"source", app.source},
+                {"ingress_deployment", app.ingress},
                 {"deployments", Json::object()},
                 {"external_scaler_enabled", false}};
       std::vector<std::pair<std::string, DeploymentStatusInfo>> statuses;

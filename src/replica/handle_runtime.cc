@@ -2,12 +2,17 @@
 
 #include <boost/asio/post.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "common/util.h"
+#include "rpc/grpc_util.h"
+#include "serve/v1/controller.grpc.pb.h"
 
 namespace serve::replica {
 
 ReplicaHandleRuntime::ReplicaHandleRuntime(std::string controller_address, std::string app_name)
     : app_name_(std::move(app_name)),
+      controller_address_(controller_address),
       io_(1),
       work_(io_.get_executor()),
       router_(io_.get_executor()) {
@@ -39,12 +44,23 @@ void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string en
     head.set_request_id(RandomUuid());
   }
   std::string app = target.app.empty() ? app_name_ : target.app;
+  std::string deployment = target.deployment;
+  if (deployment == detail::kAppIngress) {
+    deployment = ResolveIngress(app);
+    if (deployment.empty()) {
+      detail::CallResult c;
+      c.code = detail::CallResult::Code::kUnavailable;
+      c.error_message = "Application '" + app + "' does not exist.";
+      if (auto h = state->Complete(std::move(c))) h.resume();
+      return;
+    }
+  }
   head.set_app_name(app);
   head.set_method(target.method);
   head.set_multiplexed_model_id(target.multiplexed_model_id);
   head.set_stream(target.stream);
   head.set_caller("handle");
-  std::string key = app + "#" + target.deployment;
+  std::string key = app + "#" + deployment;
   bool shield = target.shield;
   boost::asio::post(io_, [this, key, shield, head = std::move(head), args = std::move(encoded_args),
                           state = std::move(state)]() mutable {
@@ -90,6 +106,28 @@ void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string en
     });
     if (id != 0 && !shield && !state->Ready()) *slot = children_.emplace(parent, id);
   });
+}
+
+std::string ReplicaHandleRuntime::ResolveIngress(const std::string& app) {
+  {
+    std::lock_guard lock(ingress_mu_);
+    if (auto it = ingress_.find(app); it != ingress_.end()) return it->second;
+  }
+  auto stub = v1::Controller::NewStub(rpc::ChannelTo(controller_address_));
+  auto ctx = rpc::ContextWithDeadline(10);
+  v1::GetDetailsRequest req;
+  v1::GetDetailsReply reply;
+  if (!stub->GetDetails(ctx.get(), req, &reply).ok()) return "";
+  auto details = nlohmann::json::parse(reply.json(), nullptr, false);
+  if (details.is_discarded()) return "";
+  auto apps = details.value("applications", nlohmann::json::object());
+  if (!apps.contains(app)) return "";
+  std::string ingress = apps[app].value("ingress_deployment", "");
+  if (!ingress.empty()) {
+    std::lock_guard lock(ingress_mu_);
+    ingress_[app] = ingress;
+  }
+  return ingress;
 }
 
 void ReplicaHandleRuntime::CancelChildren(const std::string& request_id) {

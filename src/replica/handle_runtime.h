@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -29,7 +30,13 @@ class ReplicaHandleRuntime final : public sdk::HandleRuntime {
   void CancelChildren(const std::string& request_id);
 
  private:
+  /// Ingress deployment of `app`, asked from the controller once (blocking) and cached.
+  std::string ResolveIngress(const std::string& app);
+
   std::string app_name_;
+  std::string controller_address_;
+  std::mutex ingress_mu_;
+  std::map<std::string, std::string> ingress_;  // app -> ingress deployment
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   router::Router router_;                        // only on io_'s thread

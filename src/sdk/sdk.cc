@@ -466,6 +466,10 @@ DeploymentHandle get_deployment_handle(const std::string& deployment, const std:
   return DeploymentHandle(deployment, app);
 }
 
+DeploymentHandle get_app_handle(const std::string& app) {
+  return DeploymentHandle(detail::kAppIngress, app);
+}
+
 bool is_request_cancelled() {
   const sdk::RequestContext* ctx = tls_request_context;
   return ctx != nullptr && ctx->cancelled != nullptr && ctx->cancelled->load();

@@ -257,3 +257,15 @@ def test_serve_run_config_file(serve_run, tmp_path):
     base = url[: url.index("/echo")] if "/echo" in url else url
     assert get(base + "/fn/q").text == "fn:/fn/q"
     assert get(base + "/echo/").json()["tag"] == "one"
+
+
+def test_get_app_handle_calls_another_applications_ingress(serve_instance, tmp_path):
+    inst = serve_instance(TEST_APP_DIR)
+    doc = {"applications": [
+        {"name": "echo", "route_prefix": "/echo", "import_path": "testapps:echo_builder"},
+        {"name": "caller", "route_prefix": "/caller", "import_path": "testapps:app_caller"}]}
+    inst.cli("deploy", write_config(tmp_path, doc), check=True)
+    inst.wait_running("echo", "caller")
+    body = get(inst.http + "/caller/?app=echo").json()
+    assert body["deployment"] == "Echo" and body["path"] == "/from-caller"
+    assert "does not exist" in get(inst.http + "/caller/?app=nope").json()["error"]

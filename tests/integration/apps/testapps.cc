@@ -127,3 +127,19 @@ class Parent {
 };
 SERVE_DEPLOYMENT(Parent);
 SERVE_APP(cancel_app, serve::deployment<Parent>().bind(serve::deployment<Sleeper>().bind()));
+
+// get_app_handle: calls the ingress of another application.
+class AppCaller {
+ public:
+  serve::Json operator()(const serve::HttpRequest& r) {
+    serve::HttpRequest inner;
+    inner.path = "/from-caller";
+    try {
+      return serve::get_app_handle(r.query("app")).remote<serve::Json>(inner).result(10.0);
+    } catch (const serve::ServeException& e) {
+      return {{"error", e.what()}};
+    }
+  }
+};
+SERVE_DEPLOYMENT(AppCaller);
+SERVE_APP(app_caller, serve::deployment<AppCaller>().bind());
