@@ -50,6 +50,22 @@ class SERVE_EXPORT ResponseState {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Items of a streamed handle call, pushed by the runtime. Thread-safe.
+class SERVE_EXPORT StreamState {
+ public:
+  StreamState();
+  ~StreamState();
+  void Push(std::string item);  ///< one msgpack-encoded item
+  /// No more items; `failure` (code != kOk) when the stream failed.
+  void Finish(CallResult failure = {});
+  /// Next item; nullopt at the end. Throws the failure, or TimeoutError after `timeout_s`.
+  std::optional<std::string> Next(std::optional<double> timeout_s);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 struct CallTarget {
   std::string app;         ///< "" = the caller's application
   std::string deployment;
@@ -62,6 +78,9 @@ struct CallTarget {
 /// Sends one call through the runtime of this process (installed by the replica). Throws
 /// serve::ServeException when no runtime is installed (handles only work inside replicas).
 SERVE_EXPORT std::shared_ptr<ResponseState> StartCall(const CallTarget& target,
+                                                      std::string encoded_args);
+/// Same for a streaming call (the method is a serve::Stream generator).
+SERVE_EXPORT std::shared_ptr<StreamState> StartStream(const CallTarget& target,
                                                       std::string encoded_args);
 /// Throws the exception matching a failed CallResult.
 [[noreturn]] SERVE_EXPORT void ThrowCallError(const CallResult& result);
@@ -86,6 +105,23 @@ struct HandleOptions {
 template <class R>
 class DeploymentResponse;
 
+/// The items of a streaming handle call (Ray's DeploymentResponseGenerator), in order.
+template <class T = Json>
+class ResponseStream {
+ public:
+  explicit ResponseStream(std::shared_ptr<detail::StreamState> state) : state_(std::move(state)) {}
+  /// The next item, or nullopt when the stream ended. Blocks (up to `timeout_s`: then
+  /// serve::TimeoutError); rethrows a failure of the remote generator as DeploymentError.
+  std::optional<T> next(std::optional<double> timeout_s = std::nullopt) {
+    std::optional<std::string> item = state_->Next(timeout_s);
+    if (!item) return std::nullopt;
+    return detail::DecodeMsgpack(*item).template get<T>();
+  }
+
+ private:
+  std::shared_ptr<detail::StreamState> state_;
+};
+
 /// A handle to a deployment; cheap to copy. Arrives in a constructor for every bound
 /// deployment passed to `.bind(...)`.
 class SERVE_EXPORT DeploymentHandle {
@@ -104,6 +140,16 @@ class SERVE_EXPORT DeploymentHandle {
     Json arr = Json::array();
     (arr.push_back(ResolveArg(std::forward<A>(args))), ...);
     return DeploymentResponse<R>(detail::StartCall(target_, detail::EncodeMsgpack(arr)));
+  }
+
+  /// Calls a streaming method (one returning serve::Stream<T>); items arrive as produced.
+  template <class T = Json, class... A>
+  ResponseStream<T> remote_stream(A&&... args) const {
+    Json arr = Json::array();
+    (arr.push_back(ResolveArg(std::forward<A>(args))), ...);
+    detail::CallTarget t = target_;
+    t.stream = true;
+    return ResponseStream<T>(detail::StartStream(t, detail::EncodeMsgpack(arr)));
   }
 
   const std::string& deployment_name() const { return target_.deployment; }

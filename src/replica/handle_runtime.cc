@@ -1,5 +1,7 @@
 #include "replica/handle_runtime.h"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
 #include <nlohmann/json.hpp>
@@ -33,79 +35,149 @@ ReplicaHandleRuntime::~ReplicaHandleRuntime() {
   thread_.join();
 }
 
-void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string encoded_args,
-                                std::shared_ptr<detail::ResponseState> state) {
-  v1::RequestHead head;
+namespace {
+
+detail::CallResult ToCallResult(router::RouteResult& r) {
+  detail::CallResult c;
+  switch (r.code) {
+    case router::RouteResult::Code::kOk:
+      if (r.head.ok()) {
+        c.body = std::move(r.body);
+      } else {
+        c.code = detail::CallResult::Code::kError;
+        c.error_type = r.head.error_type();
+        c.error_message = r.head.error_message();
+      }
+      break;
+    case router::RouteResult::Code::kBackPressure:
+      c.code = detail::CallResult::Code::kBackPressure;
+      c.error_message = r.error;
+      break;
+    case router::RouteResult::Code::kUnavailable:
+      c.code = detail::CallResult::Code::kUnavailable;
+      c.error_message = r.error;
+      break;
+    case router::RouteResult::Code::kReplicaDied:
+      c.code = detail::CallResult::Code::kError;
+      c.error_type = "ActorDiedError";
+      c.error_message = r.error;
+      break;
+    case router::RouteResult::Code::kCancelled:
+      c.code = detail::CallResult::Code::kCancelled;
+      c.error_message = r.error;
+      break;
+  }
+  return c;
+}
+
+}  // namespace
+
+bool ReplicaHandleRuntime::Prepare(const detail::CallTarget& target, v1::RequestHead* head,
+                                   std::string* key, detail::CallResult* failure) {
   // Child calls carry the request id and route of the request being served (Ray propagates it).
   if (const sdk::RequestContext* ctx = sdk::CurrentRequestContext()) {
-    head.set_request_id(ctx->request_id);
-    head.set_route(ctx->route);
+    head->set_request_id(ctx->request_id);
+    head->set_route(ctx->route);
   } else {
-    head.set_request_id(RandomUuid());
+    head->set_request_id(RandomUuid());
   }
   std::string app = target.app.empty() ? app_name_ : target.app;
   std::string deployment = target.deployment;
   if (deployment == detail::kAppIngress) {
     deployment = ResolveIngress(app);
     if (deployment.empty()) {
-      detail::CallResult c;
-      c.code = detail::CallResult::Code::kUnavailable;
-      c.error_message = "Application '" + app + "' does not exist.";
-      if (auto h = state->Complete(std::move(c))) h.resume();
-      return;
+      failure->code = detail::CallResult::Code::kUnavailable;
+      failure->error_message = "Application '" + app + "' does not exist.";
+      return false;
     }
   }
-  head.set_app_name(app);
-  head.set_method(target.method);
-  head.set_multiplexed_model_id(target.multiplexed_model_id);
-  head.set_stream(target.stream);
-  head.set_caller("handle");
-  std::string key = app + "#" + deployment;
-  bool shield = target.shield;
-  boost::asio::post(io_, [this, key, shield, head = std::move(head), args = std::move(encoded_args),
-                          state = std::move(state)]() mutable {
+  head->set_app_name(app);
+  head->set_method(target.method);
+  head->set_multiplexed_model_id(target.multiplexed_model_id);
+  head->set_stream(target.stream);
+  head->set_caller("handle");
+  *key = app + "#" + deployment;
+  return true;
+}
+
+void ReplicaHandleRuntime::Dispatch(std::string key, bool shield, v1::RequestHead head,
+                                    std::string args, router::RouteCallback done) {
+  boost::asio::post(io_, [this, key = std::move(key), shield, head = std::move(head),
+                          args = std::move(args), done = std::move(done)]() mutable {
     if (watched_.insert(key).second) poll_->Watch("DEPLOYMENT_TARGETS:" + key);
     std::string parent = head.request_id();
     auto slot = std::make_shared<std::multimap<std::string, uint64_t>::iterator>(children_.end());
+    auto finished = std::make_shared<bool>(false);
     uint64_t id = router_.Route(key, std::move(head), std::move(args),
-                                [this, state, slot](router::RouteResult&& r) {
-      if (*slot != children_.end()) {
-        children_.erase(*slot);
-        *slot = children_.end();
-      }
-      detail::CallResult c;
-      switch (r.code) {
-        case router::RouteResult::Code::kOk:
-          if (r.head.ok()) {
-            c.body = std::move(r.body);
-          } else {
-            c.code = detail::CallResult::Code::kError;
-            c.error_type = r.head.error_type();
-            c.error_message = r.head.error_message();
-          }
-          break;
-        case router::RouteResult::Code::kBackPressure:
-          c.code = detail::CallResult::Code::kBackPressure;
-          c.error_message = r.error;
-          break;
-        case router::RouteResult::Code::kUnavailable:
-          c.code = detail::CallResult::Code::kUnavailable;
-          c.error_message = r.error;
-          break;
-        case router::RouteResult::Code::kReplicaDied:
-          c.code = detail::CallResult::Code::kError;
-          c.error_type = "ActorDiedError";
-          c.error_message = r.error;
-          break;
-        case router::RouteResult::Code::kCancelled:
-          c.code = detail::CallResult::Code::kCancelled;
-          c.error_message = r.error;
-          break;
-      }
-      if (auto h = state->Complete(std::move(c))) h.resume();
-    });
-    if (id != 0 && !shield && !state->Ready()) *slot = children_.emplace(parent, id);
+                                [this, slot, finished, done = std::move(done)](router::RouteResult&& r) {
+                                  *finished = true;
+                                  if (*slot != children_.end()) {
+                                    children_.erase(*slot);
+                                    *slot = children_.end();
+                                  }
+                                  done(std::move(r));
+                                });
+    if (id != 0 && !shield && !*finished) *slot = children_.emplace(parent, id);
   });
+}
+
+void ReplicaHandleRuntime::Call(const detail::CallTarget& target, std::string encoded_args,
+                                std::shared_ptr<detail::ResponseState> state) {
+  v1::RequestHead head;
+  std::string key;
+  detail::CallResult failure;
+  if (!Prepare(target, &head, &key, &failure)) {
+    if (auto h = state->Complete(std::move(failure))) h.resume();
+    return;
+  }
+  Dispatch(std::move(key), target.shield, std::move(head), std::move(encoded_args),
+           [state](router::RouteResult&& r) {
+             if (auto h = state->Complete(ToCallResult(r))) h.resume();
+           });
+}
+
+void ReplicaHandleRuntime::CallStream(const detail::CallTarget& target, std::string encoded_args,
+                                      std::shared_ptr<detail::StreamState> stream) {
+  v1::RequestHead head;
+  std::string key;
+  detail::CallResult failure;
+  if (!Prepare(target, &head, &key, &failure)) {
+    stream->Finish(std::move(failure));
+    return;
+  }
+  Dispatch(std::move(key), target.shield, std::move(head), std::move(encoded_args),
+           [this, stream](router::RouteResult&& r) {
+             if (r.code != router::RouteResult::Code::kOk || !r.head.ok()) {
+               stream->Finish(ToCallResult(r));
+               return;
+             }
+             if (!r.stream) {
+               detail::CallResult c;
+               c.code = detail::CallResult::Code::kError;
+               c.error_type = "TypeError";
+               c.error_message = "the method does not stream; call remote() instead";
+               stream->Finish(std::move(c));
+               return;
+             }
+             // Pump the chunks into the caller's stream as they arrive.
+             boost::asio::co_spawn(
+                 io_,
+                 [stream, q = r.stream]() -> boost::asio::awaitable<void> {
+                   while (std::optional<std::string> item = co_await q->Next()) {
+                     stream->Push(std::move(*item));
+                   }
+                   detail::CallResult end;
+                   if (!q->error().empty()) {
+                     end.code = detail::CallResult::Code::kError;
+                     auto colon = q->error().find(": ");
+                     end.error_type = q->error().substr(0, colon);
+                     end.error_message =
+                         colon == std::string::npos ? q->error() : q->error().substr(colon + 2);
+                   }
+                   stream->Finish(std::move(end));
+                 },
+                 boost::asio::detached);
+           });
 }
 
 std::string ReplicaHandleRuntime::ResolveIngress(const std::string& app) {

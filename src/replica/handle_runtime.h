@@ -26,10 +26,20 @@ class ReplicaHandleRuntime final : public sdk::HandleRuntime {
   void Call(const detail::CallTarget& target, std::string encoded_args,
             std::shared_ptr<detail::ResponseState> state) override;
 
+  void CallStream(const detail::CallTarget& target, std::string encoded_args,
+                  std::shared_ptr<detail::StreamState> stream) override;
+
   /// Cancels the calls made while serving request `request_id` (cancellation cascades).
   void CancelChildren(const std::string& request_id);
 
  private:
+  /// Fills the request head and the deployment key of a call; false (with `failure`) when the
+  /// target cannot be resolved.
+  bool Prepare(const detail::CallTarget& target, v1::RequestHead* head, std::string* key,
+               detail::CallResult* failure);
+  /// Routes on the I/O thread, tracking the call as a child of its request unless shielded.
+  void Dispatch(std::string key, bool shield, v1::RequestHead head, std::string args,
+                router::RouteCallback done);
   /// Ingress deployment of `app`, asked from the controller once (blocking) and cached.
   std::string ResolveIngress(const std::string& app);
 

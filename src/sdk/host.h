@@ -53,6 +53,9 @@ class HandleRuntime {
   virtual ~HandleRuntime() = default;
   virtual void Call(const detail::CallTarget& target, std::string encoded_args,
                     std::shared_ptr<detail::ResponseState> state) = 0;
+  /// A streaming call: items go to `stream`, which is finished exactly once.
+  virtual void CallStream(const detail::CallTarget& target, std::string encoded_args,
+                          std::shared_ptr<detail::StreamState> stream) = 0;
 };
 /// Installs the runtime (not owned; must outlive every handle call). nullptr uninstalls.
 SERVE_EXPORT void SetHandleRuntime(HandleRuntime* runtime);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cctype>
+#include <deque>
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
@@ -403,6 +404,48 @@ const CallResult& ResponseState::result() const {
   return *impl_->result;
 }
 
+struct StreamState::Impl {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> items;
+  bool finished = false;
+  CallResult failure;
+};
+
+StreamState::StreamState() : impl_(std::make_unique<Impl>()) {}
+StreamState::~StreamState() = default;
+
+void StreamState::Push(std::string item) {
+  std::lock_guard lock(impl_->mu);
+  impl_->items.push_back(std::move(item));
+  impl_->cv.notify_all();
+}
+
+void StreamState::Finish(CallResult failure) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->finished) return;
+  impl_->finished = true;
+  impl_->failure = std::move(failure);
+  impl_->cv.notify_all();
+}
+
+std::optional<std::string> StreamState::Next(std::optional<double> timeout_s) {
+  std::unique_lock lock(impl_->mu);
+  auto ready = [&] { return !impl_->items.empty() || impl_->finished; };
+  if (!timeout_s) {
+    impl_->cv.wait(lock, ready);
+  } else if (!impl_->cv.wait_for(lock, std::chrono::duration<double>(*timeout_s), ready)) {
+    throw TimeoutError("the stream produced no item in time");
+  }
+  if (!impl_->items.empty()) {
+    std::string item = std::move(impl_->items.front());
+    impl_->items.pop_front();
+    return item;
+  }
+  if (impl_->failure.code != CallResult::Code::kOk) ThrowCallError(impl_->failure);
+  return std::nullopt;
+}
+
 std::atomic<sdk::HandleRuntime*>& RuntimeSlot() {
   static std::atomic<sdk::HandleRuntime*> runtime{nullptr};
   return runtime;
@@ -416,6 +459,17 @@ std::shared_ptr<ResponseState> StartCall(const CallTarget& target, std::string e
   if (target.deployment.empty()) throw ServeException("calling an empty DeploymentHandle");
   auto state = std::make_shared<ResponseState>();
   runtime->Call(target, std::move(encoded_args), state);
+  return state;
+}
+
+std::shared_ptr<StreamState> StartStream(const CallTarget& target, std::string encoded_args) {
+  sdk::HandleRuntime* runtime = RuntimeSlot().load();
+  if (runtime == nullptr) {
+    throw ServeException("DeploymentHandle calls are only available inside a replica");
+  }
+  if (target.deployment.empty()) throw ServeException("calling an empty DeploymentHandle");
+  auto state = std::make_shared<StreamState>();
+  runtime->CallStream(target, std::move(encoded_args), state);
   return state;
 }
 

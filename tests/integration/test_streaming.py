@@ -50,3 +50,16 @@ def test_client_disconnect_cancels_the_stream(serve_run):
     assert time.monotonic() - started < 5
     # The replica keeps serving.
     assert requests.get(url + "/?count=2&interval_ms=1", timeout=10).text == "0\n1\n"
+
+
+def test_handle_streaming(serve_run):
+    from conftest import TEST_APP_DIR, get
+    run = serve_run("testapps:stream_consumer", app_dir=TEST_APP_DIR)
+    url = run.wait_ready()
+    assert get(url + "/?n=6").json() == {"items": [0, 1, 4, 9, 16, 25]}
+    # A generator failing midway: the items so far, then the remote error.
+    body = get(url + "/?n=6&fail_at=3").json()
+    assert body["items"] == [0, 1, 4]
+    assert body["error"] == "out_of_range" and body["message"] == "stopped at 3"
+    # Streaming a method that does not stream is a TypeError.
+    assert get(url + "/?plain=1").json()["error"] == "TypeError"

@@ -143,3 +143,43 @@ class AppCaller {
 };
 SERVE_DEPLOYMENT(AppCaller);
 SERVE_APP(app_caller, serve::deployment<AppCaller>().bind());
+
+// Handle streaming: Consumer reads Producer's generator through remote_stream().
+class Producer {
+ public:
+  serve::Stream<int> numbers(int n, int fail_at) {
+    for (int i = 0; i < n; ++i) {
+      if (i == fail_at) throw std::out_of_range("stopped at " + std::to_string(i));
+      co_yield i * i;
+    }
+  }
+  int plain() { return 1; }
+};
+SERVE_DEPLOYMENT(Producer, serve::method("numbers", &Producer::numbers),
+                 serve::method("plain", &Producer::plain));
+
+class Consumer {
+ public:
+  explicit Consumer(serve::DeploymentHandle producer) : producer_(std::move(producer)) {}
+  serve::Json operator()(const serve::HttpRequest& r) {
+    serve::Json items = serve::Json::array();
+    try {
+      if (r.query("plain") == "1") {
+        auto s = producer_.method("plain").remote_stream<int>();
+        while (auto v = s.next(10.0)) items.push_back(*v);
+      } else {
+        auto s = producer_.method("numbers").remote_stream<int>(std::stoi(r.query("n", "5")),
+                                                                std::stoi(r.query("fail_at", "-1")));
+        while (auto v = s.next(10.0)) items.push_back(*v);
+      }
+    } catch (const serve::DeploymentError& e) {
+      return {{"items", items}, {"error", e.type()}, {"message", e.remote_message()}};
+    }
+    return {{"items", items}};
+  }
+
+ private:
+  serve::DeploymentHandle producer_;
+};
+SERVE_DEPLOYMENT(Consumer);
+SERVE_APP(stream_consumer, serve::deployment<Consumer>().bind(serve::deployment<Producer>().bind()));
