@@ -1,5 +1,7 @@
 #include "common/logging.h"
 
+#include <chrono>
+
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -8,6 +10,8 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "common/util.h"
 
 namespace serve {
 namespace {
@@ -44,14 +48,20 @@ void InitProcessLogging(const std::string& log_file, const std::string& level, b
     std::filesystem::create_directories(std::filesystem::path(log_file).parent_path(), ec);
     sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file));
   }
-  if (to_stderr) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  // RAY_SERVE_LOG_TO_STDERR=0 keeps logs in the files only (no per-line write to stderr).
+  if (to_stderr && EnvDouble("RAY_SERVE_LOG_TO_STDERR", 1) != 0) {
+    sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  }
   auto logger = std::make_shared<spdlog::logger>("serve", sinks.begin(), sinks.end());
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   formatter->add_flag<RayLevelFlag>('*').set_pattern("%* %Y-%m-%d %H:%M:%S,%e %v");
   logger->set_formatter(std::move(formatter));
   logger->set_level(ParseLevel(level));
-  logger->flush_on(spdlog::level::trace);
+  // Files are flushed at least every second and at once for warnings: a write syscall per
+  // access-log line would cost more than the request itself.
+  logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(logger);
+  spdlog::flush_every(std::chrono::seconds(1));
 }
 
 void ShutdownLogging() {

@@ -897,8 +897,8 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     for (auto& [node, p] : proxies_) {
       proxies[node] = {{"pid", p.pid}, {"http_port", p.http_port}, {"log_file", p.log_file}};
     }
-    return {{"version", 1}, {"apps", apps}, {"deployments", deps}, {"proxies", proxies},
-            {"shutting_down", shutting_down_}};
+    // shutting_down is not saved: a controller started later serves again.
+    return {{"version", 1}, {"apps", apps}, {"deployments", deps}, {"proxies", proxies}};
   }
 
   static std::string Bytes(const Json& j) {
@@ -1012,7 +1012,6 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
       proxy.status = "HEALTHY";
       proxies_[node] = proxy;
     }
-    shutting_down_ = snap.value("shutting_down", false);
   }
 
   /// Writes the checkpoint when the state changed since the last successful write. Runs on

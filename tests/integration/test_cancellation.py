@@ -32,8 +32,9 @@ def test_client_disconnect_cancels_the_request_and_its_children(serve_run):
     wait_for(lambda: "cancel-1 / -- GET / CANCELLED" in replica_log(run, "Parent"), 10,
              what="the ingress request cancelled")
     logs = os.path.join(run.session_dir(), "logs", "serve")
-    proxy_log = open(glob.glob(os.path.join(logs, "proxy_*.log"))[0]).read()
-    assert "cancel-1 -- GET / 499" in proxy_log
+    proxy_log = glob.glob(os.path.join(logs, "proxy_*.log"))[0]
+    wait_for(lambda: "cancel-1 -- GET / 499" in open(proxy_log).read(), 10,
+             what="499 in the proxy's access log")
     # Everything keeps serving.
     assert get(url + "/?ms=10").text == "slept"
 

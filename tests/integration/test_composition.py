@@ -4,7 +4,7 @@ import threading
 
 import requests
 
-from conftest import EXAMPLES_DIR, TEST_APP_DIR, get
+from conftest import EXAMPLES_DIR, TEST_APP_DIR, get, wait_for
 
 COMPOSITION = os.path.join(EXAMPLES_DIR, "composition")
 
@@ -44,9 +44,11 @@ def test_chaining_named_methods_and_remote_errors(serve_run):
     # The request id of the HTTP request is propagated to the downstream calls' logs.
     get(url + "/?x=1", headers={"X-Request-ID": "chain-req-7"})
     logs = os.path.join(run.session_dir(), "logs", "serve")
-    text = "".join(open(os.path.join(logs, f)).read() for f in os.listdir(logs)
-                   if f.startswith("replica_default_Multiplier"))
-    assert "chain-req-7" in text
+
+    def logged():
+        return "chain-req-7" in "".join(open(os.path.join(logs, f)).read() for f in os.listdir(logs)
+                                        if f.startswith("replica_default_Multiplier"))
+    wait_for(logged, 10, what="the request id in the downstream replica's log")
 
 
 def test_load_shedding_example_rejects_with_503(serve_run):
@@ -90,5 +92,6 @@ def test_max_queued_requests_sheds_load_with_503(serve_run):
     assert all("Request dropped due to backpressure" in t for t in shed)
     assert len(ok) + len(shed) == 6
     logs = os.path.join(run.session_dir(), "logs", "serve")
-    proxy_log = open([os.path.join(logs, f) for f in os.listdir(logs) if f.startswith("proxy_")][0]).read()
-    assert "max_queued_requests=1" in proxy_log
+    proxy_log = [os.path.join(logs, f) for f in os.listdir(logs) if f.startswith("proxy_")][0]
+    wait_for(lambda: "max_queued_requests=1" in open(proxy_log).read(), 10,
+             what="the back-pressure warning in the proxy log")
