@@ -1,0 +1,848 @@
+#!/usr/bin/env bash
+# The benchmark script (see docs/benchmarks.md). Loopback only, bounded in time.
+#
+#   bash bench/run.sh                 # BENCH_DURATION=3 bash bench/run.sh for a quicker run
+#
+# The load generator (wrk, the ping-pong client) runs on core $BENCH_LOAD_CPU (0) and the
+# system under test, all of its processes, on core $BENCH_SUT_CPU (1), both via taskset.
+# Baselines run in the same invocation:
+#   HTTP noop   serve proxy -> 1 noop replica | nginx (1 worker, upstream keep-alive) -> Beast
+#               backend | Beast backend alone;   wrk -t1 -c{1,16,64,256} --latency
+#   streaming   50 chunks of 20 bytes: direct Beast chunked output | nginx -> Beast (reference)
+#               | serve proxy -> bench_stream:app (when it builds and the proxy streams it)
+#   handles     raw Asio TCP ping-pong (sequential RTT, batches of 100 in flight) | serve
+#               DeploymentHandle calls, ingress replica -> Pong replica (bench_handles:app),
+#               same pattern (reported as not supported when that app does not build/run)
+# CPU-µs per request = (utime+stime of every process of the system under test, from
+# /proc/<pid>/stat, after - before the wrk run) / requests completed.
+# Prints a table and appends the command, machine facts and the numbers to docs/benchmarks.md.
+#
+# Environment:
+#   BENCH_DURATION=5           seconds per wrk run
+#   BENCH_ROUNDS=3             rounds of the HTTP noop runs (the table shows medians over the
+#                              rounds that other jobs did not disturb, and the rps range)
+#   BENCH_CONCURRENCY="1 16 64 256"        HTTP noop concurrencies
+#   BENCH_STREAM_CONCURRENCY="1 16 64 256" streaming concurrencies
+#   BENCH_LOAD_CPU=0 BENCH_SUT_CPU=1       cores
+#   BENCH_NGINX_KEEPALIVE=64   idle upstream connections nginx keeps (above this concurrency
+#                              nginx opens and closes backend connections per request)
+#   BENCH_PROFILE=1            perf record (dwarf call graphs) of serve-proxy, serve-replica and
+#                              serve-agent under c=64 load, an extra unmeasured run, summarised
+#                              by bench/perf_categories.py (skipped when perf is missing)
+#   BENCH_STREAM_APP=mod:app   another streaming deployment (GET / -> 50 chunks of 20 bytes) to
+#                              measure through the proxy instead of bench_stream:app;
+#                              BENCH_STREAM_APP_DIR (default build/bench) finds it
+#   BENCH_QUIET_WAIT=10 BENCH_QUIET_BUDGET=60  before each run, wait (at most this long per
+#                              run / in all) for other jobs to leave the two cores idle
+#   BENCH_BUILD_DIR=build      BENCH_SKIP_BUILD=1 skips building, BENCH_SKIP_INSTALL=1 apt
+#   BENCH_NO_DOCS=1            do not append to docs/benchmarks.md
+#   BENCH_KEEP=1               keep the work directory (logs, wrk outputs, perf.data)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BUILD="${BENCH_BUILD_DIR:-build}"
+D="${BENCH_DURATION:-5}"
+CONC="${BENCH_CONCURRENCY:-1 16 64 256}"
+STREAM_CONC="${BENCH_STREAM_CONCURRENCY:-$CONC}"
+LOAD_CPU="${BENCH_LOAD_CPU:-0}"
+SUT_CPU="${BENCH_SUT_CPU:-1}"
+PROFILE="${BENCH_PROFILE:-1}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+NGINX_KEEPALIVE="${BENCH_NGINX_KEEPALIVE:-64}"
+DOCS="$ROOT/docs/benchmarks.md"
+WAIT_S=30
+COMMAND_LINE="BENCH_DURATION=$D bash bench/run.sh${*:+ $*}"
+[[ -n "${BENCH_NGINX_KEEPALIVE:-}" ]] && COMMAND_LINE="BENCH_NGINX_KEEPALIVE=$NGINX_KEEPALIVE $COMMAND_LINE"
+[[ -n "${BENCH_ROUNDS:-}" ]] && COMMAND_LINE="BENCH_ROUNDS=$ROUNDS $COMMAND_LINE"
+[[ -n "${BENCH_CONCURRENCY:-}" ]] && COMMAND_LINE="BENCH_CONCURRENCY='$CONC' $COMMAND_LINE"
+[[ -n "${BENCH_STREAM_APP:-}" ]] && COMMAND_LINE="BENCH_STREAM_APP=$BENCH_STREAM_APP $COMMAND_LINE"
+[[ "$PROFILE" != 1 ]] && COMMAND_LINE="BENCH_PROFILE=$PROFILE $COMMAND_LINE"
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ------------------------------------------------------------------ dependencies
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+APT_UPDATED=0
+apt_install() {
+  if [[ $APT_UPDATED == 0 ]]; then
+    as_root env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq || return 1
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive timeout 600 \
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+install_deps() {
+  local need=()
+  have_pkg wrk || need+=(wrk)
+  have_pkg curl || need+=(curl)
+  { have_pkg nginx || have_pkg nginx-light; } || need+=(nginx-light)
+  if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    apt_install "${need[@]}" || die "cannot install ${need[*]}"
+  fi
+  if [[ $PROFILE == 1 ]] && ! command -v perf >/dev/null; then
+    have_pkg linux-perf || { log "installing linux-perf (optional)"; apt_install linux-perf || log "linux-perf not installable; no profile"; }
+  fi
+}
+[[ "${BENCH_SKIP_INSTALL:-0}" == 1 ]] || install_deps
+command -v wrk >/dev/null || die "wrk missing"
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+[[ -x "$NGINX" ]] || die "nginx missing"
+command -v taskset >/dev/null || die "taskset missing (util-linux)"
+(($(nproc) >= 2)) || die "needs 2 cores (load generator and system under test pinned apart)"
+
+# ------------------------------------------------------------------ build
+
+HAVE_STREAM_APP=0
+HAVE_HANDLE_APP=0
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  [[ -f "$BUILD/build.ninja" ]] || cmake -S . -B "$BUILD" -G Ninja >/dev/null
+  log "building the bench targets in $BUILD"
+  BUILD_LOG="$(mktemp /tmp/bench-build.XXXXXX)"
+  ok=0
+  for attempt in 1 2 3; do
+    if ninja -C "$BUILD" -j2 beast_backend asio_pingpong bench_apps serve serve-agent \
+      serve-controller serve-proxy serve-replica >"$BUILD_LOG" 2>&1; then
+      ok=1
+      break
+    fi
+    tail -5 "$BUILD_LOG" >&2
+    ((attempt < 3)) && log "build attempt $attempt failed (another build may hold the lock); retrying in 30 s" && sleep 30
+  done
+  ((ok)) || { rm -f "$BUILD_LOG"; die "build failed"; }
+  # Apps that need newer SDK features: a failure only drops their rows.
+  if ninja -C "$BUILD" -j2 bench_handles >"$BUILD_LOG" 2>&1; then HAVE_HANDLE_APP=1; else
+    log "bench_handles does not build (no DeploymentHandle?): handle calls not measured"
+  fi
+  if ninja -C "$BUILD" -j2 bench_stream >"$BUILD_LOG" 2>&1; then HAVE_STREAM_APP=1; else
+    log "bench_stream does not build (no serve::Stream?): streaming through the proxy not measured"
+  fi
+  rm -f "$BUILD_LOG"
+else
+  [[ -f "$BUILD/bench/libbench_handles.so" ]] && HAVE_HANDLE_APP=1
+  [[ -f "$BUILD/bench/libbench_stream.so" ]] && HAVE_STREAM_APP=1
+fi
+BUILD_ABS="$(cd "$BUILD" && pwd)"
+BIN="$BUILD_ABS/bin"
+for b in serve serve-proxy serve-replica beast_backend asio_pingpong; do
+  [[ -x "$BIN/$b" ]] || die "$BIN/$b missing"
+done
+[[ -f "$BUILD_ABS/bench/libbench_apps.so" ]] || die "$BUILD/bench/libbench_apps.so missing"
+
+# ------------------------------------------------------------------ process bookkeeping
+
+WORK="$(mktemp -d /tmp/serve-bench.XXXXXX)"
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+declare -A STARTED=()  # pid -> how to stop it: serve | nginx | plain
+
+# All pids of the tree rooted at $1 (itself included).
+tree_pids() {
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { kids[$2] = kids[$2] " " $1 }
+    END {
+      q[0] = root; n = 1
+      for (i = 0; i < n; i++) {
+        print q[i]
+        m = split(kids[q[i]], a, " ")
+        for (j = 1; j <= m; j++) q[n++] = a[j]
+      }
+    }'
+}
+
+# Sends $2 to each pid in $1.. (ignores pids that are gone).
+signal_pids() { local sig=$1; shift; local p; for p in "$@"; do kill "-$sig" "$p" 2>/dev/null || true; done; }
+
+# Waits until pid $1 is gone, at most $2 seconds. Returns 1 on timeout.
+wait_gone() {
+  local pid=$1 limit=$2 i
+  for ((i = 0; i < limit * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+stop_pid() {
+  local pid=$1 kind=${STARTED[$1]:-plain}
+  kill -0 "$pid" 2>/dev/null || { unset "STARTED[$pid]"; return 0; }
+  local tree
+  tree=$(tree_pids "$pid" | tr '\n' ' ')
+  case $kind in
+    serve) kill -INT "$pid" 2>/dev/null || true ;;   # Ctrl-C: serve shuts down in order
+    nginx) kill -TERM "$pid" 2>/dev/null || true ;;  # master: fast shutdown of its workers
+    *) kill -TERM "$pid" 2>/dev/null || true ;;
+  esac
+  if ! wait_gone "$pid" "$WAIT_S"; then
+    log "pid $pid ($kind) did not stop in ${WAIT_S}s; SIGKILL"
+    # shellcheck disable=SC2086
+    signal_pids KILL $tree
+    wait_gone "$pid" 5 || true
+  fi
+  # Anything of its tree still around (e.g. an agent orphaned by a crash).
+  local p
+  for p in $tree; do
+    [[ $p == "$pid" ]] && continue
+    if kill -0 "$p" 2>/dev/null; then
+      sleep 1
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+  done
+  unset "STARTED[$pid]"
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${!STARTED[@]}"; do stop_pid "$pid"; done
+  if [[ "${BENCH_KEEP:-0}" == 1 || $rc != 0 ]]; then
+    log "work directory kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Snapshot of the binaries and libraries: other builds may relink build/ while we run, and all
+# scenarios should run the same code. serve-agent only starts serve binaries next to itself,
+# and LD_LIBRARY_PATH beats the build tree's RUNPATH for libserve.so.
+SNAP="$WORK/snap"
+mkdir -p "$SNAP/bin" "$SNAP/lib" "$SNAP/bench"
+# Hard links when possible (the linker replaces its output file rather than rewriting it, so a
+# link keeps the old version); copies across filesystems.
+snap_copy() { cp -l "$@" 2>/dev/null || cp "$@"; }
+for b in serve serve-agent serve-controller serve-proxy serve-replica beast_backend asio_pingpong; do
+  snap_copy "$BIN/$b" "$SNAP/bin/"
+done
+for f in "$BUILD_ABS"/lib/libserve.so*; do
+  if [[ -L $f ]]; then cp -a "$f" "$SNAP/lib/"; else snap_copy "$f" "$SNAP/lib/"; fi
+done
+snap_copy "$BUILD_ABS"/bench/lib*.so "$SNAP/bench/"
+BIN="$SNAP/bin"
+APP_DIR="$SNAP/bench"
+export LD_LIBRARY_PATH="$SNAP/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+free_port() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    return
+  fi
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    ss -ltn "sport = :$p" | grep -q LISTEN || { echo "$p"; return; }
+  done
+}
+
+# Polls URL until it answers 200, at most WAIT_S seconds; $2: pid that must stay alive.
+wait_http() {
+  local url=$1 pid=$2 i
+  for ((i = 0; i < WAIT_S * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [[ $(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null) == 200 ]]; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Waits until file $1 has a first line, at most WAIT_S seconds; prints it.
+wait_line() {
+  local f=$1 i
+  for ((i = 0; i < WAIT_S * 10; i++)); do
+    if [[ -s $f ]]; then head -1 "$f"; return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+# "pid comm ticks" (utime+stime, fields 14 and 15) for each live pid given.
+cpu_sample() {
+  local p line rest
+  for p in "$@"; do
+    line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    local comm=${line#*(}
+    comm=${comm%)*}
+    rest=${line##*) }
+    # rest starts at field 3 (state): utime = field 14 -> word 12, stime -> word 13.
+    read -r -a f <<<"$rest"
+    echo "$p ${comm// /_} $((f[11] + f[12]))"
+  done
+}
+
+# cpu_delta BEFORE AFTER -> "total_us group=us,group=us" (groups by process name).
+cpu_delta() {
+  awk -v tck="$CLK_TCK" '
+    function group(c) {
+      if (c ~ /^serve-proxy/) return "proxy"
+      if (c ~ /^serve-replica/) return "replica"
+      if (c ~ /^serve/) return "serve-other"
+      if (c ~ /^nginx/) return "nginx"
+      if (c ~ /^beast_backend/) return "backend"
+      if (c ~ /^asio_pingpong/) return "server"
+      return c
+    }
+    FNR == NR { before[$1] = $3; next }
+    { d = $3 - ($1 in before ? before[$1] : 0); g = group($2); by[g] += d; total += d
+      if (!(g in seen)) { seen[g] = 1; order[++n] = g } }
+    END {
+      printf "%.0f ", total * 1e6 / tck
+      for (i = 1; i <= n; i++) printf "%s%s=%.0f", (i > 1 ? "," : ""), order[i], by[order[i]] * 1e6 / tck
+      printf "\n"
+    }' "$1" "$2"
+}
+
+# "busy_ticks_load busy_ticks_sut nanoseconds": busy time of the two cores from /proc/stat.
+core_sample() {
+  awk -v a="cpu$LOAD_CPU" -v b="cpu$SUT_CPU" '
+    $1 == a || $1 == b { busy = $2 + $3 + $4 + $7 + $8; v[$1] = busy }
+    END { printf "%d %d ", v[a], v[b] }' /proc/stat
+  date +%s%N
+}
+
+# core_busy BEFORE AFTER SUT_US LOADGEN_US -> "load%/sut% foreign%": busy share of each core,
+# and CPU on the two cores used by neither the system under test nor the load generator (other
+# jobs on the machine; also kernel work not charged to either), in % of one core.
+core_busy() {
+  awk -v tck="$CLK_TCK" -v x="$1" -v y="$2" -v sut="$3" -v gen="$4" 'BEGIN {
+    split(x, p, " "); split(y, q, " "); wall = (q[3] - p[3]) / 1e9
+    if (wall <= 0) { print "? ?"; exit }
+    l = (q[1] - p[1]) / tck; s = (q[2] - p[2]) / tck
+    f = (l + s - sut / 1e6 - gen / 1e6) / wall * 100
+    printf "%.0f/%.0f %.0f", l / wall * 100, s / wall * 100, (f < 0 ? 0 : f) }'
+}
+
+# Waits until both cores are nearly idle apart from the (idle) system under test: at most
+# BENCH_QUIET_WAIT seconds per call and BENCH_QUIET_BUDGET seconds for the whole run.
+QUIET_WAIT=${BENCH_QUIET_WAIT:-10}
+QUIET_BUDGET=${BENCH_QUIET_BUDGET:-60}
+QUIET_COUNT=0
+QUIET_NOTES=""
+wait_quiet() {
+  local waited=0 a b busy
+  while :; do
+    a=$(core_sample)
+    sleep 0.5
+    b=$(core_sample)
+    busy=$(core_busy "$a" "$b" 0 0)
+    busy=${busy%% *}
+    if awk -v b="$busy" 'BEGIN { split(b, v, "/"); exit !(v[1] < 15 && v[2] < 15) }'; then return 0; fi
+    if ((waited >= QUIET_WAIT * 2 || QUIET_BUDGET <= 0)); then
+      log "machine busy (cores $busy%) before $1; measuring anyway"
+      QUIET_COUNT=$((QUIET_COUNT + 1))
+      ((QUIET_COUNT <= 6)) && QUIET_NOTES="$QUIET_NOTES $1 (cores $busy% busy before);"
+      return 0
+    fi
+    waited=$((waited + 1))
+    ((waited % 2 == 0)) && QUIET_BUDGET=$((QUIET_BUDGET - 1))
+  done
+}
+
+# Converts wrk's "123.45us" / "1.20ms" / "1.02s" to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "nan" }'
+}
+
+# measure SECTION SCENARIO C URL PIDS... : one pinned wrk run, CPU of PIDS around it.
+measure() {
+  local section=$1 scenario=$2 c=$3 url=$4
+  shift 4
+  local tag="${scenario}_c${c}_${section}_r${round:-1}" before="$WORK/cpu_before" after="$WORK/cpu_after"
+  local out="$WORK/wrk_${tag}.txt" tf="$WORK/time_${tag}.txt"
+  wait_quiet "$tag"
+  cpu_sample "$@" >"$before"
+  local cores_before cores_after
+  cores_before=$(core_sample)
+  # `time` gives the load generator's own CPU (user, sys).
+  { TIMEFORMAT='%U %S'; time (timeout $((D + 20)) taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${D}s" \
+      --latency "$url" >"$out" 2>&1 || log "wrk exited with $? for $tag"); } 2>"$tf"
+  cores_after=$(core_sample)
+  cpu_sample "$@" >"$after"
+  local cpu gen_us
+  cpu=$(cpu_delta "$before" "$after")
+  gen_us=$(awk 'END { printf "%.0f", ($1 + $2) * 1e6 }' "$tf")
+  local rps reqs p50 p99 errors non2xx
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  reqs=$(awk '/requests in/ {print $1}' "$out")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
+  errors=$((${errors:-0} + ${non2xx:-0}))
+  [[ -n $rps && -n $reqs && $reqs != 0 ]] || { log "no result for $tag:"; cat "$out" >&2; rps=0; reqs=0; }
+  local total=${cpu%% *} split=${cpu#* }
+  local per_req
+  per_req=$(awk -v t="$total" -v r="$reqs" 'BEGIN { if (r > 0) printf "%.1f", t / r; else print "nan" }')
+  local split_per_req
+  split_per_req=$(awk -v s="$split" -v r="$reqs" 'BEGIN {
+    n = split(s, a, ","); out = ""
+    for (i = 1; i <= n; i++) { split(a[i], kv, "="); if (r > 0) out = out (i > 1 ? " " : "") kv[1] " " sprintf("%.1f", kv[2] / r) }
+    print out }')
+  local busy foreign
+  busy=$(core_busy "$cores_before" "$cores_after" "$total" "$gen_us")
+  foreign=${busy#* }
+  busy=${busy%% *}
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$scenario" "$c" "$rps" "$p50" \
+    "$p99" "$per_req" "$split_per_req" "$errors" "$reqs" "$busy" "$foreign" "${round:-1}" >>"$RESULTS"
+  log "$(printf '%-12s %-6s c=%-4s %9s rps  p50 %7s ms  p99 %7s ms  %6s CPU-µs/req  [%s]  busy %s%%  foreign %s%%  errors %s' \
+    "$scenario" "$section" "$c" "$rps" "$p50" "$p99" "$per_req" "$split_per_req" "$busy" "$foreign" "$errors")"
+}
+
+not_supported() {  # SECTION SCENARIO C NOTE
+  printf '%s\t%s\t%s\t-\t-\t-\t-\t%s\t-\t0\t-\t-\t1\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
+}
+
+warmup() {  # URL
+  timeout 20 taskset -c "$LOAD_CPU" wrk -t1 -c16 -d1s "$1" >/dev/null 2>&1 || true
+}
+
+affinity_of() { local p; for p in "$@"; do taskset -cp "$p" 2>/dev/null | awk -F': ' '{print $2}'; done | sort -u | tr '\n' ' '; }
+
+SUT_AFFINITY=""
+note_affinity() { SUT_AFFINITY="$SUT_AFFINITY $1=[$(affinity_of "${@:2}" | sed 's/ $//')]"; }
+
+# perf report --stdio without comments, padding and the empty call-graph columns.
+perf_clean() {
+  sed -E '/^#/d; /^[[:space:]]*$/d; s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' | cut -c1-170
+}
+
+# The first of pids $2.. whose /proc/<pid>/comm is $1.
+pid_named() {
+  local name=$1 p
+  shift
+  for p in "$@"; do
+    if [[ $(cat "/proc/$p/comm" 2>/dev/null) == "$name" ]]; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 0
+}
+
+# ------------------------------------------------------------------ baselines: nginx -> Beast, Beast alone
+
+start_backend() {
+  local out="$WORK/backend.out"
+  taskset -c "$SUT_CPU" "$BIN/beast_backend" 0 >"$out" 2>"$WORK/backend.err" &
+  BACKEND_PID=$!
+  STARTED[$BACKEND_PID]=plain
+  BACKEND_PORT=$(wait_line "$out") || die "beast_backend did not report its port"
+  wait_http "http://127.0.0.1:$BACKEND_PORT/" "$BACKEND_PID" || die "beast_backend not answering"
+}
+
+start_nginx() {
+  local dir="$WORK/nginx"
+  mkdir -p "$dir"
+  NGINX_PORT=$(free_port)
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive $NGINX_KEEPALIVE;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+    location /stream {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+  taskset -c "$SUT_CPU" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+    >"$dir/stdout" 2>&1 &
+  NGINX_PID=$!
+  STARTED[$NGINX_PID]=nginx
+  wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID" ||
+    { cat "$dir/stdout" "$dir/error.log" >&2 2>/dev/null; die "nginx not answering"; }
+}
+
+check_stream() {  # URL: must be chunked with 50 chunks of 20 bytes
+  local raw="$WORK/stream_check.txt"
+  curl -s -m 5 -D "$raw.h" -o "$raw" "$1" || return 1
+  grep -qi '^transfer-encoding: *chunked' "$raw.h" && [[ $(wc -c <"$raw") == 1000 ]]
+}
+
+# start_serve IMPORT_PATH APP_DIR NAME [MUST=1]: sets SERVE_PID, SERVE_PORT. With MUST=0 a
+# failure to become ready returns 1 instead of ending the script.
+start_serve() {
+  local target=$1 app_dir=$2 name=$3 must=${4:-1} attempt
+  for attempt in 1 2; do
+    SERVE_PORT=$(free_port)
+    mkdir -p "$WORK/$name.$attempt"
+    taskset -c "$SUT_CPU" "$BIN/serve" run "$target" --app-dir "$app_dir" --http-port "$SERVE_PORT" \
+      --dashboard-port 0 --temp-dir "$WORK/$name.$attempt" >"$WORK/$name.$attempt/serve.out" 2>&1 &
+    SERVE_PID=$!
+    STARTED[$SERVE_PID]=serve
+    if wait_http "http://127.0.0.1:$SERVE_PORT/$SERVE_READY_PATH" "$SERVE_PID"; then
+      # `serve run` prints "... is ready at http://..." once the application is RUNNING.
+      local i
+      for ((i = 0; i < WAIT_S * 10; i++)); do
+        grep -q 'is ready at' "$WORK/$name.$attempt/serve.out" && return 0
+        sleep 0.1
+      done
+      log "warning: serve ($target) answers but never printed 'is ready at'"
+      return 0
+    fi
+    tail -5 "$WORK/$name.$attempt/serve.out" >&2
+    log "serve ($target) did not become ready (attempt $attempt)"
+    stop_pid "$SERVE_PID"
+  done
+  ((must)) && die "serve ($target) did not start"
+  return 1
+}
+SERVE_READY_PATH=""
+
+# All systems run side by side (idle ones cost < 1% of a core) and the scenarios are
+# interleaved per concurrency, so drift of the machine hits them alike; with BENCH_ROUNDS > 1
+# the table shows medians over the rounds that other jobs did not disturb.
+LOADAVG_START=$(cut -d" " -f1-3 /proc/loadavg)
+log "work directory $WORK; load on core $LOAD_CPU, system under test on core $SUT_CPU; ${D}s per run, $ROUNDS round(s)"
+start_backend
+start_nginx
+NGINX_SUT=$(
+  tree_pids "$NGINX_PID"
+  echo "$BACKEND_PID"
+)
+# shellcheck disable=SC2086
+note_affinity nginx+backend $NGINX_SUT
+check_stream "http://127.0.0.1:$BACKEND_PORT/stream" || die "beast_backend /stream is not 50 chunks of 20 bytes"
+check_stream "http://127.0.0.1:$NGINX_PORT/stream" || log "warning: nginx /stream did not pass through chunked"
+
+start_serve bench_apps:noop "$APP_DIR" serve
+[[ $(curl -s -m 2 "http://127.0.0.1:$SERVE_PORT/") == ok ]] || die "noop app does not answer 'ok'"
+SERVE_SUT=$(tree_pids "$SERVE_PID" | tr '\n' ' ')
+# shellcheck disable=SC2086
+note_affinity serve $SERVE_SUT
+
+log "== HTTP noop: nginx -> Beast | Beast alone | serve proxy -> 1 noop replica"
+warmup "http://127.0.0.1:$NGINX_PORT/"
+warmup "http://127.0.0.1:$BACKEND_PORT/"
+warmup "http://127.0.0.1:$SERVE_PORT/"
+for ((round = 1; round <= ROUNDS; round++)); do
+  for c in $CONC; do
+    # shellcheck disable=SC2086
+    measure http "nginx->beast" "$c" "http://127.0.0.1:$NGINX_PORT/" $NGINX_SUT
+    measure http "beast" "$c" "http://127.0.0.1:$BACKEND_PORT/" "$BACKEND_PID"
+    # shellcheck disable=SC2086
+    measure http "serve" "$c" "http://127.0.0.1:$SERVE_PORT/" $SERVE_SUT
+  done
+done
+
+PROFILE_TXT=""
+if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
+  # shellcheck disable=SC2086  # $SERVE_SUT is a list of pids
+  PROXY_PID=$(pid_named serve-proxy $SERVE_SUT)
+  # shellcheck disable=SC2086
+  REPLICA_PID=$(pid_named serve-replica $SERVE_SUT)
+  # shellcheck disable=SC2086
+  AGENT_PID=$(pid_named serve-agent $SERVE_SUT)
+  if [[ -n $PROXY_PID && -n $REPLICA_PID ]]; then
+    log "== perf record (dwarf call graphs) of serve-proxy, serve-replica, serve-agent under c=64 (unmeasured)"
+    timeout $((D + 20)) taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"$((D + 1))s" "http://127.0.0.1:$SERVE_PORT/" \
+      >"$WORK/wrk_profile.txt" 2>&1 &
+    WRK_PID=$!
+    STARTED[$WRK_PID]=plain
+    sleep 0.5
+    # perf itself runs on the load core so that it does not steal the SUT core.
+    if timeout $((D + 30)) taskset -c "$LOAD_CPU" perf record -q -F 499 --call-graph dwarf,16384 \
+      -p "$PROXY_PID,$REPLICA_PID${AGENT_PID:+,$AGENT_PID}" -o "$WORK/perf.data" -- sleep "$D" \
+      >"$WORK/perf_record.log" 2>&1; then
+      {
+        echo "samples by process:"
+        perf report -i "$WORK/perf.data" --sort comm --stdio -g none 2>/dev/null | perf_clean | awk '{print "  " $0}'
+        if command -v python3 >/dev/null; then
+          echo
+          echo "hot-path categories (bench/perf_categories.py; share of each process's samples):"
+          timeout 120 perf script -i "$WORK/perf.data" -F comm,ip,sym 2>/dev/null |
+            python3 "$ROOT/bench/perf_categories.py" serve-proxy serve-replica serve-agent || true
+        fi
+        for comm in serve-proxy serve-replica; do
+          echo
+          echo "top self-time symbols of $comm (share of its samples):"
+          perf report -i "$WORK/perf.data" --comm "$comm" --percentage relative --no-children \
+            --sort dso,symbol --stdio -g none 2>/dev/null | perf_clean | head -15
+        done
+      } >"$WORK/perf_top.txt" 2>&1 || true
+      PROFILE_TXT="$WORK/perf_top.txt"
+    else
+      log "perf record failed: $(tail -2 "$WORK/perf_record.log")"
+    fi
+    wait_gone "$WRK_PID" $((D + 20)) || true
+    unset "STARTED[$WRK_PID]"
+  fi
+fi
+stop_pid "$SERVE_PID"
+
+# Streaming through the proxy: bench_stream:app (or BENCH_STREAM_APP), when the proxy streams.
+STREAM_APP="${BENCH_STREAM_APP:-}"
+STREAM_APP_DIR="${BENCH_STREAM_APP_DIR:-$APP_DIR}"
+[[ -z $STREAM_APP && $HAVE_STREAM_APP == 1 ]] && STREAM_APP=bench_stream:app
+STREAM_SUT=""
+STREAM_NOTE="not supported yet (no streaming in the SDK)"
+if [[ -n $STREAM_APP ]]; then
+  if start_serve "$STREAM_APP" "$STREAM_APP_DIR" serve-stream 0; then
+    if check_stream "http://127.0.0.1:$SERVE_PORT/"; then
+      STREAM_SUT=$(tree_pids "$SERVE_PID" | tr '\n' ' ')
+      # shellcheck disable=SC2086
+      note_affinity serve-stream $STREAM_SUT
+      warmup "http://127.0.0.1:$SERVE_PORT/"
+    else
+      log "$STREAM_APP: the proxy does not answer with 50 chunks of 20 bytes (chunked)"
+      STREAM_NOTE="not supported yet (response not chunked through the proxy)"
+    fi
+  else
+    STREAM_NOTE="not supported yet ($STREAM_APP does not deploy)"
+  fi
+fi
+log "== streaming: nginx -> Beast | Beast direct | serve proxy -> ${STREAM_APP:-(none)}"
+round=1
+for c in $STREAM_CONC; do
+  # shellcheck disable=SC2086
+  measure stream "nginx->beast" "$c" "http://127.0.0.1:$NGINX_PORT/stream" $NGINX_SUT
+  measure stream "beast" "$c" "http://127.0.0.1:$BACKEND_PORT/stream" "$BACKEND_PID"
+  if [[ -n $STREAM_SUT ]]; then
+    # shellcheck disable=SC2086
+    measure stream "serve" "$c" "http://127.0.0.1:$SERVE_PORT/" $STREAM_SUT
+  else
+    not_supported stream serve "$c" "$STREAM_NOTE"
+  fi
+done
+[[ -n $STREAM_APP ]] && stop_pid "$SERVE_PID"
+stop_pid "$NGINX_PID"
+stop_pid "$BACKEND_PID"
+
+# ------------------------------------------------------------------ handle calls: raw Asio ping-pong
+
+log "== raw Asio TCP ping-pong"
+taskset -c "$SUT_CPU" "$BIN/asio_pingpong" server >"$WORK/pingpong.port" 2>"$WORK/pingpong.err" &
+PP_PID=$!
+STARTED[$PP_PID]=plain
+PP_PORT=$(wait_line "$WORK/pingpong.port") || die "asio_pingpong server did not report its port"
+note_affinity pingpong-server "$PP_PID"
+wait_quiet pingpong
+cpu_sample "$PP_PID" >"$WORK/cpu_before"
+PP_JSON=$(timeout $((2 * D + 30)) taskset -c "$LOAD_CPU" "$BIN/asio_pingpong" client --port "$PP_PORT" \
+  --iterations 1000000 --batches 1000000 --batch-size 100 --payload 16 --seconds "$D") ||
+  die "asio_pingpong client failed"
+cpu_sample "$PP_PID" >"$WORK/cpu_after"
+PP_CPU_US=$(cpu_delta "$WORK/cpu_before" "$WORK/cpu_after" | awk '{print $1}')
+stop_pid "$PP_PID"
+# jget JSON OBJECT KEY: a number from {"OBJECT": {... "KEY": N ...}} (flat objects only).
+jget() { sed -E "s/.*\"$2\": ?\{[^}]*\"$3\": ?([0-9.e+-]+).*/\1/" <<<"$1"; }
+PP_SEQ_N=$(jget "$PP_JSON" sequential iterations)
+PP_CONC_N=$(($(jget "$PP_JSON" concurrent batches) * 100))
+PP_CPU_PER_CALL=$(awk -v t="$PP_CPU_US" -v n="$((PP_SEQ_N + PP_CONC_N))" 'BEGIN { printf "%.2f", t / n }')
+
+# Handle calls: HandleBench (ingress replica) -> Pong replica through a DeploymentHandle. The
+# load generator is inside the system under test here, so all of it runs on the SUT core.
+HANDLE_JSON=""
+HANDLE_NOTE="not supported yet (bench_handles does not build: no DeploymentHandle)"
+if [[ $HAVE_HANDLE_APP == 1 ]]; then
+  log "== serve DeploymentHandle calls (bench_handles:app)"
+  SERVE_READY_PATH="-/healthz"
+  if start_serve bench_handles:app "$APP_DIR" serve-handles 0; then
+    SUT=$(tree_pids "$SERVE_PID" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    note_affinity serve-handles $SUT
+    wait_quiet handles
+    # shellcheck disable=SC2086
+    cpu_sample $SUT >"$WORK/cpu_before"
+    HANDLE_JSON=$(curl -s -m $((2 * D + 60)) \
+      "http://127.0.0.1:$SERVE_PORT/?seconds=$D&iterations=1000000&batches=1000000&batch_size=100&payload=16" || true)
+    # shellcheck disable=SC2086
+    cpu_sample $SUT >"$WORK/cpu_after"
+    if [[ $HANDLE_JSON == *'"sequential"'* ]]; then
+      HANDLE_CPU=$(cpu_delta "$WORK/cpu_before" "$WORK/cpu_after")
+    else
+      HANDLE_NOTE="failed: ${HANDLE_JSON:0:200}"
+      HANDLE_JSON=""
+    fi
+  else
+    HANDLE_NOTE="bench_handles:app did not deploy"
+  fi
+  SERVE_READY_PATH=""
+  stop_pid "$SERVE_PID"
+fi
+
+# ------------------------------------------------------------------ report
+
+# Markdown table of one section. Per scenario and concurrency, over the rounds where other jobs
+# used at most 15% of a core ("clean"; all rounds if none is): medians of rps, p50, p99 and
+# CPU-µs/req, the rps range, and the median of the rps ratio against nginx -> Beast measured in
+# the same round. The per-process split and busy figures come from the round whose CPU-µs/req
+# is nearest the median. ⚠: no clean round.
+table() {  # SECTION
+  awk -F'\t' -v sec="$1" '
+    function median(arr, n,    i, j, t) {  # sorts arr[1..n] in place
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
+      return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+    }
+    function absf(x) { return x < 0 ? -x : x }
+    $1 != sec { next }
+    {
+      k = $2 SUBSEP $3
+      if (!($3 in cseen)) { cseen[$3] = 1; corder[++nc] = $3 }
+      n = ++cnt[k]; row[k, n] = $0; rnd[k, n] = $13
+      clean[k, n] = ($12 == "-" || $12 + 0 <= 15)
+      byround[$2, $3, $13] = $4 + 0; cleanround[$2, $3, $13] = clean[k, n]
+      if ($13 + 0 > maxround) maxround = $13 + 0
+    }
+    END {
+      ns = split("nginx->beast beast serve", sc, " ")
+      multi = (maxround > 1)
+      printf "| scenario | c | rps |%s p50 ms | p99 ms | CPU-µs/req | CPU-µs/req by process | rps vs nginx | cores busy %% (load/SUT) | foreign CPU %% | errors |\n", (multi ? " rps min–max (clean/rounds) |" : "")
+      printf "|---|---:|---:|%s---:|---:|---:|---|---:|---:|---:|---:|\n", (multi ? "---|" : "")
+      for (s = 1; s <= ns; s++) for (ci = 1; ci <= nc; ci++) {
+        c = corder[ci]; k = sc[s] SUBSEP c
+        if (!(k in cnt)) continue
+        split(row[k, 1], f, "\t")
+        name = f[2]
+        if (name == "serve") name = (sec == "http" ? "serve proxy -> noop replica" : "serve proxy -> streaming replica")
+        else if (name == "nginx->beast") name = "nginx -> Beast"
+        else if (name == "beast") name = (sec == "http" ? "Beast alone" : "Beast chunked, direct")
+        if (f[4] == "-") { printf "| %s | %s | %s |%s | | | | | | | |\n", name, f[3], f[8], (multi ? " |" : ""); continue }
+        anyclean = 0
+        for (i = 1; i <= cnt[k]; i++) anyclean += clean[k, i]
+        m = 0; nr = 0; errs = 0; fmax = 0
+        for (i = 1; i <= cnt[k]; i++) {
+          if (!clean[k, i] && anyclean) continue
+          split(row[k, i], f, "\t")
+          m++; use[m] = i; vr[m] = f[4] + 0; v50[m] = f[5] + 0; v99[m] = f[6] + 0; vc[m] = f[7] + 0; cpu[m] = f[7] + 0
+          errs += f[9]; if (f[12] + 0 > fmax) fmax = f[12] + 0
+          r = rnd[k, i]
+          if (sc[s] != "nginx->beast" && (("nginx->beast", c, r) in byround) && byround["nginx->beast", c, r] > 0 &&
+              (cleanround["nginx->beast", c, r] || !anyclean)) ratios[++nr] = f[4] / byround["nginx->beast", c, r]
+        }
+        mrps = median(vr, m); lo = vr[1]; hi = vr[m]
+        m50 = median(v50, m); m99 = median(v99, m); mcpu = median(vc, m)
+        best = 1
+        for (i = 1; i <= m; i++) if (absf(cpu[i] - mcpu) < absf(cpu[best] - mcpu)) best = i
+        split(row[k, use[best]], f, "\t")
+        ratio = (sc[s] == "nginx->beast") ? "1.00×" : (nr > 0 ? sprintf("%.2f×", median(ratios, nr)) : "")
+        range = multi ? sprintf(" %.0f–%.0f (%d/%d) |", lo, hi, (anyclean ? m : 0), cnt[k]) : ""
+        warn = anyclean ? "" : " ⚠"
+        printf "| %s | %s | %.0f |%s %.3f | %.3f | %.1f | %s | %s | %s | %s%s | %s |\n", name, c, mrps, range, m50, m99, mcpu, f[8], ratio, f[11], fmax, warn, errs
+      }
+    }' "$RESULTS"
+}
+
+# One row of the handle table from JSON in asio_pingpong's shape.
+call_row() {  # NAME JSON CPU_PER_CALL
+  printf '| %s | %s / %s / %s | %.0f | %.0f | %s / %s | %s |\n' "$1" \
+    "$(jget "$2" sequential rtt_mean_us)" "$(jget "$2" sequential rtt_p50_us)" \
+    "$(jget "$2" sequential rtt_p99_us)" "$(jget "$2" sequential calls_per_s)" \
+    "$(jget "$2" concurrent calls_per_s)" "$(jget "$2" concurrent batch_p50_us)" \
+    "$(jget "$2" concurrent batch_p99_us)" "$3"
+}
+
+pingpong_table() {
+  echo "| scenario | sequential RTT mean / p50 / p99 µs | sequential calls/s | concurrent calls/s (batches of 100) | batch p50 / p99 µs | CPU-µs/call |"
+  echo "|---|---|---:|---:|---|---|"
+  call_row "raw Asio TCP ping-pong, 16 B (client on core $LOAD_CPU)" "$PP_JSON" "$PP_CPU_PER_CALL (server)"
+  if [[ -n $HANDLE_JSON ]]; then
+    local n total split per
+    n=$(($(jget "$HANDLE_JSON" sequential iterations) + $(jget "$HANDLE_JSON" concurrent batches) * 100))
+    total=${HANDLE_CPU%% *}
+    per=$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')
+    split=$(awk -v s="${HANDLE_CPU#* }" -v n="$n" 'BEGIN {
+      k = split(s, a, ","); for (i = 1; i <= k; i++) { split(a[i], kv, "="); printf "%s%s %.1f", (i > 1 ? ", " : ""), kv[1], kv[2] / n } }')
+    call_row "serve DeploymentHandle, ingress replica -> Pong replica, 16 B (all on core $SUT_CPU)" \
+      "$HANDLE_JSON" "$per (all serve processes: $split)"
+  else
+    echo "| serve DeploymentHandle calls | **slot: $HANDLE_NOTE** | | | | |"
+  fi
+}
+
+MODEL=$(lscpu | awk -F: '/Model name/ && !done {gsub(/^ +/, "", $2); print $2; done = 1}')
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*version: //')
+WRK_VERSION=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 {print $2}')
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=""
+if [[ -n $(git status --porcelain -- src include 2>/dev/null) ]]; then DIRTY=" (src/include modified)"; fi
+BUILD_TYPE=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null || echo "?")
+
+REPORT="$WORK/report.md"
+{
+  echo "### $(date '+%Y-%m-%d %H:%M %Z') — commit $COMMIT$DIRTY"
+  echo
+  echo '```sh'
+  echo "$COMMAND_LINE"
+  echo '```'
+  echo
+  echo "Machine: $(nproc) CPUs, $MODEL; kernel $(uname -r); nginx $NGINX_VERSION; wrk $WRK_VERSION;" \
+    "build $BUILD_TYPE. nginx upstream keepalive $NGINX_KEEPALIVE." \
+    "wrk -t1 --latency, ${D}s per run, on core $LOAD_CPU; system under test on" \
+    "core $SUT_CPU (affinity seen:$SUT_AFFINITY). Load average before the run: $LOADAVG_START."
+  echo
+  if [[ -n $QUIET_NOTES ]]; then
+    echo "**Other jobs were using the CPUs before $QUIET_COUNT of the runs** (see the foreign CPU column):$QUIET_NOTES$( ((QUIET_COUNT > 6)) && echo " …")"
+    echo
+  fi
+  echo "#### HTTP noop (GET / -> \"ok\")"
+  echo
+  table http
+  echo
+  echo "#### Streaming (GET /stream -> 50 chunks of 20 bytes; latency = last byte)"
+  echo
+  table stream
+  echo
+  echo "#### Handle calls"
+  echo
+  pingpong_table
+  echo
+  echo "asio_pingpong client: \`$PP_JSON\`"
+  [[ -z $HANDLE_JSON ]] || { echo; echo "bench_handles: \`$HANDLE_JSON\`"; }
+  if [[ -n $PROFILE_TXT && -s $PROFILE_TXT ]]; then
+    echo
+    echo "#### Profile: perf record -F 499 --call-graph dwarf, serve-proxy + serve-replica + serve-agent, wrk c=64, ${D}s"
+    echo
+    echo '```'
+    cat "$PROFILE_TXT"
+    echo '```'
+  fi
+  echo
+} >"$REPORT"
+
+echo
+cat "$REPORT"
+if [[ "${BENCH_NO_DOCS:-0}" != 1 ]]; then
+  if [[ ! -s $DOCS ]]; then
+    printf '# Benchmarks\n\n## Results log\n\nAppended by bench/run.sh, newest last.\n' >"$DOCS"
+  fi
+  { echo; cat "$REPORT"; } >>"$DOCS"
+  log "appended to $DOCS"
+fi
