@@ -343,6 +343,7 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     spec->set_max_ongoing_requests(dep->cfg.max_ongoing_requests);
     spec->set_app_dir(dep->app_dir);
     spec->set_is_ingress(dep->ingress);
+    if (dep->cfg.logging_config) spec->set_logging_config_json(dep->cfg.logging_config->dump());
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

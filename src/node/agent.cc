@@ -164,27 +164,34 @@ class ProcessTable {
     return {pid, ""};
   }
 
+  // Copies a child's output to our stdout, each line prefixed; all complete lines of one read
+  // go out in one write.
   static void ForwardOutput(int fd, const std::string& prefix, bool forward) {
-    std::string partial;
-    char buf[4096];
+    std::string partial, out;
+    char buf[16384];
     while (true) {
       ssize_t n = ::read(fd, buf, sizeof(buf));
       if (n <= 0) break;
+      if (!forward) continue;
       partial.append(buf, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = partial.find('\n')) != std::string::npos) {
-        if (forward) EmitLine(prefix, partial.substr(0, nl));
-        partial.erase(0, nl + 1);
+      size_t start = 0, nl;
+      while ((nl = partial.find('\n', start)) != std::string::npos) {
+        out.append(prefix).append(partial, start, nl - start + 1);
+        start = nl + 1;
       }
+      partial.erase(0, start);
+      Emit(out);
+      out.clear();
     }
-    if (forward && !partial.empty()) EmitLine(prefix, partial);
+    if (forward && !partial.empty()) Emit(prefix + partial + "\n");
     ::close(fd);
   }
 
-  static void EmitLine(const std::string& prefix, const std::string& line) {
+  static void Emit(const std::string& text) {
+    if (text.empty()) return;
     static std::mutex out_mu;
     std::lock_guard lock(out_mu);
-    std::cout << prefix << line << '\n' << std::flush;
+    std::cout << text << std::flush;
   }
 
   void SpawnLoop() {

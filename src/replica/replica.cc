@@ -114,7 +114,17 @@ int RunReplica(const ReplicaOptions& options) {
                              ? options.session_dir + "/logs/serve/replica_" + spec.app_name() +
                                    "_" + spec.deployment() + "_" + options.replica_id + ".log"
                              : options.log_file;
-  InitProcessLogging(log_file);
+  // logging_config: log_level and enable_access_log apply to this replica's log.
+  std::string log_level = "INFO";
+  bool access_log = true;
+  if (!spec.logging_config_json().empty()) {
+    Json lc = Json::parse(spec.logging_config_json(), nullptr, false);
+    if (lc.is_object()) {
+      if (lc.contains("log_level") && lc["log_level"].is_string()) log_level = lc["log_level"];
+      access_log = lc.value("enable_access_log", true);
+    }
+  }
+  InitProcessLogging(log_file, log_level);
   spdlog::info("Starting replica {} of {}:{} (pid {}).", options.replica_id, spec.app_name(),
                spec.deployment(), ::getpid());
 
@@ -159,7 +169,7 @@ int RunReplica(const ReplicaOptions& options) {
   asio::io_context io(1);
   asio::thread_pool user_pool(static_cast<size_t>(std::max(1, threads)));
   DataServerOptions data_options{spec.app_name(), spec.deployment(), options.replica_id,
-                                 max_ongoing, true, nullptr};
+                                 max_ongoing, access_log, nullptr};
   data_options.on_cancel = [&handles](const std::string& id) { handles.CancelChildren(id); };
   DataServer data(io, user_pool, *instance, data_options);
   std::string host = LocalNodeIp();

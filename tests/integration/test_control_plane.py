@@ -269,3 +269,23 @@ def test_get_app_handle_calls_another_applications_ingress(serve_instance, tmp_p
     body = get(inst.http + "/caller/?app=echo").json()
     assert body["deployment"] == "Echo" and body["path"] == "/from-caller"
     assert "does not exist" in get(inst.http + "/caller/?app=nope").json()["error"]
+
+
+def test_logging_config_turns_off_access_logs(serve_instance, tmp_path):
+    import glob
+    inst = serve_instance(TEST_APP_DIR)
+    doc = {"applications": [
+        {"name": "quiet", "route_prefix": "/quiet", "import_path": "testapps:echo_builder",
+         "deployments": [{"name": "Echo", "logging_config": {"enable_access_log": False}}]},
+        {"name": "loud", "route_prefix": "/loud", "import_path": "testapps:function_app"}]}
+    inst.cli("deploy", write_config(tmp_path, doc), check=True)
+    inst.wait_running("quiet", "loud")
+    get(inst.http + "/quiet/", headers={"X-Request-ID": "quiet-1"})
+    get(inst.http + "/loud/", headers={"X-Request-ID": "loud-1"})
+    logs = os.path.join(inst.temp_dir, "session_latest", "logs", "serve")
+
+    def read(pattern):
+        return "".join(open(f).read() for f in glob.glob(os.path.join(logs, pattern)))
+    wait_for(lambda: "loud-1 /loud -- GET /loud/ 200" in read("replica_loud_*.log"), 10,
+             what="the access line of the app with access logs on")
+    assert "quiet-1" not in read("replica_quiet_*.log")
