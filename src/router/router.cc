@@ -1,6 +1,8 @@
 #include "router/router.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -47,6 +49,7 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
   void Send(uint64_t id, const std::string& payload, FrameHandler handler) {
     handlers_[id] = std::move(handler);
     ++in_flight_;
+    ++queue_len_;  // the cache counts our request until the replica says otherwise
     if (conn_) {
       conn_->Send(FrameType::kRequest, id, payload);
       return;
@@ -58,6 +61,29 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
     if (conn_ && handlers_.count(id)) conn_->Send(FrameType::kCancel, id, {});
   }
   int in_flight() const { return in_flight_; }
+
+  /// Queue length used for choosing (spec §5.2): the replica-reported count (from replies
+  /// and probes), adjusted +1 per request sent; when older than kCacheTimeout it falls back to
+  /// this router's own in-flight count and a probe refreshes it in the background.
+  int Load() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - reported_at_ < kCacheTimeout) return queue_len_;
+    if (!probing_ && conn_) Probe();
+    return in_flight_;
+  }
+
+  /// Asks the replica for its queue length (answered on the control path, not behind user
+  /// code).
+  void Probe() {
+    if (!conn_) {
+      probe_wanted_ = true;
+      if (!connecting_) Connect();
+      return;
+    }
+    probe_wanted_ = false;
+    probing_ = true;
+    conn_->Send(FrameType::kProbe, 0, {});
+  }
   bool broken() const { return broken_; }
   void Close() {
     if (conn_) conn_->Close();
@@ -93,14 +119,31 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
         self->conn_->Send(FrameType::kRequest, id, std::move(payload));
       }
       self->backlog_.clear();
+      if (self->probe_wanted_) self->Probe();
     });
   }
 
   void OnFrame(rpc::Frame&& f) {
+    if (f.type == FrameType::kProbeReply) {
+      uint32_t n = 0;
+      if (f.payload.size() >= 4) std::memcpy(&n, f.payload.data(), 4);
+      Report(static_cast<int>(n));
+      probing_ = false;
+      return;
+    }
     auto it = handlers_.find(f.id);
     if (it == handlers_.end()) return;
     bool final = f.type == FrameType::kResponse || f.type == FrameType::kEnd ||
                  f.type == FrameType::kError;
+    if (final || f.type == FrameType::kResponseHead) {
+      // The reply carries the replica's count when it accepted (or rejected) the request.
+      v1::ResponseHead head;
+      std::string_view body;
+      if (rpc::DecodeEnvelope(f.payload, head, body)) {
+        Report(head.accepted() ? std::max(head.num_ongoing() - (final ? 1 : 0), 0)
+                               : head.num_ongoing());
+      }
+    }
     if (final) {
       auto h = std::move(it->second);
       handlers_.erase(it);
@@ -111,8 +154,14 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
     }
   }
 
+  void Report(int queue_len) {
+    queue_len_ = queue_len;
+    reported_at_ = std::chrono::steady_clock::now();
+  }
+
   void FailAll() {
     broken_ = true;
+    probing_ = false;
     conn_.reset();
     auto handlers = std::move(handlers_);
     handlers_.clear();
@@ -127,6 +176,11 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
   std::unordered_map<uint64_t, FrameHandler> handlers_;
   std::vector<std::pair<uint64_t, std::string>> backlog_;
   int in_flight_ = 0;
+  int queue_len_ = 0;
+  std::chrono::steady_clock::time_point reported_at_{};
+  bool probing_ = false;
+  bool probe_wanted_ = false;
+  static constexpr std::chrono::seconds kCacheTimeout{10};  // RAY_SERVE_QUEUE_LENGTH_CACHE_TIMEOUT_S
   bool connecting_ = false;
   bool broken_ = false;
 };
@@ -153,6 +207,7 @@ void Router::UpdateTargets(const std::string& key, const v1::DeploymentTargets& 
     auto& conn = connections_[r.data_address()];
     if (!conn || conn->broken()) {
       conn = std::make_shared<ReplicaConnection>(executor_, r.data_address());
+      conn->Probe();  // a new replica: learn its queue length (and connect) up front
     }
     next.push_back({r, conn});
   }
@@ -253,8 +308,9 @@ Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
     if (&d.replicas[j] >= a) ++j;
     b = &d.replicas[j];
   }
-  ReplicaEntry* best = a->conn->in_flight() <= b->conn->in_flight() ? a : b;
-  if (best->conn->in_flight() >= best->info.max_ongoing_requests()) return nullptr;
+  int la = a->conn->Load(), lb = b->conn->Load();
+  ReplicaEntry* best = la <= lb ? a : b;
+  if (std::min(la, lb) >= best->info.max_ongoing_requests()) return nullptr;
   return best;
 }
 
