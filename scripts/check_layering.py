@@ -17,6 +17,8 @@ ALLOWED = {
     "proxy": {"router", "rpc", "config", "common"},
     "replica": {"sdk", "router", "rpc", "config", "common"},
     "cli": {"rpc", "config", "common"},
+    # Programs outside the cluster reuse the replica's handle runtime.
+    "client": {"replica", "sdk", "router", "rpc", "config", "common"},
 }
 PROCESS_LIBS = {"controller", "proxy", "replica", "cli", "node"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([a-z_]+)/', re.M)

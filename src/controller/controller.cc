@@ -278,6 +278,26 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
     cv_.notify_all();
   }
 
+  grpc::ServerUnaryReactor* DeleteApplication(grpc::CallbackServerContext* ctx,
+                                              const v1::DeleteApplicationRequest* req,
+                                              v1::Empty*) override {
+    auto* reactor = ctx->DefaultReactor();
+    {
+      std::lock_guard lock(mu_);
+      auto it = apps_.find(req->name());
+      if (it == apps_.end()) {
+        reactor->Finish({grpc::StatusCode::NOT_FOUND,
+                         "Application \"" + req->name() + "\" does not exist."});
+        return reactor;
+      }
+      spdlog::info("Deleting application '{}'.", req->name());
+      DeleteAppLocked(it->second);
+    }
+    cv_.notify_all();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* GetDetails(grpc::CallbackServerContext* ctx,
                                        const v1::GetDetailsRequest*,
                                        v1::GetDetailsReply* reply) override {

@@ -1,0 +1,54 @@
+#pragma once
+
+// Programs outside the cluster ("Local Development using serve.run" in Ray Serve): connect to
+// a running instance, deploy an application, call it through a handle, inspect and delete it.
+// Link the serve_client library (in-tree target serve::client).
+//
+//   serve::connect();                                   // the local `serve start` instance
+//   auto app = serve::run("composition:arithmetic_builder", {.name = "calc"});
+//   serve::HttpRequest req;  req.query_string = "x=3";
+//   serve::Json out = app.remote<serve::Json>(req).result(10.0);
+//   serve::delete_app("calc");
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include <serve/handle.h>
+#include <serve/json.h>
+#include <serve/version.h>
+
+namespace serve {
+
+struct ClientOptions {
+  std::string temp_dir;            ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
+  std::string controller_address;  ///< "" = from <temp_dir>/session_latest/controller_address
+};
+
+/// Connects this process to a running instance; handles made afterwards call into it.
+/// Throws serve::ServeException when no instance can be found. Calling it again reconnects.
+SERVE_EXPORT void connect(const ClientOptions& options = {});
+
+struct RunOptions {
+  std::string name = "default";
+  std::optional<std::string> route_prefix = "/";  ///< nullopt: not exposed over HTTP
+  std::string app_dir = ".";                      ///< where lib<module>.so is found
+  std::map<std::string, std::string> args;        ///< builder arguments
+  double timeout_s = 60;                          ///< to reach RUNNING
+};
+
+/// Deploys `import_path` (module:app) to the connected instance (connecting with defaults
+/// first if needed), waits until it is RUNNING and returns a handle to its ingress. Throws
+/// serve::ServeException with the status message when it fails to deploy or times out.
+SERVE_EXPORT DeploymentHandle run(const std::string& import_path, const RunOptions& options = {});
+
+/// ServeInstanceDetails of the connected instance (the REST API's JSON).
+SERVE_EXPORT Json status();
+
+/// Deletes application `name` and waits (up to `timeout_s`) until it is gone.
+SERVE_EXPORT void delete_app(const std::string& name, double timeout_s = 60);
+
+/// Deletes every application and stops the instance; disconnects this process.
+SERVE_EXPORT void shutdown();
+
+}  // namespace serve
