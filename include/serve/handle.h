@@ -55,9 +55,15 @@ class SERVE_EXPORT StreamState {
  public:
   StreamState();
   ~StreamState();
-  void Push(std::string item);  ///< one msgpack-encoded item
-  /// No more items; `failure` (code != kOk) when the stream failed.
-  void Finish(CallResult failure = {});
+  /// Adds one msgpack-encoded item; returns the coroutine to resume (null if none waits).
+  [[nodiscard]] std::coroutine_handle<> Push(std::string item);
+  /// No more items; `failure` (code != kOk) when the stream failed. Returns the coroutine to
+  /// resume, if one waits.
+  [[nodiscard]] std::coroutine_handle<> Finish(CallResult failure = {});
+  /// True when Next() would not block.
+  bool Ready() const;
+  /// Registers `h` to resume when an item or the end arrives; false when one already has.
+  bool Suspend(std::coroutine_handle<> h);
   /// Next item; nullopt at the end. Throws the failure, or TimeoutError after `timeout_s`.
   std::optional<std::string> Next(std::optional<double> timeout_s);
 
@@ -116,6 +122,18 @@ class ResponseStream {
     std::optional<std::string> item = state_->Next(timeout_s);
     if (!item) return std::nullopt;
     return detail::DecodeMsgpack(*item).template get<T>();
+  }
+
+  /// The same inside a serve::Task coroutine, without blocking a thread:
+  ///   while (auto item = co_await stream.next_async()) { ... }
+  auto next_async() {
+    struct Awaiter {
+      ResponseStream* stream;
+      bool await_ready() const { return stream->state_->Ready(); }
+      bool await_suspend(std::coroutine_handle<> h) { return stream->state_->Suspend(h); }
+      std::optional<T> await_resume() { return stream->next(); }
+    };
+    return Awaiter{this};
   }
 
  private:

@@ -142,13 +142,13 @@ void ReplicaHandleRuntime::CallStream(const detail::CallTarget& target, std::str
   std::string key;
   detail::CallResult failure;
   if (!Prepare(target, &head, &key, &failure)) {
-    stream->Finish(std::move(failure));
+    if (auto h = stream->Finish(std::move(failure))) h.resume();
     return;
   }
   Dispatch(std::move(key), target.shield, std::move(head), std::move(encoded_args),
            [this, stream](router::RouteResult&& r) {
              if (r.code != router::RouteResult::Code::kOk || !r.head.ok()) {
-               stream->Finish(ToCallResult(r));
+               if (auto h = stream->Finish(ToCallResult(r))) h.resume();
                return;
              }
              if (!r.stream) {
@@ -156,7 +156,7 @@ void ReplicaHandleRuntime::CallStream(const detail::CallTarget& target, std::str
                c.code = detail::CallResult::Code::kError;
                c.error_type = "TypeError";
                c.error_message = "the method does not stream; call remote() instead";
-               stream->Finish(std::move(c));
+               if (auto h = stream->Finish(std::move(c))) h.resume();
                return;
              }
              // Pump the chunks into the caller's stream as they arrive.
@@ -164,7 +164,7 @@ void ReplicaHandleRuntime::CallStream(const detail::CallTarget& target, std::str
                  io_,
                  [stream, q = r.stream]() -> boost::asio::awaitable<void> {
                    while (std::optional<std::string> item = co_await q->Next()) {
-                     stream->Push(std::move(*item));
+                     if (auto h = stream->Push(std::move(*item))) h.resume();
                    }
                    detail::CallResult end;
                    if (!q->error().empty()) {
@@ -174,7 +174,7 @@ void ReplicaHandleRuntime::CallStream(const detail::CallTarget& target, std::str
                      end.error_message =
                          colon == std::string::npos ? q->error() : q->error().substr(colon + 2);
                    }
-                   stream->Finish(std::move(end));
+                   if (auto h = stream->Finish(std::move(end))) h.resume();
                  },
                  boost::asio::detached);
            });

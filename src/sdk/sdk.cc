@@ -405,28 +405,43 @@ const CallResult& ResponseState::result() const {
 }
 
 struct StreamState::Impl {
-  std::mutex mu;
+  mutable std::mutex mu;
   std::condition_variable cv;
   std::deque<std::string> items;
   bool finished = false;
   CallResult failure;
+  std::coroutine_handle<> waiting;
 };
 
 StreamState::StreamState() : impl_(std::make_unique<Impl>()) {}
 StreamState::~StreamState() = default;
 
-void StreamState::Push(std::string item) {
+std::coroutine_handle<> StreamState::Push(std::string item) {
   std::lock_guard lock(impl_->mu);
   impl_->items.push_back(std::move(item));
   impl_->cv.notify_all();
+  return std::exchange(impl_->waiting, {});
 }
 
-void StreamState::Finish(CallResult failure) {
+std::coroutine_handle<> StreamState::Finish(CallResult failure) {
   std::lock_guard lock(impl_->mu);
-  if (impl_->finished) return;
+  if (impl_->finished) return {};
   impl_->finished = true;
   impl_->failure = std::move(failure);
   impl_->cv.notify_all();
+  return std::exchange(impl_->waiting, {});
+}
+
+bool StreamState::Ready() const {
+  std::lock_guard lock(impl_->mu);
+  return !impl_->items.empty() || impl_->finished;
+}
+
+bool StreamState::Suspend(std::coroutine_handle<> h) {
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->items.empty() || impl_->finished) return false;
+  impl_->waiting = h;
+  return true;
 }
 
 std::optional<std::string> StreamState::Next(std::optional<double> timeout_s) {

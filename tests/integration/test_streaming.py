@@ -63,3 +63,10 @@ def test_handle_streaming(serve_run):
     assert body["error"] == "out_of_range" and body["message"] == "stopped at 3"
     # Streaming a method that does not stream is a TypeError.
     assert get(url + "/?plain=1").json()["error"] == "TypeError"
+
+
+def test_handle_streaming_consumed_with_co_await(serve_run):
+    from conftest import TEST_APP_DIR, get
+    run = serve_run("testapps:async_stream_consumer", app_dir=TEST_APP_DIR)
+    url = run.wait_ready()
+    assert get(url + "/?n=7").json() == {"items": [0, 1, 4, 9, 16, 25, 36]}

@@ -183,3 +183,21 @@ class Consumer {
 };
 SERVE_DEPLOYMENT(Consumer);
 SERVE_APP(stream_consumer, serve::deployment<Consumer>().bind(serve::deployment<Producer>().bind()));
+
+// The same consumption inside a coroutine handler, without blocking a thread per item.
+class AsyncConsumer {
+ public:
+  explicit AsyncConsumer(serve::DeploymentHandle producer) : producer_(std::move(producer)) {}
+  serve::Task<serve::Json> operator()(serve::HttpRequest r) {
+    auto s = producer_.method("numbers").remote_stream<int>(std::stoi(r.query("n", "5")), -1);
+    serve::Json items = serve::Json::array();
+    while (auto v = co_await s.next_async()) items.push_back(*v);
+    co_return serve::Json{{"items", items}};
+  }
+
+ private:
+  serve::DeploymentHandle producer_;
+};
+SERVE_DEPLOYMENT(AsyncConsumer);
+SERVE_APP(async_stream_consumer,
+          serve::deployment<AsyncConsumer>().bind(serve::deployment<Producer>().bind()));
