@@ -1,6 +1,10 @@
 #include "common/logging.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <mutex>
+#include <string>
 
 #include <filesystem>
 #include <memory>
@@ -8,7 +12,7 @@
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "common/util.h"
@@ -31,6 +35,30 @@ class RayLevelFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
+// stderr, buffered: lines are written when the logger flushes (warnings at once, the rest
+// within a second), so a busy replica or proxy does not pay a write per access-log line.
+class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    buffer_.append(line.data(), line.size());
+    if (buffer_.size() >= 64 * 1024) flush_();
+  }
+  void flush_() override {
+    size_t off = 0;
+    while (off < buffer_.size()) {
+      ssize_t n = ::write(STDERR_FILENO, buffer_.data() + off, buffer_.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    buffer_.clear();
+  }
+
+ private:
+  std::string buffer_;
+};
+
 spdlog::level::level_enum ParseLevel(const std::string& level) {
   if (level == "DEBUG") return spdlog::level::debug;
   if (level == "WARNING" || level == "WARN") return spdlog::level::warn;
@@ -50,7 +78,7 @@ void InitProcessLogging(const std::string& log_file, const std::string& level, b
   }
   // RAY_SERVE_LOG_TO_STDERR=0 keeps logs in the files only (no per-line write to stderr).
   if (to_stderr && EnvDouble("RAY_SERVE_LOG_TO_STDERR", 1) != 0) {
-    sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    sinks.push_back(std::make_shared<BufferedStderrSink>());
   }
   auto logger = std::make_shared<spdlog::logger>("serve", sinks.begin(), sinks.end());
   auto formatter = std::make_unique<spdlog::pattern_formatter>();

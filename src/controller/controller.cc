@@ -1014,8 +1014,10 @@ class ControllerImpl final : public v1::Controller::CallbackService, public Cont
           StopPidLater(r.pid, 0);
           r.state = ReplicaState::kStopping;
         } else if (r.control_address.empty()) {
-          // Not ready when the old controller died: it reports to us (or dies) by itself.
-          r.state = ReplicaState::kStarting;
+          // Not ready in the checkpoint: it may have reported to the old controller already,
+          // so it cannot be adopted; it is stopped and the scale-up replaces it.
+          StopPidLater(r.pid, 0);
+          r.state = ReplicaState::kStopping;
         } else {
           r.state = ReplicaState::kRecovering;
           r.last_health = Clock::time_point{};  // checked at once

@@ -253,8 +253,9 @@ def test_serve_run_config_file(serve_run, tmp_path):
     run = serve_run(write_config(tmp_path, doc), app_dir=TEST_APP_DIR)
     run.wait_ready()
     wait_for(lambda: "Deployed app 'fn' successfully." in run.output(), 60, what="fn deployed")
-    url = run.url
-    base = url[: url.index("/echo")] if "/echo" in url else url
+    from urllib.parse import urlsplit
+    parts = urlsplit(run.url)  # whichever app was ready first
+    base = f"{parts.scheme}://{parts.netloc}"
     assert get(base + "/fn/q").text == "fn:/fn/q"
     assert get(base + "/echo/").json()["tag"] == "one"
 
