@@ -39,8 +39,17 @@ std::unique_ptr<v1::Controller::Stub> Stub() {
   return v1::Controller::NewStub(rpc::ChannelTo(Address()));
 }
 
-[[noreturn]] void Fail(const std::string& what, const grpc::Status& st) {
-  throw ServeException(what + ": " + st.error_message());
+// One controller RPC; throws ServeException("<what>: <grpc message>") when it fails.
+template <class Req, class Reply>
+Reply CallController(grpc::Status (v1::Controller::Stub::*method)(grpc::ClientContext*,
+                                                                   const Req&, Reply*),
+                     const Req& req, const std::string& what, double deadline_s = 10) {
+  auto stub = Stub();
+  auto ctx = rpc::ContextWithDeadline(deadline_s);
+  Reply reply;
+  grpc::Status st = ((*stub).*method)(ctx.get(), req, &reply);
+  if (!st.ok()) throw ServeException(what + ": " + st.error_message());
+  return reply;
 }
 
 }  // namespace
@@ -66,7 +75,6 @@ void connect(const ClientOptions& options) {
 }
 
 DeploymentHandle run(const std::string& import_path, const RunOptions& options) {
-  auto stub = Stub();
   v1::DeployApplicationRequest req;
   req.set_name(options.name);
   req.set_import_path(import_path);
@@ -75,10 +83,8 @@ DeploymentHandle run(const std::string& import_path, const RunOptions& options) 
   req.set_args_json(Json(options.args).dump());
   std::error_code ec;
   req.set_app_dir(std::filesystem::absolute(options.app_dir, ec).lexically_normal().string());
-  auto ctx = rpc::ContextWithDeadline(30);
-  v1::DeployApplicationReply reply;
-  grpc::Status st = stub->DeployApplication(ctx.get(), req, &reply);
-  if (!st.ok()) Fail("Deploying '" + options.name + "' failed", st);
+  CallController(&v1::Controller::Stub::DeployApplication, req,
+                 "Deploying '" + options.name + "' failed", 30);
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
   while (true) {
@@ -100,23 +106,16 @@ DeploymentHandle run(const std::string& import_path, const RunOptions& options) 
 }
 
 Json status() {
-  auto stub = Stub();
-  auto ctx = rpc::ContextWithDeadline(10);
-  v1::GetDetailsRequest req;
-  v1::GetDetailsReply reply;
-  grpc::Status st = stub->GetDetails(ctx.get(), req, &reply);
-  if (!st.ok()) Fail("Cannot reach the serve controller", st);
+  v1::GetDetailsReply reply = CallController(&v1::Controller::Stub::GetDetails,
+                                             v1::GetDetailsRequest(),
+                                             "Cannot reach the serve controller");
   return Json::parse(reply.json());
 }
 
 void delete_app(const std::string& name, double timeout_s) {
-  auto stub = Stub();
-  auto ctx = rpc::ContextWithDeadline(10);
   v1::DeleteApplicationRequest req;
   req.set_name(name);
-  v1::Empty reply;
-  grpc::Status st = stub->DeleteApplication(ctx.get(), req, &reply);
-  if (!st.ok()) Fail("Deleting '" + name + "' failed", st);
+  CallController(&v1::Controller::Stub::DeleteApplication, req, "Deleting '" + name + "' failed");
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   while (status().value("applications", Json::object()).contains(name)) {
@@ -128,12 +127,8 @@ void delete_app(const std::string& name, double timeout_s) {
 }
 
 void shutdown() {
-  auto stub = Stub();
-  auto ctx = rpc::ContextWithDeadline(10);
-  v1::ShutdownRequest req;
-  v1::Empty reply;
-  grpc::Status st = stub->Shutdown(ctx.get(), req, &reply);
-  if (!st.ok()) Fail("Shutting serve down failed", st);
+  CallController(&v1::Controller::Stub::Shutdown, v1::ShutdownRequest(),
+                 "Shutting serve down failed");
   auto& s = State();
   std::lock_guard lock(s.mu);
   sdk::SetHandleRuntime(nullptr);
