@@ -2,7 +2,7 @@
 
 // Programs outside the cluster ("Local Development using serve.run" in Ray Serve): connect to
 // a running instance, deploy an application, call it through a handle, inspect and delete it.
-// Link the serve_client library (in-tree target serve::client).
+// Link libserve_client.so: target serve::client (in-tree or from find_package(serve)).
 //
 //   serve::connect();                                   // the local `serve start` instance
 //   auto app = serve::run("composition:arithmetic_builder", {.name = "calc"});

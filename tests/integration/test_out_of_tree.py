@@ -33,6 +33,26 @@ cmake_minimum_required(VERSION 3.25)
 project(shouter LANGUAGES CXX)
 find_package(serve 0.1 REQUIRED)
 serve_add_app(shouter shouter.cc)
+add_executable(caller caller.cc)
+target_link_libraries(caller PRIVATE serve::client)
+'''
+
+# A program outside the cluster, built against the installed client library.
+CALLER_SOURCE = r'''
+#include <serve/client.h>
+#include <serve/http.h>
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+  serve::ClientOptions options;
+  options.temp_dir = argv[1];
+  serve::connect(options);
+  serve::HttpRequest req;
+  req.query_string = "word=client";
+  std::cout << serve::get_app_handle("default").remote<std::string>(req).result(10.0) << std::endl;
+  return 0;
+}
 '''
 
 
@@ -41,13 +61,15 @@ def test_out_of_tree_app_builds_and_runs_with_installed_serve(tmp_path, serve_ru
     subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", str(prefix)], check=True,
                    capture_output=True, timeout=120)
     for rel in ["bin/serve", "bin/serve-agent", "bin/serve-controller", "bin/serve-proxy",
-                "bin/serve-replica", "include/serve/serve.h", "lib/cmake/serve/serveConfig.cmake"]:
+                "bin/serve-replica", "include/serve/serve.h", "include/serve/client.h",
+                "lib/libserve_client.so", "lib/cmake/serve/serveConfig.cmake"]:
         assert (prefix / rel).exists(), rel
 
     src = tmp_path / "shouter"
     src.mkdir()
     (src / "shouter.cc").write_text(APP_SOURCE)
     (src / "CMakeLists.txt").write_text(APP_CMAKE)
+    (src / "caller.cc").write_text(CALLER_SOURCE)
     build = tmp_path / "shouter-build"
     cfg = subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja",
                           f"-DCMAKE_PREFIX_PATH={prefix}"], capture_output=True, text=True, timeout=120)
@@ -67,6 +89,11 @@ def test_out_of_tree_app_builds_and_runs_with_installed_serve(tmp_path, serve_ru
         r = get(url + "/?word=hello")
         assert r.status_code == 200
         assert r.text == "HELLO?!"
+        # The installed client library calls the same application from outside the cluster.
+        out = subprocess.run([str(build / "caller"), run.temp_dir], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.strip() == "CLIENT?!"
         assert run.stop() == 0
     finally:
         conftest.SERVE = old
