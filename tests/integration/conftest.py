@@ -119,6 +119,26 @@ class ServeRun:
         return self.proc.returncode
 
 
+def stop_all(clusters):
+    """Fixture teardown: stops each cluster (ServeRun / ServeInstance), SIGKILLs anything of its
+    session still alive, and fails the test if something had to be killed or stop failed."""
+    errors = []
+    for cluster in clusters:
+        try:
+            cluster.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+        leftovers = session_pids(cluster.temp_dir)
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if leftovers:
+            errors.append(f"processes left behind: {leftovers}")
+    assert not errors, "\n".join(errors)
+
+
 @pytest.fixture
 def serve_run(tmp_path):
     """Factory fixture: serve_run(import_path, *args, app_dir=...) -> ServeRun; torn down after."""
@@ -130,21 +150,7 @@ def serve_run(tmp_path):
         return run
 
     yield start
-    errors = []
-    for run in runs:
-        try:
-            run.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-        leftovers = session_pids(run.temp_dir)
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if leftovers:
-            errors.append(f"processes left behind: {leftovers}")
-    assert not errors, "\n".join(errors)
+    stop_all(runs)
 
 
 def get(url, **kwargs):
@@ -210,16 +216,4 @@ def serve_instance(tmp_path):
         return inst
 
     yield start
-    errors = []
-    for inst in instances:
-        try:
-            inst.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-        for pid in session_pids(inst.temp_dir):
-            errors.append(f"left behind: {pid}")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    assert not errors, "\n".join(errors)
+    stop_all(instances)

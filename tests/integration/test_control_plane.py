@@ -85,8 +85,12 @@ def test_deploy_status_config_rest_and_isolation(serve_instance, tmp_path):
     # Idempotent redeploy: nothing restarts.
     echo_pids = inst.replica_pids("echo", "Echo")
     fn_pids = inst.replica_pids("fn", "hello_fn")
+    deployed_at = inst.details()["applications"]["echo"]["last_deployed_time_s"]
     inst.cli("deploy", cfg, check=True)
-    time.sleep(0.5)  # give a wrong implementation the chance to restart something
+    # Once the controller has applied the redeploy and is RUNNING again, nothing restarted.
+    wait_for(lambda: inst.details()["applications"]["echo"]["last_deployed_time_s"] > deployed_at,
+             30, what="the redeploy applied")
+    inst.wait_running("echo", "fn")
     assert inst.replica_pids("echo", "Echo") == echo_pids
     assert inst.replica_pids("fn", "hello_fn") == fn_pids
 
@@ -290,3 +294,25 @@ def test_logging_config_turns_off_access_logs(serve_instance, tmp_path):
     wait_for(lambda: "loud-1 /loud -- GET /loud/ 200" in read("replica_loud_*.log"), 10,
              what="the access line of the app with access logs on")
     assert "quiet-1" not in read("replica_quiet_*.log")
+
+
+def test_library_changed_on_disk_rolls_replicas(serve_instance, tmp_path):
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    lib = libdir / "libtestapps.so"
+    shutil.copy(os.path.join(TEST_APP_DIR, "libtestapps.so"), lib)
+    inst = serve_instance(str(libdir))
+    doc = {"applications": [{"name": "echo", "route_prefix": "/",
+                             "import_path": "testapps:echo_builder"}]}
+    cfg = write_config(tmp_path, doc)
+    inst.cli("deploy", cfg, check=True)
+    inst.wait_running("echo")
+    pids = inst.replica_pids("echo", "Echo")
+    # A rebuilt library (new mtime) is picked up by redeploying the same config.
+    st = os.stat(lib)
+    os.utime(lib, (st.st_atime + 10, st.st_mtime + 10))
+    inst.cli("deploy", cfg, check=True)
+    wait_for(lambda: inst.replica_pids("echo", "Echo") and
+             not set(inst.replica_pids("echo", "Echo")) & set(pids), 60,
+             what="replicas replaced after the library changed")
+    inst.wait_running("echo")

@@ -87,12 +87,13 @@ def test_scale_down_under_load_loses_no_request(serve_instance, tmp_path):
     inst.wait_running("echo")
     load = Load(inst.http, path="/?sleep_ms=100")
     try:
-        time.sleep(0.5)
+        wait_for(lambda: load.ok >= 8, 30, what="load flowing")
         inst.cli("deploy", write_config(tmp_path, echo_config(1), "c2.yaml"), check=True)
         wait_for(lambda: len(inst.replica_pids("echo", "Echo")) == 1 and
                  len(inst.details()["applications"]["echo"]["deployments"]["Echo"]["replicas"]) == 1,
                  30, what="scaled down to 1")
-        time.sleep(0.5)
+        served = load.ok
+        wait_for(lambda: load.ok >= served + 8, 30, what="load served after the scale-down")
     finally:
         load.stop()
     assert load.failed == 0, load.errors[:5]
@@ -113,7 +114,8 @@ def test_controller_restart_adopts_replicas_and_serving_continues(serve_instance
                  15, what="a new controller process")
         wait_for(lambda: inst.app_status("echo") == "RUNNING", 30, what="RUNNING after restart")
         recovery = time.monotonic() - killed
-        time.sleep(0.5)
+        served = load.ok
+        wait_for(lambda: load.ok >= served + 20, 30, what="load served after the restart")
     finally:
         load.stop()
     assert load.failed == 0, load.errors[:5]
