@@ -3,7 +3,9 @@
 #include <chrono>
 #include <typeinfo>
 
-#include <boost/asio/post.hpp>
+#include <boost/asio/defer.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rpc/framed_connection.h"
@@ -53,10 +55,11 @@ struct Reply {
 
 }  // namespace
 
-DataServer::DataServer(asio::io_context& io, asio::thread_pool& user_pool,
-                       detail::Instance& instance, DataServerOptions options)
-    : io_(io), user_pool_(user_pool), instance_(instance), options_(std::move(options)),
-      acceptor_(io), max_ongoing_(options_.max_ongoing_requests) {}
+DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance& instance,
+                       DataServerOptions options)
+    : io_(io), user_threads_(std::max(1, user_threads)), instance_(instance),
+      options_(std::move(options)), acceptor_(io),
+      max_ongoing_(options_.max_ongoing_requests) {}
 
 unsigned short DataServer::Listen(const std::string& host) {
   asio::ip::tcp::endpoint ep(asio::ip::make_address(host), 0);
@@ -68,8 +71,36 @@ unsigned short DataServer::Listen(const std::string& host) {
   return acceptor_.local_endpoint().port();
 }
 
+void DataServer::Schedule(Job job) {
+  {
+    std::lock_guard lock(mu_);
+    if (running_ >= user_threads_) {
+      queued_.push_back(std::move(job));
+      return;
+    }
+    ++running_;
+  }
+  // A continuation: this thread runs it as soon as the read handler returns, without waking
+  // another thread; any other ready handler goes to an idle thread meanwhile.
+  asio::defer(io_, [this, job = std::move(job)]() mutable { RunJobs(std::move(job)); });
+}
+
+void DataServer::RunJobs(Job job) {
+  for (;;) {
+    job();
+    std::lock_guard lock(mu_);
+    if (queued_.empty()) {
+      --running_;
+      return;
+    }
+    job = std::move(queued_.front());
+    queued_.pop_front();
+  }
+}
+
 void DataServer::Accept() {
-  acceptor_.async_accept([this](boost::system::error_code ec, asio::ip::tcp::socket socket) {
+  acceptor_.async_accept(asio::make_strand(io_), [this](boost::system::error_code ec,
+                                                       asio::ip::tcp::socket socket) {
     if (ec) {
       if (ec != asio::error::operation_aborted) Accept();
       return;
@@ -88,10 +119,15 @@ void DataServer::Accept() {
             return;
           }
           if (frame.type == FrameType::kCancel) {
-            if (auto it = cancels_.find({conn.get(), frame.id}); it != cancels_.end()) {
+            std::string request_id;
+            {
+              std::lock_guard lock(mu_);
+              auto it = cancels_.find({conn.get(), frame.id});
+              if (it == cancels_.end()) return;
               it->second.cancelled->store(true);
-              if (options_.on_cancel) options_.on_cancel(it->second.request_id);
+              request_id = it->second.request_id;
             }
+            if (options_.on_cancel) options_.on_cancel(request_id);
             return;
           }
           if (frame.type != FrameType::kRequest) return;
@@ -115,11 +151,17 @@ void DataServer::Accept() {
           }
           ++ongoing_;
           auto cancelled = std::make_shared<std::atomic<bool>>(false);
-          cancels_[{conn.get(), frame.id}] = InFlight{req->request_id(), cancelled};
-          auto body_copy = std::make_shared<std::string>(body);
+          {
+            std::lock_guard lock(mu_);
+            cancels_[{conn.get(), frame.id}] = InFlight{req->request_id(), cancelled};
+          }
+          // The body is moved out of the frame: `body` views its tail.
+          size_t body_offset = static_cast<size_t>(body.data() - frame.payload.data());
           uint64_t id = frame.id;
-          asio::post(user_pool_, [this, conn, req, body_copy, id, cancelled] {
-            Execute(conn, *req, *body_copy, id, cancelled);
+          Schedule([this, conn, req, payload = std::make_shared<std::string>(
+                                         std::move(frame.payload)),
+                    body_offset, id, cancelled] {
+            Execute(conn, *req, std::string_view(*payload).substr(body_offset), id, cancelled);
           });
         },
         [] {});
@@ -128,11 +170,12 @@ void DataServer::Accept() {
 }
 
 void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
-                         const v1::RequestHead& req, const std::string& body, uint64_t id,
+                         const v1::RequestHead& req, std::string_view body, uint64_t id,
                          const std::shared_ptr<std::atomic<bool>>& cancelled) {
   auto start = std::chrono::steady_clock::now();
-  auto send = [this, conn, id](FrameType type, std::string payload) {
-    asio::post(conn->executor(), [conn, type, id, payload = std::move(payload)]() mutable {
+  // Runs inline when no other thread holds the connection's strand.
+  auto send = [conn, id](FrameType type, std::string payload) {
+    asio::dispatch(conn->executor(), [conn, type, id, payload = std::move(payload)]() mutable {
       conn->Send(type, id, std::move(payload));
     });
   };
@@ -151,7 +194,7 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
       http = ToHttpRequest(req.http(), body);
       in.http = &http;
     } else {
-      args = body.empty() ? Json::array() : detail::DecodeMsgpack(body);
+      args = body.empty() ? Json::array() : detail::DecodeMsgpack(std::string(body));
       in.args = &args;
     }
     detail::CallOutput out = instance_.Call(req.method(), in);
@@ -239,9 +282,8 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
   }
   if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(reply.head, reply.body));
   --ongoing_;
-  asio::post(conn->executor(), [this, key = std::make_pair<const void*, uint64_t>(conn.get(), uint64_t{id})] {
-    cancels_.erase(key);
-  });
+  std::lock_guard lock(mu_);
+  cancels_.erase({conn.get(), id});
 }
 
 }  // namespace serve::replica

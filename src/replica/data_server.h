@@ -1,15 +1,16 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <serve/deployment.h>
 
@@ -32,13 +33,17 @@ struct DataServerOptions {
 };
 
 /// Serves the data plane of one replica: accepts framed connections, enforces
-/// max_ongoing_requests with the rejection protocol, runs user calls on `user_pool` and writes
-/// replies back on the I/O thread. Connection state lives on `io` (one thread); the counters
-/// are atomic because user threads read them.
+/// max_ongoing_requests with the rejection protocol and runs user calls.
+///
+/// Threading: `io` is run by `user_threads + 1` threads (leader/followers). Each connection
+/// lives on its own strand. A user call runs on the thread that read its request, right after
+/// the read handler returns, and that thread writes the reply: no hand-off between threads on
+/// the hot path. At most `user_threads` calls run at once (the rest wait in a queue), so one
+/// thread is always left to read frames, answer probes and deliver cancellations.
 class DataServer {
  public:
-  DataServer(boost::asio::io_context& io, boost::asio::thread_pool& user_pool,
-             detail::Instance& instance, DataServerOptions options);
+  DataServer(boost::asio::io_context& io, int user_threads, detail::Instance& instance,
+             DataServerOptions options);
   /// Binds host:0 and starts accepting; returns the bound port.
   unsigned short Listen(const std::string& host);
   /// New requests are rejected from now on (used while shutting down).
@@ -48,21 +53,30 @@ class DataServer {
   void set_max_ongoing_requests(int n) { max_ongoing_.store(n); }
 
  private:
+  using Job = std::function<void()>;
   void Accept();
-  /// Runs one request on a user thread and sends its reply (or stream) back on the I/O thread.
+  /// Runs `job` on this thread once the current handler returns, or queues it when
+  /// `user_threads` calls are already running.
+  void Schedule(Job job);
+  /// Runs `job`, then queued jobs until none is left.
+  void RunJobs(Job job);
+  /// Runs one request and sends its reply (or stream) on the connection's strand.
   void Execute(const std::shared_ptr<rpc::FramedConnection>& conn, const v1::RequestHead& req,
-               const std::string& body, uint64_t id,
+               std::string_view body, uint64_t id,
                const std::shared_ptr<std::atomic<bool>>& cancelled);
 
   boost::asio::io_context& io_;              // Not owned; must outlive this.
-  boost::asio::thread_pool& user_pool_;      // Not owned; must outlive this.
+  const int user_threads_;
   detail::Instance& instance_;               // Not owned; must outlive this.
   DataServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::atomic<int> ongoing_{0};
   std::atomic<bool> draining_{false};
   std::atomic<int> max_ongoing_;
-  // Cancellation flags of in-flight requests, by (connection, request id). I/O thread only.
+  std::mutex mu_;  // guards the members below
+  int running_ = 0;            // user calls running now
+  std::deque<Job> queued_;     // user calls waiting for a free thread
+  // Cancellation flags of in-flight requests, by (connection, request id).
   struct InFlight {
     std::string request_id;
     std::shared_ptr<std::atomic<bool>> cancelled;

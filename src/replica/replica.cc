@@ -7,10 +7,10 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
@@ -166,12 +166,12 @@ int RunReplica(const ReplicaOptions& options) {
 
   int max_ongoing = spec.max_ongoing_requests() > 0 ? spec.max_ongoing_requests() : 100;
   int threads = static_cast<int>(EnvDouble("SERVE_REPLICA_THREADS", std::min(max_ongoing, 16)));
-  asio::io_context io(1);
-  asio::thread_pool user_pool(static_cast<size_t>(std::max(1, threads)));
+  threads = std::max(1, threads);
+  asio::io_context io(threads + 1);
   DataServerOptions data_options{spec.app_name(), spec.deployment(), options.replica_id,
                                  max_ongoing, access_log, nullptr};
   data_options.on_cancel = [&handles](const std::string& id) { handles.CancelChildren(id); };
-  DataServer data(io, user_pool, *instance, data_options);
+  DataServer data(io, threads, *instance, data_options);
   std::string host = LocalNodeIp();
   unsigned short data_port = data.Listen(host);
 
@@ -211,8 +211,11 @@ int RunReplica(const ReplicaOptions& options) {
   spdlog::info("Replica {} is ready: data plane {}, control {}.", options.replica_id,
                started.data_address(), started.control_address());
 
+  // The data plane runs on this thread and `threads` more (see DataServer).
+  std::vector<std::thread> io_threads;
+  for (int i = 0; i < threads; ++i) io_threads.emplace_back([&io] { io.run(); });
   io.run();
-  user_pool.join();
+  for (auto& t : io_threads) t.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   instance.reset();  // user destructor (__del__)
   sdk::SetHandleRuntime(nullptr);

@@ -2,8 +2,10 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <optional>
 
 #include <boost/asio/as_tuple.hpp>
@@ -72,6 +74,23 @@ asio::awaitable<std::optional<std::string>> ChunkQueue::Next() {
 
 namespace {
 
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c >= 127 || std::strchr("\"(),/:;<=>?@[\\]{}", c)) return false;
+  }
+  return true;
+}
+
+bool IsSafeValue(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+bool IsDerivedHeader(std::string_view name) {
+  return beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding") ||
+         beast::iequals(name, "connection");
+}
+
 http::response<http::string_body> ErrorResponse(http::status status, std::string body) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "text/plain; charset=utf-8");
@@ -81,18 +100,115 @@ http::response<http::string_body> ErrorResponse(http::status status, std::string
   return res;
 }
 
+}  // namespace
+
+std::string SerializeHttpResponse(const HttpServerResponse& response, unsigned version,
+                                  bool keep_alive, bool head_request) {
+  std::string out;
+  out.reserve(128 + response.body.size());
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(response.status);
+  out += ' ';
+  out += http::obsolete_reason(static_cast<http::status>(response.status));
+  out += "\r\n";
+  for (const auto& [name, value] : response.headers) {
+    if (IsDerivedHeader(name)) continue;
+    if (!IsToken(name) || !IsSafeValue(value)) {
+      spdlog::warn("Dropped the invalid response header '{}'.", name);
+      continue;
+    }
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "content-length: ";
+  out += std::to_string(response.body.size());
+  out += "\r\n";
+  if (!keep_alive) {
+    out += "connection: close\r\n";
+  } else if (version == 10) {
+    out += "connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  if (!head_request) out += response.body;
+  return out;
+}
+
+/// Closes sockets whose deadline passed, checking every `period`. Entries are owned by their
+/// sessions (the watchdog keeps weak references). Runs on the server's single I/O thread.
+class Watchdog : public std::enable_shared_from_this<Watchdog> {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    tcp::socket* socket;
+    Clock::time_point deadline = Clock::time_point::max();
+  };
+  Watchdog(asio::io_context& io, Clock::duration period) : timer_(io), period_(period) {}
+
+  std::shared_ptr<Entry> Add(tcp::socket* socket) {
+    auto e = std::make_shared<Entry>(Entry{socket});
+    entries_.push_back(e);
+    if (!running_) {
+      running_ = true;
+      Arm();
+    }
+    return e;
+  }
+  void Stop() {
+    stopped_ = true;
+    timer_.cancel();
+  }
+
+ private:
+  void Arm() {
+    timer_.expires_after(period_);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code) { self->Tick(); });
+  }
+  void Tick() {
+    auto now = Clock::now();
+    size_t kept = 0;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      auto e = entries_[i].lock();
+      if (!e) continue;
+      if (e->deadline <= now) {
+        boost::system::error_code ec;
+        e->socket->close(ec);  // the session's pending read or write ends with an error
+        e->deadline = Clock::time_point::max();
+      }
+      if (kept != i) entries_[kept] = std::move(entries_[i]);  // no self-move: it empties
+      ++kept;
+    }
+    entries_.resize(kept);
+    running_ = !entries_.empty() && !stopped_;
+    if (running_) Arm();
+  }
+
+  asio::steady_timer timer_;
+  Clock::duration period_;
+  std::vector<std::weak_ptr<Entry>> entries_;
+  bool running_ = false;
+  bool stopped_ = false;
+};
+
+namespace {
+
 asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
-                              const HttpServerOptions& options) {
-  beast::tcp_stream stream(std::move(socket));
+                              const HttpServerOptions& options,
+                              std::shared_ptr<Watchdog> watchdog) {
+  using Clock = Watchdog::Clock;
+  auto deadline = watchdog->Add(&socket);
   beast::flat_buffer buffer;
   auto keep_alive =
       std::chrono::milliseconds(static_cast<int64_t>(options.keep_alive_timeout_s * 1000));
+  constexpr auto kWriteTimeout = std::chrono::seconds(60);
+  std::string out;
   while (true) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
     parser.body_limit(options.max_body_bytes);
-    stream.expires_after(keep_alive);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kAwait);
+    deadline->deadline = Clock::now() + keep_alive;
+    auto [ec, n] = co_await http::async_read(socket, buffer, parser, kAwait);
     if (ec) {
       std::optional<http::response<http::string_body>> error;
       if (ec == http::error::header_limit) {
@@ -100,38 +216,40 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
                               "Request header fields too large.");
       } else if (ec == http::error::body_limit) {
         error = ErrorResponse(http::status::payload_too_large, "Request body too large.");
-      } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
-                 ec != asio::error::eof && ec != asio::error::connection_reset &&
-                 ec != asio::error::operation_aborted && (n > 0 || buffer.size() > 0)) {
+      } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+                 ec != asio::error::connection_reset && ec != asio::error::operation_aborted &&
+                 ec != asio::error::bad_descriptor && (n > 0 || buffer.size() > 0)) {
         error = ErrorResponse(http::status::bad_request, "Invalid HTTP request: " + ec.message());
       }
-      if (error) {
-        stream.expires_after(std::chrono::seconds(5));
-        co_await http::async_write(stream, *error, kAwait);
+      if (error && socket.is_open()) {
+        deadline->deadline = Clock::now() + std::chrono::seconds(5);
+        co_await http::async_write(socket, *error, kAwait);
       }
       break;
     }
-    auto start = std::chrono::steady_clock::now();
+    auto start = Clock::now();
+    deadline->deadline = Clock::time_point::max();
     http::request<http::string_body> req = parser.release();
     HttpServerRequest sreq;
     sreq.method = std::string(req.method_string());
     sreq.target = std::string(req.target());
     sreq.host = std::string(req[http::field::host]);
+    sreq.headers.reserve(static_cast<size_t>(std::distance(req.begin(), req.end())));
     for (auto& f : req) {
       sreq.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     }
     sreq.body = std::move(req.body());
     bool keep = req.keep_alive();
+    bool head_request = req.method() == http::verb::head;
     unsigned version = req.version();
     std::string method = sreq.method, target = sreq.target;
 
-    stream.expires_never();
     // Watch for the client going away while the handler works (EOF without consuming input).
     auto on_disconnect = sreq.on_disconnect;
     auto answered = std::make_shared<bool>(false);
-    stream.socket().async_wait(
+    socket.async_wait(
         tcp::socket::wait_read,
-        [on_disconnect, answered, fd = stream.socket().native_handle()](boost::system::error_code ec) {
+        [on_disconnect, answered, fd = socket.native_handle()](boost::system::error_code ec) {
           if (ec || *answered) return;
           char c;
           ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -142,12 +260,16 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     HttpServerResponse sresp = co_await AsyncHandle(handler, std::move(sreq), asio::use_awaitable);
     *answered = true;
     boost::system::error_code cancel_ec;
-    stream.socket().cancel(cancel_ec);
+    socket.cancel(cancel_ec);
+    const std::string& route = sresp.route.empty() ? target : sresp.route;
+    auto log_access = [&](const char* suffix) {
+      if (options.access_log_name.empty()) return;
+      double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      spdlog::info("{} {} -- {} {} {} {:.1f}ms{}", options.access_log_name, sresp.request_id,
+                   method, route, sresp.status, ms, suffix);
+    };
     if (sresp.status == 499) {
-      if (!options.access_log_name.empty()) {
-        spdlog::info("{} {} -- {} {} 499 (client disconnected)", options.access_log_name,
-                     sresp.request_id, method, sresp.route.empty() ? target : sresp.route);
-      }
+      log_access(" (client disconnected)");
       break;
     }
 
@@ -158,14 +280,16 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
       head.keep_alive(keep);
       head.chunked(true);
       http::response_serializer<http::empty_body> sr{head};
-      stream.expires_after(std::chrono::seconds(60));
-      auto [hec, hn] = co_await http::async_write_header(stream, sr, kAwait);
+      deadline->deadline = Clock::now() + kWriteTimeout;
+      auto [hec, hn] = co_await http::async_write_header(socket, sr, kAwait);
       bool broken = static_cast<bool>(hec);
       while (!broken) {
+        deadline->deadline = Clock::time_point::max();
         std::optional<std::string> chunk = co_await sresp.stream->Next();
         if (!chunk) break;
-        stream.expires_after(std::chrono::seconds(60));
-        auto [cec, cn] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(*chunk)), kAwait);
+        deadline->deadline = Clock::now() + kWriteTimeout;
+        auto [cec, cn] =
+            co_await asio::async_write(socket, http::make_chunk(asio::buffer(*chunk)), kAwait);
         broken = static_cast<bool>(cec);
       }
       if (broken) {
@@ -177,39 +301,34 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
         spdlog::warn("stream {} failed: {}", sresp.request_id, sresp.stream->error());
         break;
       }
-      auto [lec, ln] = co_await asio::async_write(stream, http::make_chunk_last(), kAwait);
-      if (!options.access_log_name.empty()) {
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                              start).count();
-        spdlog::info("{} {} -- {} {} {} {:.1f}ms", options.access_log_name, sresp.request_id,
-                     method, sresp.route.empty() ? target : sresp.route, sresp.status, ms);
-      }
+      deadline->deadline = Clock::now() + kWriteTimeout;
+      auto [lec, ln] = co_await asio::async_write(socket, http::make_chunk_last(), kAwait);
+      log_access("");
       if (lec || !keep) break;
       continue;
     }
-    http::response<http::string_body> res{static_cast<http::status>(sresp.status), version};
-    for (auto& [k, v] : sresp.headers) res.insert(k, v);
-    res.body() = std::move(sresp.body);
-    res.keep_alive(keep);
-    res.prepare_payload();
-    if (!options.access_log_name.empty()) {
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                            start).count();
-      spdlog::info("{} {} -- {} {} {} {:.1f}ms", options.access_log_name, sresp.request_id, method,
-                   sresp.route.empty() ? target : sresp.route, sresp.status, ms);
-    }
-    stream.expires_after(std::chrono::seconds(60));
-    auto [wec, wn] = co_await http::async_write(stream, res, kAwait);
+    out = SerializeHttpResponse(sresp, version, keep, head_request);
+    log_access("");
+    deadline->deadline = Clock::now() + kWriteTimeout;
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), kAwait);
     if (wec || !keep) break;
   }
   boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& io, HttpHandler handler, HttpServerOptions options)
-    : io_(io), handler_(std::move(handler)), options_(std::move(options)), acceptor_(io) {}
+    : io_(io), handler_(std::move(handler)), options_(std::move(options)), acceptor_(io) {
+  // Deadlines are checked this often: keep-alive closes within a quarter of its timeout.
+  auto period = std::chrono::duration<double>(
+      std::clamp(options_.keep_alive_timeout_s / 4, 0.05, 1.0));
+  watchdog_ = std::make_shared<Watchdog>(
+      io_, std::chrono::duration_cast<Watchdog::Clock::duration>(period));
+}
+
+HttpServer::~HttpServer() { watchdog_->Stop(); }
 
 unsigned short HttpServer::Listen() {
   tcp::endpoint ep(asio::ip::make_address(options_.host),
@@ -228,7 +347,7 @@ unsigned short HttpServer::Listen() {
             continue;
           }
           socket.set_option(tcp::no_delay(true), ec);
-          asio::co_spawn(io_, Session(std::move(socket), handler_, options_),
+          asio::co_spawn(io_, Session(std::move(socket), handler_, options_, watchdog_),
                          [](std::exception_ptr e) {
                            if (!e) return;
                            try {
@@ -246,6 +365,7 @@ unsigned short HttpServer::Listen() {
 void HttpServer::Close() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+  watchdog_->Stop();
 }
 
 }  // namespace serve::rpc

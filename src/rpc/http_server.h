@@ -69,6 +69,14 @@ struct HttpServerResponse {
   std::shared_ptr<ChunkQueue> stream;
 };
 
+/// The bytes of a complete (non-streamed) response: status line, `headers` (names must be
+/// tokens; a header whose value holds CR, LF or NUL is dropped, as are content-length,
+/// transfer-encoding and connection, which are derived here), content-length, connection
+/// (close when !keep_alive; keep-alive for HTTP/1.0 when kept), then the body unless the request
+/// was HEAD.
+std::string SerializeHttpResponse(const HttpServerResponse& response, unsigned version,
+                                  bool keep_alive, bool head_request);
+
 using HttpHandler =
     std::function<void(HttpServerRequest, std::function<void(HttpServerResponse)>)>;
 
@@ -81,12 +89,17 @@ struct HttpServerOptions {
   std::string access_log_name;                ///< non-empty: log "<name> ... METHOD route status ms"
 };
 
+class Watchdog;
+
 /// Accepts connections on `io` and serves each with `handler` (which must call its callback
 /// exactly once, on `io`'s thread). Malformed requests get 400, oversize headers 431, oversize
-/// bodies 413. Not thread-safe: all calls on `io`'s thread.
+/// bodies 413. Idle keep-alive connections and stalled writes are closed by one coarse timer
+/// per server (not a timer operation per read and write). Not thread-safe: all calls on `io`'s
+/// thread, which must be the only thread running `io`.
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, HttpHandler handler, HttpServerOptions options);
+  ~HttpServer();
   /// Binds and starts accepting; returns the bound port. Throws boost::system::system_error
   /// when it cannot bind.
   unsigned short Listen();
@@ -97,6 +110,7 @@ class HttpServer {
   HttpHandler handler_;
   HttpServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<Watchdog> watchdog_;
 };
 
 }  // namespace serve::rpc
