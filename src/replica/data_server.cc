@@ -150,6 +150,9 @@ void DataServer::Accept() {
             return;
           }
           ++ongoing_;
+          // Before any user code runs: from now on the caller fails the request rather than
+          // retrying it elsewhere if this replica dies.
+          conn->Send(FrameType::kAccepted, frame.id, {});
           auto cancelled = std::make_shared<std::atomic<bool>>(false);
           {
             std::lock_guard lock(mu_);
@@ -219,6 +222,7 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
           std::string chunk = !req.has_http() ? detail::EncodeMsgpack(*item)
                               : item->is_string() ? item->get<std::string>()
                                                   : item->dump();
+          if (chunk.empty()) continue;  // nothing to send (and HTTP cannot frame it)
           send(FrameType::kChunk, std::move(chunk));
           ++chunks;
         }

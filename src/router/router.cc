@@ -26,6 +26,7 @@ struct Router::Pending {
   RouteCallback done;
   bool finished = false;
   std::weak_ptr<ReplicaConnection> sent_to;  // set while a replica has it
+  bool started = false;  // the replica accepted it (kAccepted): never routed again
   std::unordered_map<uint64_t, std::weak_ptr<Pending>>* live = nullptr;
 
   void Finish(RouteResult&& r) {
@@ -133,6 +134,10 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
     }
     auto it = handlers_.find(f.id);
     if (it == handlers_.end()) return;
+    if (f.type == FrameType::kAccepted) {
+      it->second(&f);
+      return;
+    }
     bool final = f.type == FrameType::kResponse || f.type == FrameType::kEnd ||
                  f.type == FrameType::kError;
     if (final || f.type == FrameType::kResponseHead) {
@@ -354,6 +359,10 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
   uint64_t id = p->id;
   p->sent_to = conn;
   conn->Send(p->id, p->payload, [this, key, p, replica_id, stream, weak_conn, id](rpc::Frame* f) {
+    if (f != nullptr && f->type == FrameType::kAccepted) {
+      p->started = true;
+      return;
+    }
     if (p->finished && !*stream) {
       // Cancelled while in flight: the late answer is dropped.
       if (f == nullptr || f->type != FrameType::kChunk) Drain(key);
@@ -379,9 +388,21 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
       }
       return;
     }
+    if (f == nullptr && p->started) {
+      // It ran (or was running) there: running it again elsewhere could repeat its effects.
+      RouteResult r;
+      r.code = RouteResult::Code::kReplicaDied;
+      r.error = "Replica " + replica_id + " died while handling request " +
+                p->head.request_id() + ".";
+      spdlog::warn("{}", r.error);
+      p->Finish(std::move(r));
+      if (!retiring_.empty()) PurgeRetiring();
+      Drain(key);
+      return;
+    }
     if (f == nullptr) {
-      // Connection lost before any answer: the request never started; route it again.
-      spdlog::warn("Lost connection to replica {} before it answered request {}; retrying.",
+      // Connection lost before the replica accepted it: it never started; route it again.
+      spdlog::warn("Lost connection to replica {} before it accepted request {}; retrying.",
                    replica_id, p->head.request_id());
       p->sent_to.reset();
       deployments_[key].queue.push_front(p);

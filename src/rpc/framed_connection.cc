@@ -65,7 +65,7 @@ void FramedConnection::Send(FrameType type, uint64_t id, std::string payload) {
   out.push_back(static_cast<char>(type));
   PutU64(out, id);
   out.append(payload);
-  if (!writing_) StartWrite();
+  if (!writing_ && !dispatching_) StartWrite();
 }
 
 void FramedConnection::StartWrite() {
@@ -97,10 +97,12 @@ void FramedConnection::ReadLoop() {
         }
         self->read_len_ += n;
         size_t pos = 0;
+        self->dispatching_ = true;
         while (self->read_len_ - pos >= 4) {
           uint32_t len;
           std::memcpy(&len, self->read_buf_.data() + pos, 4);
           if (len < 9 || len > kMaxFrameSize) {
+            self->dispatching_ = false;
             self->Fail();
             return;
           }
@@ -116,6 +118,8 @@ void FramedConnection::ReadLoop() {
           self->on_frame_(std::move(f));
           if (self->closed_) return;
         }
+        self->dispatching_ = false;
+        if (!self->writing_ && !self->write_buf_.empty()) self->StartWrite();
         if (pos > 0) {
           std::memmove(self->read_buf_.data(), self->read_buf_.data() + pos, self->read_len_ - pos);
           self->read_len_ -= pos;

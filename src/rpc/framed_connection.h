@@ -29,7 +29,10 @@ enum class FrameType : uint8_t {
   kProbe = 7,         ///< queue-length probe
   kProbeReply = 8,    ///< payload: u32 num_ongoing
   kError = 9,         ///< failure after a streaming head, final. payload: ResponseHead
+  kAccepted = 10,     ///< the replica took the request and is about to run it (no payload);
+                      ///< a caller losing the connection after this must not retry
 };
+
 
 struct Frame {
   FrameType type = FrameType::kRequest;
@@ -59,7 +62,8 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   /// Starts reading. `on_frame` runs for each frame; `on_close` once when the peer goes away
   /// or Close() is called.
   void Start(OnFrame on_frame, OnClose on_close);
-  /// Queues a frame; frames are written in order, coalesced into few syscalls.
+  /// Queues a frame; frames are written in order, coalesced into few syscalls. Frames queued
+  /// by `on_frame` while a read is dispatched go out together once the batch is dispatched.
   void Send(FrameType type, uint64_t id, std::string payload);
   void Close();
   bool closed() const { return closed_; }
@@ -78,6 +82,7 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   std::string write_buf_;     // frames being written
   std::string pending_buf_;   // frames queued while a write is in flight
   bool writing_ = false;
+  bool dispatching_ = false;  // inside on_frame_ for a read batch: Send() only queues
   bool closed_ = false;
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -21,6 +22,7 @@ class Echo {
   }
   serve::Json operator()(const serve::HttpRequest& r) {
     if (r.query("fail") == "1") throw std::runtime_error("echo was asked to fail");
+    if (auto path = r.query("touch"); !path.empty()) std::ofstream(path) << ::getpid();
     if (auto ms = r.query("sleep_ms"); !ms.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(ms)));
     }
