@@ -152,7 +152,7 @@ void DataServer::Accept() {
           ++ongoing_;
           // Before any user code runs: from now on the caller fails the request rather than
           // retrying it elsewhere if this replica dies.
-          conn->Send(FrameType::kAccepted, frame.id, {});
+          uint64_t accepted_at = conn->Send(FrameType::kAccepted, frame.id, {});
           auto cancelled = std::make_shared<std::atomic<bool>>(false);
           {
             std::lock_guard lock(mu_);
@@ -163,7 +163,8 @@ void DataServer::Accept() {
           uint64_t id = frame.id;
           Schedule([this, conn, req, payload = std::make_shared<std::string>(
                                          std::move(frame.payload)),
-                    body_offset, id, cancelled] {
+                    body_offset, id, cancelled, accepted_at] {
+            conn->WaitWritten(accepted_at);  // the caller knows it started before it starts
             Execute(conn, *req, std::string_view(*payload).substr(body_offset), id, cancelled);
           });
         },

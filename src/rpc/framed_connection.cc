@@ -58,25 +58,43 @@ void FramedConnection::Start(OnFrame on_frame, OnClose on_close) {
   ReadLoop();
 }
 
-void FramedConnection::Send(FrameType type, uint64_t id, std::string payload) {
-  if (closed_) return;
+uint64_t FramedConnection::Send(FrameType type, uint64_t id, std::string payload) {
+  if (closed_) return 0;
   std::string& out = writing_ ? pending_buf_ : write_buf_;
   PutU32(out, static_cast<uint32_t>(1 + 8 + payload.size()));
   out.push_back(static_cast<char>(type));
   PutU64(out, id);
   out.append(payload);
+  queued_ += kFrameHeaderSize + payload.size();
   if (!writing_ && !dispatching_) StartWrite();
+  return queued_;
+}
+
+void FramedConnection::WaitWritten(uint64_t offset) const {
+  if (written_.load() >= offset) return;
+  ++waiters_;
+  for (uint64_t now = written_.load(); now < offset; now = written_.load()) written_.wait(now);
+  --waiters_;
+}
+
+void FramedConnection::AddWritten(size_t n) {
+  written_.fetch_add(n);
+  if (waiters_.load() > 0) written_.notify_all();  // a wake-up costs a syscall: only if needed
 }
 
 void FramedConnection::StartWrite() {
+  // Asio tries the write at once and completes on the executor's next turn; frames sent until
+  // then are coalesced into the next write. (Writing directly with write_some() and posting the
+  // reset measured about a third slower per request, proxy and replica alike.)
   writing_ = true;
   asio::async_write(socket_, asio::buffer(write_buf_),
-                    [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                    [self = shared_from_this()](boost::system::error_code ec, size_t n) {
                       self->writing_ = false;
                       if (ec) {
                         self->Fail();
                         return;
                       }
+                      self->AddWritten(n);
                       self->write_buf_.clear();
                       if (!self->pending_buf_.empty()) {
                         std::swap(self->write_buf_, self->pending_buf_);
@@ -131,6 +149,8 @@ void FramedConnection::ReadLoop() {
 void FramedConnection::Fail() {
   if (closed_) return;
   closed_ = true;
+  written_.store(UINT64_MAX);
+  if (waiters_.load() > 0) written_.notify_all();
   boost::system::error_code ec;
   socket_.close(ec);
   if (on_close_) {

@@ -4,6 +4,7 @@
 // Wire format of a frame: u32 length (of everything after it, little endian) | u8 type |
 // u64 request id | payload. Envelopes (RequestHead/ResponseHead) are protobuf; bodies are raw.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -64,13 +65,19 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   void Start(OnFrame on_frame, OnClose on_close);
   /// Queues a frame; frames are written in order, coalesced into few syscalls. Frames queued
   /// by `on_frame` while a read is dispatched go out together once the batch is dispatched.
-  void Send(FrameType type, uint64_t id, std::string payload);
+  /// Returns the stream offset just past the frame (for WaitWritten).
+  uint64_t Send(FrameType type, uint64_t id, std::string payload);
+  /// Blocks until every byte before `offset` was handed to the kernel (as reported by the
+  /// write's completion), or the connection closed. Thread-safe; must not be called on the
+  /// connection's executor.
+  void WaitWritten(uint64_t offset) const;
   void Close();
   bool closed() const { return closed_; }
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
   void StartWrite();
+  void AddWritten(size_t n);
   void ReadLoop();
   void Fail();
 
@@ -81,6 +88,9 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   size_t read_len_ = 0;
   std::string write_buf_;     // frames being written
   std::string pending_buf_;   // frames queued while a write is in flight
+  uint64_t queued_ = 0;                    // bytes queued since the start
+  std::atomic<uint64_t> written_{0};       // bytes handed to the kernel; max once closed
+  mutable std::atomic<int> waiters_{0};    // threads in WaitWritten
   bool writing_ = false;
   bool dispatching_ = false;  // inside on_frame_ for a read batch: Send() only queues
   bool closed_ = false;

@@ -1,0 +1,241 @@
+// Router tests over loopback sockets: the real Router and FramedConnection against scripted
+// replica peers that answer probes and requests with the queue lengths a test chooses, so the
+// power-of-two-choices decisions, the queue-length cache and the accept/retry rules can be
+// checked request by request.
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include "router/router.h"
+#include "rpc/framed_connection.h"
+#include "serve/v1/controller.pb.h"
+#include "serve/v1/dataplane.pb.h"
+
+namespace serve::router {
+namespace {
+namespace asio = boost::asio;
+using rpc::FrameType;
+
+/// A replica's data plane reduced to what the router sees: it answers probes with `queue_len`,
+/// and requests per `mode`.
+class ScriptedReplica {
+ public:
+  enum class Mode {
+    kServe,           ///< kAccepted, then a reply reporting `queue_len`
+    kReject,          ///< a rejection reporting `queue_len`
+    kAcceptThenDrop,  ///< kAccepted, then the connection closes
+    kDrop,            ///< the connection closes before accepting
+  };
+  ScriptedReplica(asio::io_context& io, std::string id)
+      : id_(std::move(id)), acceptor_(io, {asio::ip::make_address("127.0.0.1"), 0}) {
+    Accept();
+  }
+
+  v1::RunningReplica Info(int max_ongoing) const {
+    v1::RunningReplica r;
+    r.set_replica_id(id_);
+    r.set_data_address("127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()));
+    r.set_max_ongoing_requests(max_ongoing);
+    return r;
+  }
+
+  int queue_len = 0;
+  Mode mode = Mode::kServe;
+  int requests = 0;  // requests received
+  int probes = 0;    // probes answered
+
+ private:
+  void Accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, asio::ip::tcp::socket s) {
+      if (ec) return;
+      auto conn = std::make_shared<rpc::FramedConnection>(std::move(s));
+      std::weak_ptr<rpc::FramedConnection> weak = conn;
+      conns_.push_back(conn);
+      conn->Start([this, weak](rpc::Frame&& f) { OnFrame(weak.lock(), std::move(f)); }, [] {});
+      Accept();
+    });
+  }
+
+  void OnFrame(const std::shared_ptr<rpc::FramedConnection>& conn, rpc::Frame&& f) {
+    if (!conn) return;
+    if (f.type == FrameType::kProbe) {
+      ++probes;
+      std::string p(4, '\0');
+      uint32_t n = static_cast<uint32_t>(queue_len);
+      std::memcpy(p.data(), &n, 4);
+      conn->Send(FrameType::kProbeReply, f.id, std::move(p));
+      return;
+    }
+    if (f.type != FrameType::kRequest) return;
+    ++requests;
+    v1::ResponseHead head;
+    head.set_num_ongoing(queue_len);
+    switch (mode) {
+      case Mode::kReject:
+        head.set_accepted(false);
+        conn->Send(FrameType::kResponse, f.id, rpc::EncodeEnvelope(head, {}));
+        return;
+      case Mode::kDrop:
+        conn->Close();
+        return;
+      case Mode::kAcceptThenDrop:
+        conn->Send(FrameType::kAccepted, f.id, {});  // written when this read batch ends
+        asio::post(acceptor_.get_executor(), [conn] { conn->Close(); });
+        return;
+      case Mode::kServe:
+        conn->Send(FrameType::kAccepted, f.id, {});
+        head.set_accepted(true);
+        head.set_ok(true);
+        // The reply counts this request as still ongoing (the router subtracts it).
+        head.set_num_ongoing(queue_len + 1);
+        conn->Send(FrameType::kResponse, f.id, rpc::EncodeEnvelope(head, id_));
+        return;
+    }
+  }
+
+  std::string id_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::vector<std::shared_ptr<rpc::FramedConnection>> conns_;
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  static constexpr char kKey[] = "app#Model";
+
+  void SetTargets(const std::vector<ScriptedReplica*>& replicas, int max_ongoing = 100) {
+    v1::DeploymentTargets t;
+    t.set_is_available(true);
+    for (auto* r : replicas) *t.add_replicas() = r->Info(max_ongoing);
+    router_.UpdateTargets(kKey, t);
+  }
+
+  /// Runs the I/O loop until `done` holds (at most 10 s of wall time).
+  bool RunUntil(const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      io_.run_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+
+  /// Routes one request and waits for its outcome.
+  RouteResult Call() {
+    v1::RequestHead head;
+    head.set_request_id("r" + std::to_string(++calls_));
+    bool finished = false;
+    RouteResult out;
+    router_.Route(kKey, head, "x", [&](RouteResult&& r) {
+      out = std::move(r);
+      finished = true;
+    });
+    EXPECT_TRUE(RunUntil([&] { return finished; }));
+    return out;
+  }
+
+  asio::io_context io_;
+  Router router_{io_.get_executor()};
+  int calls_ = 0;
+};
+
+TEST_F(RouterTest, ProbesNewReplicasAndPrefersTheShorterReportedQueue) {
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.queue_len = 0;
+  b.queue_len = 50;
+  SetTargets({&a, &b});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  for (int i = 0; i < 20; ++i) {
+    RouteResult r = Call();
+    ASSERT_EQ(r.code, RouteResult::Code::kOk);
+    EXPECT_EQ(r.body, "a");
+  }
+  EXPECT_EQ(a.requests, 20);
+  EXPECT_EQ(b.requests, 0);
+}
+
+TEST_F(RouterTest, QueueLengthsInRepliesUpdateTheCache) {
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.queue_len = 0;
+  b.queue_len = 10;
+  SetTargets({&a, &b});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  EXPECT_EQ(Call().body, "a");
+  // `a` now reports a long queue in its reply; without further probes the router must learn it
+  // from that reply and move to `b`.
+  a.queue_len = 90;
+  EXPECT_EQ(Call().body, "a");
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Call().body, "b");
+  EXPECT_EQ(a.probes, 1);
+  EXPECT_EQ(b.probes, 1);
+}
+
+TEST_F(RouterTest, AFullReplicaIsNotChosen) {
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.queue_len = 5;  // == max_ongoing_requests
+  b.queue_len = 4;
+  SetTargets({&a, &b}, /*max_ongoing=*/5);
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Call().body, "b");
+  EXPECT_EQ(a.requests, 0);
+}
+
+TEST_F(RouterTest, ARejectedRequestIsRetriedOnAnotherReplica) {
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.mode = ScriptedReplica::Mode::kReject;
+  a.queue_len = 0;  // looks free until it rejects
+  b.queue_len = 0;
+  SetTargets({&a, &b});
+  for (int i = 0; i < 10; ++i) {
+    RouteResult r = Call();
+    ASSERT_EQ(r.code, RouteResult::Code::kOk);
+    EXPECT_EQ(r.body, "b");
+  }
+}
+
+TEST_F(RouterTest, ARequestLostBeforeAcceptanceIsRetried) {
+  ScriptedReplica a(io_, "a");
+  a.mode = ScriptedReplica::Mode::kDrop;
+  SetTargets({&a});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1; }));
+  v1::RequestHead head;
+  head.set_request_id("lost");
+  bool finished = false;
+  RouteResult out;
+  router_.Route(kKey, head, "x", [&](RouteResult&& r) {
+    out = std::move(r);
+    finished = true;
+  });
+  ASSERT_TRUE(RunUntil([&] { return a.requests >= 1; }));
+  // The replica is replaced: the request, never started, goes to the new one.
+  ScriptedReplica b(io_, "b");
+  SetTargets({&b});
+  ASSERT_TRUE(RunUntil([&] { return finished; }));
+  EXPECT_EQ(out.code, RouteResult::Code::kOk);
+  EXPECT_EQ(out.body, "b");
+}
+
+TEST_F(RouterTest, ARequestLostAfterAcceptanceFailsAndIsNotRetried) {
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.mode = ScriptedReplica::Mode::kAcceptThenDrop;
+  b.queue_len = 60;  // so that the first request goes to `a`
+  SetTargets({&a, &b});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  RouteResult r = Call();
+  EXPECT_EQ(r.code, RouteResult::Code::kReplicaDied);
+  EXPECT_NE(r.error.find("died while handling request"), std::string::npos) << r.error;
+  EXPECT_EQ(a.requests, 1);
+  EXPECT_EQ(b.requests, 0);
+}
+
+}  // namespace
+}  // namespace serve::router
