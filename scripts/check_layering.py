@@ -16,9 +16,10 @@ ALLOWED = {
     "controller": {"rpc", "config", "common"},
     "proxy": {"router", "rpc", "config", "common"},
     "replica": {"sdk", "router", "rpc", "config", "common"},
-    "cli": {"rpc", "config", "common"},
-    # Programs outside the cluster reuse the replica's handle runtime.
-    "client": {"replica", "sdk", "router", "rpc", "config", "common"},
+    "launch": {"rpc", "common"},
+    "cli": {"launch", "rpc", "config", "common"},
+    # Programs outside the cluster reuse the replica's handle runtime and start instances.
+    "client": {"launch", "replica", "sdk", "router", "rpc", "config", "common"},
 }
 PROCESS_LIBS = {"controller", "proxy", "replica", "cli", "node"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([a-z_]+)/', re.M)

@@ -1,10 +1,10 @@
 #pragma once
 
-// Programs outside the cluster ("Local Development using serve.run" in Ray Serve): connect to
-// a running instance, deploy an application, call it through a handle, inspect and delete it.
-// Link libserve_client.so: target serve::client (in-tree or from find_package(serve)).
+// Programs outside the cluster ("Local Development using serve.run" in Ray Serve): start or
+// connect to an instance, deploy an application, call it through a handle, inspect and delete
+// it. Link libserve_client.so: target serve::client (in-tree or from find_package(serve)).
 //
-//   serve::connect();                                   // the local `serve start` instance
+//   // Connects to the local `serve start` instance, or starts one owned by this program.
 //   auto app = serve::run("composition:arithmetic_builder", {.name = "calc"});
 //   serve::HttpRequest req;  req.query_string = "x=3";
 //   serve::Json out = app.remote<serve::Json>(req).result(10.0);
@@ -29,16 +29,32 @@ struct ClientOptions {
 /// Throws serve::ServeException when no instance can be found. Calling it again reconnects.
 SERVE_EXPORT void connect(const ClientOptions& options = {});
 
+/// A local instance started by this program (Ray's serve.start()).
+struct StartOptions {
+  std::string temp_dir;                 ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
+  std::string http_host = "127.0.0.1";
+  int http_port = 8000;                 ///< 0: any free port
+  int dashboard_port = 8265;            ///< REST API; 0: any free port
+};
+
+/// Starts a local instance (head agent, controller, proxy) in a new session under `temp_dir`
+/// and connects to it. It belongs to this program: it stops at shutdown() or when the thread
+/// that started it exits (the process, usually). Its logs go to the session's log files. Throws
+/// serve::ServeException when it cannot start (e.g. a port in use).
+SERVE_EXPORT void start(const StartOptions& options = {});
+
 struct RunOptions {
   std::string name = "default";
   std::optional<std::string> route_prefix = "/";  ///< nullopt: not exposed over HTTP
   std::string app_dir = ".";                      ///< where lib<module>.so is found
   std::map<std::string, std::string> args;        ///< builder arguments
   double timeout_s = 60;                          ///< to reach RUNNING
+  StartOptions start;  ///< when not connected and no instance runs under start.temp_dir
 };
 
-/// Deploys `import_path` (module:app) to the connected instance (connecting with defaults
-/// first if needed), waits until it is RUNNING and returns a handle to its ingress. Throws
+/// Deploys `import_path` (module:app) to the connected instance, waits until it is RUNNING and
+/// returns a handle to its ingress. When not connected it connects to the instance running
+/// under `options.start.temp_dir`, and starts one with `options.start` if there is none. Throws
 /// serve::ServeException with the status message when it fails to deploy or times out.
 SERVE_EXPORT DeploymentHandle run(const std::string& import_path, const RunOptions& options = {});
 
@@ -48,7 +64,8 @@ SERVE_EXPORT Json status();
 /// Deletes application `name` and waits (up to `timeout_s`) until it is gone.
 SERVE_EXPORT void delete_app(const std::string& name, double timeout_s = 60);
 
-/// Deletes every application and stops the instance; disconnects this process.
+/// Deletes every application and stops the instance (waiting for one this program started to
+/// exit); disconnects this process.
 SERVE_EXPORT void shutdown();
 
 }  // namespace serve

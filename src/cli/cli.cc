@@ -15,7 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cli/cluster.h"
+#include "launch/cluster.h"
 #include "cli/rest_client.h"
 #include "cli/status_format.h"
 #include "config/deployment_config.h"
@@ -26,6 +26,16 @@
 #include "serve/v1/controller.grpc.pb.h"
 
 namespace serve::cli {
+using launch::ClusterOptions;
+using launch::CreateSessionDir;
+using launch::DashboardAddress;
+using launch::LocalCluster;
+using launch::RequestClusterShutdown;
+using launch::StartLocalCluster;
+using launch::StopAgent;
+using launch::StopCluster;
+using launch::TempRoot;
+
 namespace {
 
 std::atomic<int> g_signal{0};

@@ -1,5 +1,7 @@
 #include <serve/client.h>
 
+#include <dlfcn.h>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -7,6 +9,7 @@
 #include <thread>
 
 #include "common/util.h"
+#include "launch/cluster.h"
 #include "replica/handle_runtime.h"
 #include "rpc/grpc_util.h"
 #include "sdk/host.h"
@@ -19,6 +22,7 @@ struct Connection {
   std::mutex mu;
   std::string address;
   std::unique_ptr<replica::ReplicaHandleRuntime> runtime;
+  pid_t agent_pid = -1;  // the head agent of an instance start() launched
 };
 Connection& State() {
   static Connection* c = new Connection();  // never destroyed: handles may outlive main
@@ -33,6 +37,27 @@ std::string Address() {
   connect();
   std::lock_guard lock(State().mu);
   return State().address;
+}
+
+bool Connected() {
+  std::lock_guard lock(State().mu);
+  return !State().address.empty();
+}
+
+// The serve binaries: $SERVE_BIN_DIR, else the bin/ directory of the prefix this library was
+// installed in (or built in): <prefix>/lib[/<arch>]/libserve_client.so -> <prefix>/bin.
+std::string BinDir() {
+  std::string env = EnvString("SERVE_BIN_DIR", "");
+  if (!env.empty()) return env;
+  Dl_info info;
+  if (::dladdr(reinterpret_cast<void*>(&BinDir), &info) != 0 && info.dli_fname != nullptr) {
+    std::error_code ec;
+    auto lib_dir = std::filesystem::canonical(info.dli_fname, ec).parent_path();
+    for (auto dir : {lib_dir.parent_path() / "bin", lib_dir.parent_path().parent_path() / "bin"}) {
+      if (std::filesystem::exists(dir / "serve-agent", ec)) return dir.string();
+    }
+  }
+  return SelfExeDir();
 }
 
 std::unique_ptr<v1::Controller::Stub> Stub() {
@@ -57,8 +82,7 @@ Reply CallController(grpc::Status (v1::Controller::Stub::*method)(grpc::ClientCo
 void connect(const ClientOptions& options) {
   std::string address = options.controller_address;
   if (address.empty()) {
-    std::string root = options.temp_dir.empty() ? EnvString("SERVE_TEMP_DIR", "/tmp/serve")
-                                                : options.temp_dir;
+    std::string root = launch::TempRoot(options.temp_dir);
     auto text = ReadFile(root + "/session_latest/controller_address");
     if (!text) {
       throw ServeException("No running serve instance found under " + root +
@@ -74,7 +98,37 @@ void connect(const ClientOptions& options) {
   s.address = address;
 }
 
+void start(const StartOptions& options) {
+  std::string root = launch::TempRoot(options.temp_dir);
+  auto session = launch::CreateSessionDir(root);
+  if (!session.ok()) throw ServeException(std::string(session.status().message()));
+  launch::ClusterOptions cluster;
+  cluster.http_host = options.http_host;
+  cluster.http_port = options.http_port;
+  cluster.dashboard_port = options.dashboard_port;
+  cluster.forward_logs = false;  // the program's stdout is its own
+  cluster.bin_dir = BinDir();
+  auto started = launch::StartLocalCluster(*session, cluster);
+  if (!started.ok()) {
+    throw ServeException("Cannot start serve: " + std::string(started.status().message()));
+  }
+  ClientOptions client;
+  client.controller_address = started->controller_address;
+  connect(client);
+  std::lock_guard lock(State().mu);
+  State().agent_pid = started->agent_pid;
+}
+
 DeploymentHandle run(const std::string& import_path, const RunOptions& options) {
+  if (!Connected()) {
+    ClientOptions client;
+    client.temp_dir = options.start.temp_dir;
+    try {
+      connect(client);
+    } catch (const ServeException&) {
+      start(options.start);  // none running: like Ray's serve.run, start one
+    }
+  }
   v1::DeployApplicationRequest req;
   req.set_name(options.name);
   req.set_import_path(import_path);
@@ -134,6 +188,10 @@ void shutdown() {
   sdk::SetHandleRuntime(nullptr);
   s.runtime.reset();
   s.address.clear();
+  if (s.agent_pid > 0) {
+    launch::StopAgent(s.agent_pid, 30);  // it exits once everything stopped; reaped here
+    s.agent_pid = -1;
+  }
 }
 
 }  // namespace serve

@@ -1,20 +1,30 @@
-// A program outside the cluster using the client API: connect, run an app, call it through a
-// handle, read the status, delete the app, shut serve down. Prints one JSON line per step.
+// A program outside the cluster using the client API: connect (or, with --start, let run()
+// start an instance), run an app, call it through a handle, read the status, delete the app,
+// shut serve down. Prints one JSON line per step.
 #include <serve/client.h>
 #include <serve/http.h>
 
 #include <iostream>
+#include <string>
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: client_demo TEMP_DIR APP_DIR\n";
+    std::cerr << "usage: client_demo TEMP_DIR APP_DIR [--start]\n";
     return 2;
   }
+  bool start = argc > 3 && std::string(argv[3]) == "--start";
   try {
-    serve::ClientOptions client;
-    client.temp_dir = argv[1];
-    serve::connect(client);
     serve::RunOptions calc;
+    if (start) {
+      // No connect(): run() finds no instance under TEMP_DIR and starts one (free ports).
+      calc.start.temp_dir = argv[1];
+      calc.start.http_port = 0;
+      calc.start.dashboard_port = 0;
+    } else {
+      serve::ClientOptions client;
+      client.temp_dir = argv[1];
+      serve::connect(client);
+    }
     calc.name = "calc";
     calc.route_prefix = "/calc";
     calc.app_dir = argv[2];

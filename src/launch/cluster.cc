@@ -1,4 +1,4 @@
-#include "cli/cluster.h"
+#include "launch/cluster.h"
 
 #include <signal.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include "rpc/grpc_util.h"
 #include "serve/v1/controller.grpc.pb.h"
 
-namespace serve::cli {
+namespace serve::launch {
 namespace fs = std::filesystem;
 
 std::string TempRoot(const std::string& flag) {
@@ -69,9 +69,10 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
   if (!WriteFileAtomic(session_dir + "/cluster.json", cluster.dump(2))) {
     return absl::InternalError("cannot write " + session_dir + "/cluster.json");
   }
-  std::vector<std::string> args = {SiblingBinary("serve-agent"), "--session-dir", session_dir,
-                                   "--head"};
-  if (!options.detached) args.push_back("--forward-logs");
+  std::string agent =
+      options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
+  std::vector<std::string> args = {agent, "--session-dir", session_dir, "--head"};
+  if (!options.detached && options.forward_logs) args.push_back("--forward-logs");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -215,4 +216,4 @@ absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s) {
   return absl::InternalError("the node agent (pid " + std::to_string(pid) + ") did not stop");
 }
 
-}  // namespace serve::cli
+}  // namespace serve::launch

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace serve::cli {
+namespace serve::launch {
 
 /// Root of session directories: --temp-dir, else $SERVE_TEMP_DIR, else /tmp/serve.
 std::string TempRoot(const std::string& flag);
@@ -33,6 +33,9 @@ struct ClusterOptions {
   std::string redis_password;
   std::string cluster_name = "default";  ///< key namespace in Redis
   bool detached = false;      ///< `serve start`: outlives this process, logs to files only
+  bool forward_logs = true;   ///< when not detached: print the processes' logs on stdout
+  std::string bin_dir;        ///< where serve-agent is; "" = $SERVE_BIN_DIR, else next to this
+                              ///< executable
 };
 
 struct LocalCluster {
@@ -65,4 +68,4 @@ void StopAgent(pid_t pid, double timeout_s);
 /// false when none was running.
 absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s);
 
-}  // namespace serve::cli
+}  // namespace serve::launch
