@@ -9,6 +9,7 @@
 #include <coroutine>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -153,14 +154,21 @@ class SERVE_EXPORT DeploymentHandle {
   DeploymentHandle options(const HandleOptions& o) const;
 
   /// Calls the deployment with `args` (a DeploymentResponse argument is resolved first).
+  /// Throws std::invalid_argument on a handle with options(stream=true): its calls return a
+  /// ResponseStream, so they are spelled remote_stream<T>().
   template <class R = Json, class... A>
   DeploymentResponse<R> remote(A&&... args) const {
+    if (target_.stream) {
+      throw std::invalid_argument(
+          "this handle has options(stream=true): call remote_stream<T>() to get its items");
+    }
     Json arr = Json::array();
     (arr.push_back(ResolveArg(std::forward<A>(args))), ...);
     return DeploymentResponse<R>(detail::StartCall(target_, detail::EncodeMsgpack(arr)));
   }
 
-  /// Calls a streaming method (one returning serve::Stream<T>); items arrive as produced.
+  /// Calls a streaming method (one returning serve::Stream<T>); items arrive as produced. The
+  /// C++ spelling of `handle.options(stream=True).remote(...)`.
   template <class T = Json, class... A>
   ResponseStream<T> remote_stream(A&&... args) const {
     Json arr = Json::array();

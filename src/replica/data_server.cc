@@ -18,9 +18,19 @@ using rpc::FrameType;
 
 namespace {
 
+/// An error reported to the caller with a Ray-style type name instead of the C++ one.
+struct TypedError : std::runtime_error {
+  TypedError(std::string type, const std::string& what)
+      : std::runtime_error(what), type(std::move(type)) {}
+  std::string type;
+};
+
 std::string ExceptionText(std::exception_ptr e, std::string* type) {
   try {
     std::rethrow_exception(e);
+  } catch (const TypedError& ex) {
+    *type = ex.type;
+    return ex.what();
   } catch (const std::exception& ex) {
     *type = detail::Demangle(typeid(ex).name());
     return ex.what();
@@ -202,6 +212,12 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
       in.args = &args;
     }
     detail::CallOutput out = instance_.Call(req.method(), in);
+    if (out.stream && !req.has_http() && !req.stream()) {
+      // As in Ray Serve: a generator must be called as one.
+      throw TypedError("TypeError", "Method '" + req.method() +
+                                        "' returns a stream; call it with remote_stream() "
+                                        "(options(stream=true)).");
+    }
     if (out.stream) {
       // Streaming: head now, one chunk per yielded value, then kEnd (or kError).
       streamed = true;

@@ -61,8 +61,13 @@ def test_handle_streaming(serve_run):
     body = get(url + "/?n=6&fail_at=3").json()
     assert body["items"] == [0, 1, 4]
     assert body["error"] == "out_of_range" and body["message"] == "stopped at 3"
-    # Streaming a method that does not stream is a TypeError.
+    # Streaming a method that does not stream is a TypeError, and so is the reverse.
     assert get(url + "/?plain=1").json()["error"] == "TypeError"
+    body = get(url + "/?unary=1").json()
+    assert body["error"] == "TypeError" and "remote_stream()" in body["message"]
+    # options(stream=true): remote() is refused at the call site, remote_stream() streams.
+    items = get(url + "/?stream_option=1").json()["items"]
+    assert "call remote_stream<T>()" in items[0] and items[1:] == [0, 1, 4]
 
 
 def test_handle_streaming_consumed_with_co_await(serve_run):

@@ -166,6 +166,20 @@ class Consumer {
   serve::Json operator()(const serve::HttpRequest& r) {
     serve::Json items = serve::Json::array();
     try {
+      if (r.query("unary") == "1") {  // a generator called as a unary method
+        return {{"result", producer_.method("numbers").remote<serve::Json>(3, -1).result(10.0)}};
+      }
+      if (r.query("stream_option") == "1") {  // Ray's spelling: options(stream=true)
+        auto h = producer_.options({.method_name = "numbers", .stream = true});
+        try {
+          (void)h.remote<serve::Json>(3, -1);
+        } catch (const std::invalid_argument& e) {
+          items.push_back(e.what());
+        }
+        auto s = h.remote_stream<int>(3, -1);
+        while (auto v = s.next(10.0)) items.push_back(*v);
+        return {{"items", items}};
+      }
       if (r.query("plain") == "1") {
         auto s = producer_.method("plain").remote_stream<int>();
         while (auto v = s.next(10.0)) items.push_back(*v);
