@@ -26,7 +26,7 @@ int RunProxy(const ProxyOptions& options) {
   ::signal(SIGPIPE, SIG_IGN);
 
   asio::io_context io(1);
-  router::Router router(io.get_executor());
+  router::Router router(io.get_executor(), options.node_id);
   RequestHandler handler(router, io.get_executor(), options.request_timeout_s);
   rpc::HttpServerOptions http_options;
   http_options.host = options.http_host;

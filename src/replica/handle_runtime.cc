@@ -12,12 +12,13 @@
 
 namespace serve::replica {
 
-ReplicaHandleRuntime::ReplicaHandleRuntime(std::string controller_address, std::string app_name)
+ReplicaHandleRuntime::ReplicaHandleRuntime(std::string controller_address, std::string app_name,
+                                           std::string node_id)
     : app_name_(std::move(app_name)),
       controller_address_(controller_address),
       io_(1),
       work_(io_.get_executor()),
-      router_(io_.get_executor()) {
+      router_(io_.get_executor(), std::move(node_id)) {
   poll_ = std::make_unique<router::LongPollClient>(
       std::move(controller_address), io_.get_executor(), [this](const v1::Update& u) {
         if (u.has_targets()) {

@@ -20,7 +20,9 @@ namespace serve::replica {
 /// awaiting a response are resumed on that thread.
 class ReplicaHandleRuntime final : public sdk::HandleRuntime {
  public:
-  ReplicaHandleRuntime(std::string controller_address, std::string app_name);
+  /// `node_id`: the caller's node, whose replicas the router prefers ("" = no preference).
+  ReplicaHandleRuntime(std::string controller_address, std::string app_name,
+                       std::string node_id = "");
   ~ReplicaHandleRuntime() override;
 
   void Call(const detail::CallTarget& target, std::string encoded_args,

@@ -135,7 +135,7 @@ int RunReplica(const ReplicaOptions& options) {
 
   sdk::SetReplicaContext(
       {spec.app_name(), spec.deployment(), options.replica_id, options.replica_id});
-  ReplicaHandleRuntime handles(options.controller_address, spec.app_name());
+  ReplicaHandleRuntime handles(options.controller_address, spec.app_name(), options.node_id);
   sdk::SetHandleRuntime(&handles);
   std::unique_ptr<detail::Instance> instance;
   std::string error;

@@ -190,8 +190,10 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
   bool broken_ = false;
 };
 
-Router::Router(asio::any_io_executor executor)
-    : executor_(std::move(executor)), rng_(std::random_device{}()) {}
+Router::Router(asio::any_io_executor executor, std::string local_node_id)
+    : executor_(std::move(executor)),
+      local_node_id_(std::move(local_node_id)),
+      rng_(std::random_device{}()) {}
 
 Router::~Router() {
   for (auto& [addr, c] : connections_) c->Close();
@@ -303,20 +305,34 @@ uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string
   return id;
 }
 
-Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
-  size_t n = d.replicas.size();
+Router::ReplicaEntry* Router::PickAmong(DeploymentEntry& d, size_t n, const size_t* idx) {
   if (n == 0) return nullptr;
-  ReplicaEntry* a = &d.replicas[std::uniform_int_distribution<size_t>(0, n - 1)(rng_)];
-  ReplicaEntry* b = a;
+  size_t i = std::uniform_int_distribution<size_t>(0, n - 1)(rng_);
+  size_t j = i;
   if (n > 1) {
-    size_t j = std::uniform_int_distribution<size_t>(0, n - 2)(rng_);
-    if (&d.replicas[j] >= a) ++j;
-    b = &d.replicas[j];
+    j = std::uniform_int_distribution<size_t>(0, n - 2)(rng_);
+    if (j >= i) ++j;
   }
+  ReplicaEntry* a = &d.replicas[idx ? idx[i] : i];
+  ReplicaEntry* b = &d.replicas[idx ? idx[j] : j];
   int la = a->conn->Load(), lb = b->conn->Load();
   ReplicaEntry* best = la <= lb ? a : b;
   if (std::min(la, lb) >= best->info.max_ongoing_requests()) return nullptr;
   return best;
+}
+
+Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
+  size_t n = d.replicas.size();
+  if (!local_node_id_.empty()) {
+    std::vector<size_t> local;
+    for (size_t i = 0; i < n; ++i) {
+      if (d.replicas[i].info.node_id() == local_node_id_) local.push_back(i);
+    }
+    if (!local.empty() && local.size() < n) {
+      if (ReplicaEntry* r = PickAmong(d, local.size(), local.data())) return r;
+    }
+  }
+  return PickAmong(d, n, nullptr);
 }
 
 void Router::Drain(const std::string& key) {

@@ -40,12 +40,14 @@ struct RouteResult {
 using RouteCallback = std::function<void(RouteResult&&)>;
 
 /// Routes requests of many deployments to their replicas with power-of-two-choices over the
-/// in-flight counts it tracks per replica, honouring each replica's max_ongoing_requests and
+/// queue lengths it caches per replica, honouring each replica's max_ongoing_requests and
 /// the replica-side rejection protocol; retries with backoff when every candidate is full and
-/// when a replica goes away before accepting. Not thread-safe: all calls on `executor`.
+/// when a replica goes away before accepting. Replicas on `local_node_id` are preferred: the
+/// two choices are drawn from them while one of them has room, from every replica otherwise.
+/// Not thread-safe: all calls on `executor`.
 class Router {
  public:
-  explicit Router(boost::asio::any_io_executor executor);
+  explicit Router(boost::asio::any_io_executor executor, std::string local_node_id = "");
   ~Router();
 
   /// Replaces the replica set of `deployment_key` ("app#deployment") with `targets`.
@@ -85,8 +87,12 @@ class Router {
   void ScheduleRetry(const std::string& key);
   void Dispatch(const std::string& key, std::shared_ptr<Pending> p, ReplicaEntry& replica);
   ReplicaEntry* Pick(DeploymentEntry& d);
+  /// Power of two choices among `n` replicas: d.replicas[idx[k]], or d.replicas[k] when `idx`
+  /// is null. nullptr when both picks are full.
+  ReplicaEntry* PickAmong(DeploymentEntry& d, size_t n, const size_t* idx);
 
   boost::asio::any_io_executor executor_;
+  std::string local_node_id_;
   std::unordered_map<std::string, DeploymentEntry> deployments_;
   std::unordered_map<std::string, std::shared_ptr<ReplicaConnection>> connections_;  // by address
   // Connections of replicas that left every replica set but still have requests in flight;

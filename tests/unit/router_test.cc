@@ -44,6 +44,7 @@ class ScriptedReplica {
   v1::RunningReplica Info(int max_ongoing) const {
     v1::RunningReplica r;
     r.set_replica_id(id_);
+    r.set_node_id(node_id);
     r.set_data_address("127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()));
     r.set_max_ongoing_requests(max_ongoing);
     return r;
@@ -51,6 +52,7 @@ class ScriptedReplica {
 
   int queue_len = 0;
   Mode mode = Mode::kServe;
+  std::string node_id = "local";
   int requests = 0;  // requests received
   int probes = 0;    // probes answered
 
@@ -144,7 +146,7 @@ class RouterTest : public ::testing::Test {
   }
 
   asio::io_context io_;
-  Router router_{io_.get_executor()};
+  Router router_{io_.get_executor(), "local"};
   int calls_ = 0;
 };
 
@@ -187,6 +189,19 @@ TEST_F(RouterTest, AFullReplicaIsNotChosen) {
   ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
   for (int i = 0; i < 5; ++i) EXPECT_EQ(Call().body, "b");
   EXPECT_EQ(a.requests, 0);
+}
+
+TEST_F(RouterTest, PrefersReplicasOnItsOwnNodeWhileTheyHaveRoom) {
+  ScriptedReplica a(io_, "a"), b(io_, "b"), c(io_, "c");
+  a.queue_len = 3;  // local, but busier than the remote ones
+  b.node_id = c.node_id = "elsewhere";
+  SetTargets({&a, &b, &c}, /*max_ongoing=*/4);
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1 && c.probes == 1; }));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Call().body, "a");
+  a.queue_len = 4;  // full: the other nodes' replicas take over
+  EXPECT_EQ(Call().body, "a");  // this reply tells the router
+  for (int i = 0; i < 10; ++i) EXPECT_NE(Call().body, "a");
+  EXPECT_EQ(b.requests + c.requests, 10);
 }
 
 TEST_F(RouterTest, ARejectedRequestIsRetriedOnAnotherReplica) {
