@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -70,6 +71,11 @@ asio::awaitable<std::optional<std::string>> ChunkQueue::Next() {
   std::string c = std::move(chunks_.front());
   chunks_.pop_front();
   co_return c;
+}
+
+void ChunkQueue::TakeQueued(std::vector<std::string>& out) {
+  for (auto& c : chunks_) out.push_back(std::move(c));
+  chunks_.clear();
 }
 
 namespace {
@@ -283,13 +289,27 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
       deadline->deadline = Clock::now() + kWriteTimeout;
       auto [hec, hn] = co_await http::async_write_header(socket, sr, kAwait);
       bool broken = static_cast<bool>(hec);
+      std::vector<std::string> chunks;
       while (!broken) {
         deadline->deadline = Clock::time_point::max();
         std::optional<std::string> chunk = co_await sresp.stream->Next();
         if (!chunk) break;
+        // Every chunk that arrived meanwhile goes out in the same write.
+        chunks.clear();
+        chunks.push_back(std::move(*chunk));
+        sresp.stream->TakeQueued(chunks);
+        out.clear();
+        for (const auto& c : chunks) {
+          if (c.empty()) continue;  // "0\r\n\r\n" would end the body
+          char size[20];
+          out.append(size, static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n",
+                                                             c.size())));
+          out += c;
+          out += "\r\n";
+        }
+        if (out.empty()) continue;
         deadline->deadline = Clock::now() + kWriteTimeout;
-        auto [cec, cn] =
-            co_await asio::async_write(socket, http::make_chunk(asio::buffer(*chunk)), kAwait);
+        auto [cec, cn] = co_await asio::async_write(socket, asio::buffer(out), kAwait);
         broken = static_cast<bool>(cec);
       }
       if (broken) {

@@ -45,6 +45,8 @@ class ChunkQueue {
   void Cancel();
   /// Next chunk, or nullopt once finished (then error() tells how).
   boost::asio::awaitable<std::optional<std::string>> Next();
+  /// Moves the chunks already queued to the end of `out` (does not wait).
+  void TakeQueued(std::vector<std::string>& out);
   const std::string& error() const { return error_; }
   bool finished() const { return finished_; }
   std::function<void()> on_cancel;
