@@ -80,7 +80,7 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
   if (request_timeout_s_ > 0) timer = std::make_shared<boost::asio::steady_timer>(executor_);
   double timeout_s = request_timeout_s_;
   uint64_t id = router_.Route(
-      route->app_name + "#" + route->deployment, std::move(head), std::move(req.body),
+      route->key, std::move(head), std::move(req.body),
       [finish, route_prefix, early, timer, timeout_s,
        request_id](router::RouteResult&& result) {
         if (timer) timer->cancel();

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +10,8 @@ struct Route {
   std::string route_prefix;
   std::string app_name;
   std::string deployment;  ///< Ingress deployment.
+  /// The router's key for the ingress, "app#deployment" (filled by RouteTable).
+  std::string key = {};
 };
 
 /// HTTP routes of the running applications, matched by longest route prefix (spec §8.2):
@@ -20,7 +21,8 @@ class RouteTable {
   RouteTable() = default;
   explicit RouteTable(std::vector<Route> routes);
   /// The route for `path` (without query string), or nullopt.
-  std::optional<Route> Match(std::string_view path) const;
+  /// The matching route (valid while this table lives), or nullptr.
+  const Route* Match(std::string_view path) const;
   const std::vector<Route>& routes() const { return routes_; }
 
  private:
