@@ -98,6 +98,7 @@ void DataServer::Schedule(Job job) {
 void DataServer::RunJobs(Job job) {
   for (;;) {
     job();
+    ++finished_;
     std::lock_guard lock(mu_);
     if (queued_.empty()) {
       --running_;
@@ -171,11 +172,20 @@ void DataServer::Accept() {
           // The body is moved out of the frame: `body` views its tail.
           size_t body_offset = static_cast<size_t>(body.data() - frame.payload.data());
           uint64_t id = frame.id;
-          Schedule([this, conn, req, payload = std::make_shared<std::string>(
-                                         std::move(frame.payload)),
-                    body_offset, id, cancelled, accepted_at] {
-            conn->WaitWritten(accepted_at);  // the caller knows it started before it starts
-            Execute(conn, *req, std::string_view(*payload).substr(body_offset), id, cancelled);
+          auto payload = std::make_shared<std::string>(std::move(frame.payload));
+          // User code starts only once the caller can know it started. Run from the write's
+          // completion, the call then goes on this thread with no hand-off and no waiting.
+          conn->WhenWritten(accepted_at, [this, conn, req, payload, body_offset, id,
+                                          cancelled](bool written) {
+            if (!written) {  // connection lost first: the caller retries it elsewhere
+              --ongoing_;
+              std::lock_guard lock(mu_);
+              cancels_.erase({conn.get(), id});
+              return;
+            }
+            Schedule([this, conn, req, payload, body_offset, id, cancelled] {
+              Execute(conn, *req, std::string_view(*payload).substr(body_offset), id, cancelled);
+            });
           });
         },
         [] {});

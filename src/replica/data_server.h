@@ -35,11 +35,12 @@ struct DataServerOptions {
 /// Serves the data plane of one replica: accepts framed connections, enforces
 /// max_ongoing_requests with the rejection protocol and runs user calls.
 ///
-/// Threading: `io` is run by `user_threads + 1` threads (leader/followers). Each connection
-/// lives on its own strand. A user call runs on the thread that read its request, right after
-/// the read handler returns, and that thread writes the reply: no hand-off between threads on
-/// the hot path. At most `user_threads` calls run at once (the rest wait in a queue), so one
-/// thread is always left to read frames, answer probes and deliver cancellations.
+/// Threading: `io` is run by up to `user_threads + 1` threads (ElasticIoThreads). Each
+/// connection lives on its own strand. A user call runs on the thread that completed the write
+/// of its kAccepted frame, right after that handler returns, and that thread writes the reply:
+/// no hand-off between threads on the hot path. At most `user_threads` calls run at once (the
+/// rest wait in a queue), so a thread can always be found to read frames, answer probes and
+/// deliver cancellations.
 class DataServer {
  public:
   DataServer(boost::asio::io_context& io, int user_threads, detail::Instance& instance,
@@ -49,6 +50,12 @@ class DataServer {
   /// New requests are rejected from now on (used while shutting down).
   void StartDraining() { draining_ = true; }
   int ongoing() const { return ongoing_.load(); }
+  /// Threads inside a user call now, and user calls finished so far (see ElasticIoThreads).
+  int busy() {
+    std::lock_guard lock(mu_);
+    return running_;
+  }
+  uint64_t finished() const { return finished_.load(); }
   /// Changes max_ongoing_requests for requests arriving from now on.
   void set_max_ongoing_requests(int n) { max_ongoing_.store(n); }
 
@@ -71,6 +78,7 @@ class DataServer {
   DataServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::atomic<int> ongoing_{0};
+  std::atomic<uint64_t> finished_{0};
   std::atomic<bool> draining_{false};
   std::atomic<int> max_ongoing_;
   std::mutex mu_;  // guards the members below

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "config/import_path.h"
 #include "replica/data_server.h"
+#include "replica/elastic_io.h"
 #include "replica/handle_runtime.h"
 #include "rpc/grpc_util.h"
 #include "sdk/host.h"
@@ -211,11 +212,10 @@ int RunReplica(const ReplicaOptions& options) {
   spdlog::info("Replica {} is ready: data plane {}, control {}.", options.replica_id,
                started.data_address(), started.control_address());
 
-  // The data plane runs on this thread and `threads` more (see DataServer).
-  std::vector<std::thread> io_threads;
-  for (int i = 0; i < threads; ++i) io_threads.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : io_threads) t.join();
+  // The data plane runs on this thread, joined by up to `threads` more while calls block.
+  ElasticIoThreads io_threads(io, threads,
+                              {[&data] { return data.busy(); }, [&data] { return data.finished(); }});
+  io_threads.Run();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   instance.reset();  // user destructor (__del__)
   sdk::SetHandleRuntime(nullptr);

@@ -70,16 +70,23 @@ uint64_t FramedConnection::Send(FrameType type, uint64_t id, std::string payload
   return queued_;
 }
 
-void FramedConnection::WaitWritten(uint64_t offset) const {
-  if (written_.load() >= offset) return;
-  ++waiters_;
-  for (uint64_t now = written_.load(); now < offset; now = written_.load()) written_.wait(now);
-  --waiters_;
+void FramedConnection::WhenWritten(uint64_t offset, std::function<void(bool)> fn) {
+  if (closed_) {
+    fn(false);
+  } else if (written_ >= offset) {
+    fn(true);
+  } else {
+    when_written_.emplace_back(offset, std::move(fn));
+  }
 }
 
 void FramedConnection::AddWritten(size_t n) {
-  written_.fetch_add(n);
-  if (waiters_.load() > 0) written_.notify_all();  // a wake-up costs a syscall: only if needed
+  written_ += n;
+  while (!when_written_.empty() && when_written_.front().first <= written_) {
+    auto fn = std::move(when_written_.front().second);
+    when_written_.pop_front();
+    fn(true);
+  }
 }
 
 void FramedConnection::StartWrite() {
@@ -149,8 +156,9 @@ void FramedConnection::ReadLoop() {
 void FramedConnection::Fail() {
   if (closed_) return;
   closed_ = true;
-  written_.store(UINT64_MAX);
-  if (waiters_.load() > 0) written_.notify_all();
+  auto pending = std::move(when_written_);
+  when_written_.clear();
+  for (auto& [offset, fn] : pending) fn(false);
   boost::system::error_code ec;
   socket_.close(ec);
   if (on_close_) {

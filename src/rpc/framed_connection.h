@@ -4,7 +4,6 @@
 // Wire format of a frame: u32 length (of everything after it, little endian) | u8 type |
 // u64 request id | payload. Envelopes (RequestHead/ResponseHead) are protobuf; bodies are raw.
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -65,19 +64,18 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   void Start(OnFrame on_frame, OnClose on_close);
   /// Queues a frame; frames are written in order, coalesced into few syscalls. Frames queued
   /// by `on_frame` while a read is dispatched go out together once the batch is dispatched.
-  /// Returns the stream offset just past the frame (for WaitWritten).
+  /// Returns the stream offset just past the frame (for WhenWritten).
   uint64_t Send(FrameType type, uint64_t id, std::string payload);
-  /// Blocks until every byte before `offset` was handed to the kernel (as reported by the
-  /// write's completion), or the connection closed. Thread-safe; must not be called on the
-  /// connection's executor.
-  void WaitWritten(uint64_t offset) const;
+  /// Runs `fn(true)` on the connection's executor once every byte before `offset` was handed
+  /// to the kernel (at once if it already was), or `fn(false)` if the connection fails first.
+  void WhenWritten(uint64_t offset, std::function<void(bool written)> fn);
   void Close();
   bool closed() const { return closed_; }
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
   void StartWrite();
-  void AddWritten(size_t n);
+  void AddWritten(size_t n);  // and runs the WhenWritten callbacks that are due
   void ReadLoop();
   void Fail();
 
@@ -89,8 +87,8 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   std::string write_buf_;     // frames being written
   std::string pending_buf_;   // frames queued while a write is in flight
   uint64_t queued_ = 0;                    // bytes queued since the start
-  std::atomic<uint64_t> written_{0};       // bytes handed to the kernel; max once closed
-  mutable std::atomic<int> waiters_{0};    // threads in WaitWritten
+  uint64_t written_ = 0;                   // bytes handed to the kernel
+  std::deque<std::pair<uint64_t, std::function<void(bool)>>> when_written_;  // by offset
   bool writing_ = false;
   bool dispatching_ = false;  // inside on_frame_ for a read batch: Send() only queues
   bool closed_ = false;
