@@ -8,6 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
@@ -44,7 +45,9 @@ int RunProxy(const ProxyOptions& options) {
       http_options);
   unsigned short port = 0;
   try {
-    port = server.Listen();
+    // Connections wait in the backlog until the route table arrives, so that a restarted
+    // proxy does not answer 404 for routes it has not heard of yet.
+    port = server.Listen(/*accept_now=*/false);
   } catch (const std::exception& e) {
     spdlog::critical("Cannot listen on {}:{}: {}", options.http_host, options.http_port, e.what());
     ShutdownLogging();
@@ -64,12 +67,18 @@ int RunProxy(const ProxyOptions& options) {
             if (watched.insert(key).second) poll->Watch(key);
           }
           handler.SetRouteTable(RouteTable(std::move(routes)));
+          server.StartAccepting();
         } else if (u.has_targets()) {
           router.UpdateTargets(u.key().substr(std::string("DEPLOYMENT_TARGETS:").size()),
                                u.targets());
         }
       });
   poll->Watch("ROUTE_TABLE");
+  // Without a controller to ask, serve anyway after a while (/-/healthz then says 503).
+  asio::steady_timer accept_anyway(io, std::chrono::seconds(5));
+  accept_anyway.async_wait([&server](boost::system::error_code ec) {
+    if (!ec) server.StartAccepting();
+  });
 
   {
     auto stub = v1::Controller::NewStub(rpc::ChannelTo(options.controller_address));

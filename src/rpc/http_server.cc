@@ -350,13 +350,20 @@ HttpServer::HttpServer(asio::io_context& io, HttpHandler handler, HttpServerOpti
 
 HttpServer::~HttpServer() { watchdog_->Stop(); }
 
-unsigned short HttpServer::Listen() {
+unsigned short HttpServer::Listen(bool accept_now) {
   tcp::endpoint ep(asio::ip::make_address(options_.host),
                    static_cast<unsigned short>(options_.port));
   acceptor_.open(ep.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(ep);
   acceptor_.listen(asio::socket_base::max_listen_connections);
+  if (accept_now) StartAccepting();
+  return acceptor_.local_endpoint().port();
+}
+
+void HttpServer::StartAccepting() {
+  if (accepting_ || !acceptor_.is_open()) return;
+  accepting_ = true;
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
@@ -379,7 +386,6 @@ unsigned short HttpServer::Listen() {
         }
       },
       asio::detached);
-  return acceptor_.local_endpoint().port();
 }
 
 void HttpServer::Close() {

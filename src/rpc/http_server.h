@@ -102,9 +102,12 @@ class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, HttpHandler handler, HttpServerOptions options);
   ~HttpServer();
-  /// Binds and starts accepting; returns the bound port. Throws boost::system::system_error
-  /// when it cannot bind.
-  unsigned short Listen();
+  /// Binds and listens, and starts accepting unless `accept_now` is false (connections then
+  /// wait in the kernel's backlog until StartAccepting()); returns the bound port. Throws
+  /// boost::system::system_error when it cannot bind.
+  unsigned short Listen(bool accept_now = true);
+  /// Starts accepting connections (once; no-op after Close()).
+  void StartAccepting();
   void Close();
 
  private:
@@ -113,6 +116,7 @@ class HttpServer {
   HttpServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<Watchdog> watchdog_;
+  bool accepting_ = false;
 };
 
 }  // namespace serve::rpc
