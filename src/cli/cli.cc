@@ -10,6 +10,7 @@
 #include <iostream>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -37,6 +38,15 @@ using launch::StopCluster;
 using launch::TempRoot;
 
 namespace {
+
+/// The HTTP port once a proxy reported HEALTHY (with its bound port), else nullopt.
+std::optional<int> ReadyProxyPort(const nlohmann::json& details) {
+  bool healthy = false;
+  const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
+  for (auto& [node, p] : proxies.items()) healthy |= p.value("status", "") == "HEALTHY";
+  if (!healthy) return std::nullopt;
+  return details.value("http_options", nlohmann::json::object()).value("port", 0);
+}
 
 std::atomic<int> g_signal{0};
 void OnSignal(int sig) { g_signal = sig; }
@@ -239,12 +249,12 @@ int CmdRun(RunArgs a) {
         if (!details.ok() || ready.count(name) || !(*details)["applications"].contains(name)) continue;
         const auto& app = (*details)["applications"][name];
         std::string s = app.value("status", "");
-        if (s == "RUNNING") {
-          int port = (*details)["http_options"].value("port", a.cluster.http_port);
+        std::optional<int> port = ReadyProxyPort(*details);
+        if (s == "RUNNING" && port) {  // "ready at" needs the proxy's real port
           std::string host = a.cluster.http_host == "0.0.0.0" ? "127.0.0.1" : a.cluster.http_host;
           if (!prefix.empty()) {
             Log("INFO", "Application '" + name + "' is ready at http://" + host + ":" +
-                            std::to_string(port) + prefix + ".");
+                            std::to_string(*port) + prefix + ".");
           }
           Log("INFO", "Deployed app '" + name + "' successfully.");
           ready.insert(name);
@@ -287,19 +297,24 @@ int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::str
   if (!session.ok()) return Fail(std::string(session.status().message()));
   auto cluster = StartLocalCluster(*session, options);
   if (!cluster.ok()) return Fail(std::string(cluster.status().message()));
-  // Wait until the proxy reports its port.
+  // Wait until the proxy reports its port (it may take a while on a loaded machine).
   int port = options.http_port;
-  for (int i = 0; i < 100; ++i) {
+  bool proxy_ready = false;
+  for (int i = 0; i < 600; ++i) {
     auto details = GetDetailsRest(cluster->dashboard_address);
-    bool healthy = false;
     if (details.ok()) {
-      for (auto& [node, p] : (*details)["proxies"].items()) healthy |= p.value("status", "") == "HEALTHY";
-    }
-    if (healthy) {
-      port = (*details)["http_options"].value("port", port);
-      break;
+      if (std::optional<int> p = ReadyProxyPort(*details)) {
+        port = *p;
+        proxy_ready = true;
+        break;
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!proxy_ready) {
+    std::cerr << "warning: the HTTP proxy did not report ready within 30 s; see `serve status` "
+                 "and the logs under "
+              << *session << "/logs/\n";
   }
   std::cout << "Started serve (session " << *session << ").\n"
             << "  HTTP proxy:  http://" << options.http_host << ":" << port << "\n"
