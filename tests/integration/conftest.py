@@ -166,9 +166,16 @@ class ServeInstance:
         os.makedirs(self.temp_dir, exist_ok=True)
         out = self.cli("start", "--head", "--http-port", "0", "--dashboard-port", "0",
                        "--app-dir", app_dir, timeout=60)
-        assert out.returncode == 0, out.stdout + out.stderr
-        self.http = re.search(r"HTTP proxy:\s+(http://\S+)", out.stdout).group(1)
-        self.rest = re.search(r"REST API:\s+(http://\S+)", out.stdout).group(1)
+        http = re.search(r"HTTP proxy:\s+(http://\S+)", out.stdout)
+        rest = re.search(r"REST API:\s+(http://\S+)", out.stdout)
+        if out.returncode != 0 or not http or not rest:
+            for pid in session_pids(self.temp_dir):  # a half-started instance: stop it here
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise AssertionError("serve start failed:\n" + out.stdout + out.stderr)
+        self.http, self.rest = http.group(1), rest.group(1)
 
     def cli(self, *args, timeout=60, check=False, input=None):
         cmd = [SERVE, *args]
