@@ -72,13 +72,9 @@ DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance&
       max_ongoing_(options_.max_ongoing_requests) {}
 
 unsigned short DataServer::Listen(const std::string& host) {
-  asio::ip::tcp::endpoint ep(asio::ip::make_address(host), 0);
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
-  acceptor_.bind(ep);
-  acceptor_.listen();
+  unsigned short port = rpc::ListenOn(acceptor_, host, 0);
   Accept();
-  return acceptor_.local_endpoint().port();
+  return port;
 }
 
 void DataServer::Schedule(Job job) {
@@ -249,7 +245,6 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
           std::string chunk = !req.has_http() ? detail::EncodeMsgpack(*item)
                               : item->is_string() ? item->get<std::string>()
                                                   : item->dump();
-          if (chunk.empty()) continue;  // nothing to send (and HTTP cannot frame it)
           send(FrameType::kChunk, std::move(chunk));
           ++chunks;
         }

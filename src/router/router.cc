@@ -323,14 +323,19 @@ Router::ReplicaEntry* Router::PickAmong(DeploymentEntry& d, size_t n, const size
 
 Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
   size_t n = d.replicas.size();
-  if (!local_node_id_.empty()) {
+  auto is_local = [&](const ReplicaEntry& r) { return r.info.node_id() == local_node_id_; };
+  size_t local_count = local_node_id_.empty()
+                           ? 0
+                           : static_cast<size_t>(std::count_if(d.replicas.begin(), d.replicas.end(),
+                                                               is_local));
+  // The preference matters only when the set mixes nodes (with one node, every replica is local).
+  if (local_count > 0 && local_count < n) {
     std::vector<size_t> local;
+    local.reserve(local_count);
     for (size_t i = 0; i < n; ++i) {
-      if (d.replicas[i].info.node_id() == local_node_id_) local.push_back(i);
+      if (is_local(d.replicas[i])) local.push_back(i);
     }
-    if (!local.empty() && local.size() < n) {
-      if (ReplicaEntry* r = PickAmong(d, local.size(), local.data())) return r;
-    }
+    if (ReplicaEntry* r = PickAmong(d, local.size(), local.data())) return r;
   }
   return PickAmong(d, n, nullptr);
 }

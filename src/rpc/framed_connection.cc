@@ -177,4 +177,14 @@ asio::ip::tcp::endpoint ParseEndpoint(const std::string& address) {
   return {asio::ip::make_address(host), port};
 }
 
+unsigned short ListenOn(asio::ip::tcp::acceptor& acceptor, const std::string& host,
+                        unsigned short port) {
+  asio::ip::tcp::endpoint ep(asio::ip::make_address(host), port);
+  acceptor.open(ep.protocol());
+  acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+  acceptor.bind(ep);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  return acceptor.local_endpoint().port();
+}
+
 }  // namespace serve::rpc

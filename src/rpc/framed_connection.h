@@ -97,4 +97,9 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
 /// Connects to "host:port" (blocking resolve of numeric hosts only).
 boost::asio::ip::tcp::endpoint ParseEndpoint(const std::string& address);
 
+/// Opens `acceptor` on `host`:`port` (0: any free port) with SO_REUSEADDR and starts listening;
+/// returns the bound port. Throws boost::system::system_error when it cannot bind.
+unsigned short ListenOn(boost::asio::ip::tcp::acceptor& acceptor, const std::string& host,
+                        unsigned short port);
+
 }  // namespace serve::rpc

@@ -18,6 +18,8 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rpc/framed_connection.h"
+
 namespace serve::rpc {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -351,14 +353,10 @@ HttpServer::HttpServer(asio::io_context& io, HttpHandler handler, HttpServerOpti
 HttpServer::~HttpServer() { watchdog_->Stop(); }
 
 unsigned short HttpServer::Listen(bool accept_now) {
-  tcp::endpoint ep(asio::ip::make_address(options_.host),
-                   static_cast<unsigned short>(options_.port));
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(ep);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
+  unsigned short port =
+      ListenOn(acceptor_, options_.host, static_cast<unsigned short>(options_.port));
   if (accept_now) StartAccepting();
-  return acceptor_.local_endpoint().port();
+  return port;
 }
 
 void HttpServer::StartAccepting() {
