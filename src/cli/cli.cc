@@ -45,7 +45,9 @@ std::optional<int> ReadyProxyPort(const nlohmann::json& details) {
   const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
   for (auto& [node, p] : proxies.items()) healthy |= p.value("status", "") == "HEALTHY";
   if (!healthy) return std::nullopt;
-  return details.value("http_options", nlohmann::json::object()).value("port", 0);
+  int port = details.value("http_options", nlohmann::json::object()).value("port", 0);
+  if (port <= 0) return std::nullopt;  // asked for port 0 and the real one is not known yet
+  return port;
 }
 
 std::atomic<int> g_signal{0};
