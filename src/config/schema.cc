@@ -537,6 +537,17 @@ absl::Status ValidateAutoscalingConfig(const Validator& v, const std::string& pa
                      absl::StrCat("must be one of mean, max, min (got ", Show(*it), ")"));
     }
   }
+  if (auto it = in.find("policy"); it != in.end() && !it->is_null()) {
+    // A policy name, or {policy_function: name}.
+    const json* name = &*it;
+    if (it->is_object()) {
+      auto f = it->find("policy_function");
+      name = (f == it->end() || f->is_null()) ? nullptr : &*f;
+    }
+    if (name != nullptr && !name->is_string()) {
+      return v.TypeError(P("policy"), "a policy name, {policy_function: name} or null", *it);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -1236,6 +1247,33 @@ nlohmann::json MergeDeploymentOptions(const nlohmann::json& code_options,
   if (!override_fields.is_object()) return merged;
   // Field-wise: each field present in the file replaces the code's value as a whole, so
   // ray_actor_options, user_config and autoscaling_config are never deep-merged.
+  // The file picks the scaling mode: an integer num_replicas drops the code's
+  // autoscaling_config; a non-null autoscaling_config drops the code's integer num_replicas.
+  // When the file sets autoscaling_config and the code said num_replicas "auto", the code's
+  // "auto" is expanded first (max_ongoing_requests 5 unless set) and its autoscaling defaults
+  // are replaced with the file's dict as a whole.
+  auto has = [&](const char* key) { return override_fields.contains(key); };
+  if (has("num_replicas") && override_fields["num_replicas"].is_number_integer()) {
+    merged.erase("autoscaling_config");
+  }
+  if (has("autoscaling_config")) {
+    auto code_replicas = merged.find("num_replicas");
+    bool code_auto = code_replicas != merged.end() && *code_replicas == "auto";
+    if (code_auto && !has("num_replicas")) {
+      auto set = [](const json& j, const char* key) {
+        return j.contains(key) && !j[key].is_null();
+      };
+      bool code_set = set(merged, "max_ongoing_requests") || set(merged, "max_concurrent_queries");
+      if (!code_set && !has("max_ongoing_requests") && !has("max_concurrent_queries")) {
+        merged["max_ongoing_requests"] = 5;
+      }
+      merged["num_replicas"] = nullptr;
+    }
+    if (!override_fields["autoscaling_config"].is_null() && code_replicas != merged.end() &&
+        code_replicas->is_number_integer()) {
+      merged.erase("num_replicas");
+    }
+  }
   for (auto it = override_fields.begin(); it != override_fields.end(); ++it) {
     merged[it.key()] = it.value();
   }

@@ -80,7 +80,10 @@ nlohmann::json ToJson(const ServeDeployConfig& config);
 /// Config-file precedence (seed "Order of Priority"): starts from `code_options` (the options
 /// set in code, DeploymentSchema names) and replaces each field present in
 /// `override_fields`; ray_actor_options, user_config and autoscaling_config are replaced as
-/// whole dicts.
+/// whole dicts. The file picks the scaling mode: an integer `num_replicas` drops the code's
+/// `autoscaling_config`; a non-null `autoscaling_config` drops the code's integer
+/// `num_replicas`, and replaces a code `num_replicas: "auto"` (keeping its implied
+/// max_ongoing_requests 5 unless one is set) so that only the file's dict applies.
 nlohmann::json MergeDeploymentOptions(const nlohmann::json& code_options,
                                       const nlohmann::json& override_fields);
 
