@@ -9,11 +9,12 @@ import sys
 ALLOWED = {
     "common": set(),
     "config": {"common"},
+    "autoscaler": {"config", "common"},
     "rpc": {"common"},
     "sdk": set(),
     "router": {"rpc", "common", "config"},
     "node": {"rpc", "config", "common"},
-    "controller": {"rpc", "config", "common"},
+    "controller": {"autoscaler", "rpc", "config", "common"},
     "proxy": {"router", "rpc", "config", "common"},
     "replica": {"sdk", "router", "rpc", "config", "common"},
     "launch": {"rpc", "common"},
