@@ -28,6 +28,10 @@ int RunProxy(const ProxyOptions& options) {
 
   asio::io_context io(1);
   router::Router router(io.get_executor(), options.node_id);
+  router::MetricsOptions metrics;
+  metrics.controller_address = options.controller_address;
+  metrics.source = "proxy:" + options.node_id;
+  router.EnableMetrics(std::move(metrics));
   RequestHandler handler(router, io.get_executor(), options.request_timeout_s);
   rpc::HttpServerOptions http_options;
   http_options.host = options.http_host;

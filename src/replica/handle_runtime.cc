@@ -1,5 +1,7 @@
 #include "replica/handle_runtime.h"
 
+#include <unistd.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -13,12 +15,17 @@
 namespace serve::replica {
 
 ReplicaHandleRuntime::ReplicaHandleRuntime(std::string controller_address, std::string app_name,
-                                           std::string node_id)
+                                           std::string node_id, std::string metrics_source)
     : app_name_(std::move(app_name)),
       controller_address_(controller_address),
       io_(1),
       work_(io_.get_executor()),
       router_(io_.get_executor(), std::move(node_id)) {
+  router::MetricsOptions metrics;
+  metrics.controller_address = controller_address;
+  metrics.source = metrics_source.empty() ? "client:" + std::to_string(::getpid())
+                                          : std::move(metrics_source);
+  router_.EnableMetrics(std::move(metrics));  // before the first targets arrive
   poll_ = std::make_unique<router::LongPollClient>(
       std::move(controller_address), io_.get_executor(), [this](const v1::Update& u) {
         if (u.has_targets()) {

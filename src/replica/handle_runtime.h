@@ -21,8 +21,10 @@ namespace serve::replica {
 class ReplicaHandleRuntime final : public sdk::HandleRuntime {
  public:
   /// `node_id`: the caller's node, whose replicas the router prefers ("" = no preference).
+  /// `metrics_source`: the source of the router's autoscaling metrics, "replica:<replica_id>"
+  /// inside a replica; "" = "client:<pid>" (a program outside the cluster).
   ReplicaHandleRuntime(std::string controller_address, std::string app_name,
-                       std::string node_id = "");
+                       std::string node_id = "", std::string metrics_source = "");
   ~ReplicaHandleRuntime() override;
 
   void Call(const detail::CallTarget& target, std::string encoded_args,

@@ -4,8 +4,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -19,6 +23,7 @@
 #include "replica/data_server.h"
 #include "replica/elastic_io.h"
 #include "replica/handle_runtime.h"
+#include "router/metrics_reporter.h"
 #include "rpc/grpc_util.h"
 #include "sdk/host.h"
 #include "serve/v1/controller.grpc.pb.h"
@@ -81,6 +86,89 @@ class ControlService final : public v1::ReplicaControl::Service {
   DataServer& data_;            // Not owned; must outlive this.
 };
 
+// Pushes this replica's ongoing-request count to the controller when handles do not collect
+// running counts (spec §6.1): a point every
+// $RAY_SERVE_REPLICA_AUTOSCALING_METRIC_RECORD_INTERVAL_S (0.5, capped at metrics_interval_s),
+// aggregated over look_back_period_s with the deployment's aggregation function and pushed
+// every $RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S when set, else
+// metrics_interval_s. Runs on its own thread until destroyed; failed pushes are
+// ignored (logged once, at debug level).
+class ReplicaMetricsPusher {
+ public:
+  ReplicaMetricsPusher(const std::string& controller_address, std::string replica_id,
+                       v1::AutoscalingMetricsConfig config, std::function<int()> ongoing)
+      : stub_(v1::Controller::NewStub(rpc::ChannelTo(controller_address))),
+        replica_id_(std::move(replica_id)),
+        config_(std::move(config)),
+        ongoing_(std::move(ongoing)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~ReplicaMetricsPusher() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      if (active_ != nullptr) active_->TryCancel();
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    double metrics_interval = config_.metrics_interval_s() > 0 ? config_.metrics_interval_s() : 10;
+    double push_interval = EnvDouble("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", 0);
+    if (push_interval <= 0) push_interval = metrics_interval;
+    double record_interval = EnvDouble("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_RECORD_INTERVAL_S", 0.5);
+    if (record_interval <= 0) record_interval = 0.5;
+    record_interval = std::max(std::min({record_interval, metrics_interval, push_interval}), 0.005);
+    double look_back = config_.look_back_period_s() > 0 ? config_.look_back_period_s() : 30;
+    using Clock = std::chrono::steady_clock;
+    auto seconds = [](Clock::time_point t) {
+      return std::chrono::duration<double>(t.time_since_epoch()).count();
+    };
+    auto next_push = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(push_interval));
+    bool logged = false;
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::duration<double>(record_interval),
+                         [this] { return stop_; })) {
+      auto now = Clock::now();
+      window_.Add(seconds(now), ongoing_());
+      window_.Prune(seconds(now) - look_back);
+      if (now < next_push) continue;
+      next_push = now + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(push_interval));
+      v1::ReplicaMetricsReport report;
+      report.set_replica_id(replica_id_);
+      report.set_running_requests(
+          window_.Aggregate(config_.aggregation_function()).value_or(ongoing_()));
+      report.set_timestamp_s(NowUnixSeconds());
+      auto ctx = rpc::ContextWithDeadline(5);
+      active_ = ctx.get();
+      lock.unlock();
+      v1::Empty empty;
+      grpc::Status st = stub_->RecordReplicaMetrics(ctx.get(), report, &empty);
+      if (!st.ok() && !logged) {
+        logged = true;
+        spdlog::debug("Cannot push replica metrics to the controller: {}", st.error_message());
+      }
+      lock.lock();
+      active_ = nullptr;
+    }
+  }
+
+  std::unique_ptr<v1::Controller::Stub> stub_;
+  std::string replica_id_;
+  v1::AutoscalingMetricsConfig config_;
+  std::function<int()> ongoing_;
+  router::MetricsWindow window_;  // only on thread_
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;                        // guarded by mu_
+  grpc::ClientContext* active_ = nullptr;    // the push in flight; guarded by mu_
+  std::thread thread_;
+};
+
 void Report(v1::Controller::Stub& stub, const v1::ReplicaStarted& msg) {
   for (int attempt = 0; attempt < 20; ++attempt) {
     auto ctx = rpc::ContextWithDeadline(5);
@@ -136,7 +224,8 @@ int RunReplica(const ReplicaOptions& options) {
 
   sdk::SetReplicaContext(
       {spec.app_name(), spec.deployment(), options.replica_id, options.replica_id});
-  ReplicaHandleRuntime handles(options.controller_address, spec.app_name(), options.node_id);
+  ReplicaHandleRuntime handles(options.controller_address, spec.app_name(), options.node_id,
+                               "replica:" + options.replica_id);
   sdk::SetHandleRuntime(&handles);
   std::unique_ptr<detail::Instance> instance;
   std::string error;
@@ -175,6 +264,13 @@ int RunReplica(const ReplicaOptions& options) {
   DataServer data(io, threads, *instance, data_options);
   std::string host = LocalNodeIp();
   unsigned short data_port = data.Listen(host);
+  std::unique_ptr<ReplicaMetricsPusher> metrics;
+  if (spec.has_autoscaling() &&
+      EnvDouble("RAY_SERVE_COLLECT_AUTOSCALING_METRICS_ON_HANDLE", 1) == 0) {
+    metrics = std::make_unique<ReplicaMetricsPusher>(
+        options.controller_address, options.replica_id, spec.autoscaling(),
+        [&data] { return data.ongoing(); });
+  }
 
   ControlService control(*instance, data);
   int control_port = 0;
@@ -216,6 +312,7 @@ int RunReplica(const ReplicaOptions& options) {
   ElasticIoThreads io_threads(io, threads,
                               {[&data] { return data.busy(); }, [&data] { return data.finished(); }});
   io_threads.Run();
+  metrics.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   instance.reset();  // user destructor (__del__)
   sdk::SetHandleRuntime(nullptr);

@@ -21,6 +21,7 @@ using rpc::FrameType;
 
 struct Router::Pending {
   uint64_t id = 0;
+  std::string key;  // deployment key
   v1::RequestHead head;
   std::string payload;  // encoded envelope, reused across retries
   RouteCallback done;
@@ -196,7 +197,24 @@ Router::Router(asio::any_io_executor executor, std::string local_node_id)
       rng_(std::random_device{}()) {}
 
 Router::~Router() {
+  metrics_.reset();
   for (auto& [addr, c] : connections_) c->Close();
+}
+
+void Router::EnableMetrics(MetricsOptions options) {
+  metrics_ = std::make_unique<MetricsReporter>(
+      executor_, std::move(options), [this](const std::string& key) { return SampleLoad(key); });
+}
+
+LoadSample Router::SampleLoad(const std::string& key) const {
+  LoadSample s;
+  auto it = deployments_.find(key);
+  if (it == deployments_.end()) return s;
+  const DeploymentEntry& d = it->second;
+  for (const auto& p : d.queue) s.queued += p->finished ? 0 : 1;
+  s.num_replicas = d.replicas.size();
+  for (const auto& r : d.replicas) s.running.emplace_back(r.info.replica_id(), r.conn->in_flight());
+  return s;
 }
 
 size_t Router::NumReplicas(const std::string& key) const {
@@ -243,8 +261,9 @@ void Router::UpdateTargets(const std::string& key, const v1::DeploymentTargets& 
       r.error = "Deployment '" + key + "' is unavailable.";
       p->Finish(std::move(r));
     }
-    return;
   }
+  if (metrics_) metrics_->OnTargets(key, targets);
+  if (!d.available) return;
   d.backoff_attempt = 0;
   Drain(key);
 }
@@ -265,7 +284,14 @@ void Router::Cancel(uint64_t id) {
   if (it == live_.end()) return;
   auto p = it->second.lock();
   if (!p || p->finished) return;
-  if (auto conn = p->sent_to.lock()) conn->Cancel(p->id);
+  if (auto conn = p->sent_to.lock()) {
+    conn->Cancel(p->id);
+  } else if (auto d = deployments_.find(p->key); d != deployments_.end()) {
+    // Waiting for a replica: leave the queue now, so that it no longer counts against
+    // max_queued_requests nor in the queued metric.
+    auto& q = d->second.queue;
+    q.erase(std::remove(q.begin(), q.end(), p), q.end());
+  }
   RouteResult r;
   r.code = RouteResult::Code::kCancelled;
   r.error = "Request " + p->head.request_id() + " was cancelled.";
@@ -294,6 +320,7 @@ uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string
   }
   auto p = std::make_shared<Pending>();
   p->id = next_id_++;
+  p->key = key;
   p->live = &live_;
   live_[p->id] = p;
   uint64_t id = p->id;
@@ -301,6 +328,7 @@ uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string
   p->head = std::move(head);
   p->done = std::move(done);
   d.queue.push_back(std::move(p));
+  if (metrics_ && d.replicas.empty()) metrics_->OnQueuedAtZero(key);  // cold start
   Drain(key);
   return id;
 }

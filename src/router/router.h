@@ -12,6 +12,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "router/metrics_reporter.h"
 #include "rpc/http_server.h"
 #include "serve/v1/controller.pb.h"
 #include "serve/v1/dataplane.pb.h"
@@ -44,11 +45,17 @@ using RouteCallback = std::function<void(RouteResult&&)>;
 /// the replica-side rejection protocol; retries with backoff when every candidate is full and
 /// when a replica goes away before accepting. Replicas on `local_node_id` are preferred: the
 /// two choices are drawn from them while one of them has room, from every replica otherwise.
+/// While an available deployment has no replica (not yet known, scaled to zero), requests
+/// wait in the router and are sent as soon as UpdateTargets brings one.
 /// Not thread-safe: all calls on `executor`.
 class Router {
  public:
   explicit Router(boost::asio::any_io_executor executor, std::string local_node_id = "");
   ~Router();
+
+  /// Starts pushing autoscaling metrics (spec §6.1) for the deployments whose targets carry
+  /// `autoscaling`. Call once, before the first UpdateTargets.
+  void EnableMetrics(MetricsOptions options);
 
   /// Replaces the replica set of `deployment_key` ("app#deployment") with `targets`.
   void UpdateTargets(const std::string& deployment_key, const v1::DeploymentTargets& targets);
@@ -99,9 +106,12 @@ class Router {
   // closed once those finish (dropping them would drop their callers).
   std::vector<std::shared_ptr<ReplicaConnection>> retiring_;
   void PurgeRetiring();
+  /// The load of `key` as the metrics reporter records it.
+  LoadSample SampleLoad(const std::string& key) const;
   std::mt19937 rng_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::weak_ptr<Pending>> live_;  // by id, until finished
+  std::unique_ptr<MetricsReporter> metrics_;  // last: destroyed first (it samples the rest)
 };
 
 /// Long-polls the controller for `keys` on its own thread and hands each update to

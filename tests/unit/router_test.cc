@@ -252,5 +252,97 @@ TEST_F(RouterTest, ARequestLostAfterAcceptanceFailsAndIsNotRetried) {
   EXPECT_EQ(b.requests, 0);
 }
 
+TEST_F(RouterTest, ARequestRoutedAtZeroReplicasIsSentAsSoonAsAReplicaArrives) {
+  ScriptedReplica a(io_, "a");  // started, not yet in the set (and keeps io_ busy)
+  SetTargets({});               // available, scaled to zero
+  v1::RequestHead head;
+  head.set_request_id("cold");
+  bool finished = false;
+  RouteResult out;
+  router_.Route(kKey, head, "x", [&](RouteResult&& r) {
+    out = std::move(r);
+    finished = true;
+  });
+  io_.run_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(finished);  // it waits; no "no replicas" failure
+  auto start = std::chrono::steady_clock::now();
+  SetTargets({&a});
+  ASSERT_TRUE(RunUntil([&] { return finished; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  EXPECT_EQ(out.code, RouteResult::Code::kOk);
+  EXPECT_EQ(out.body, "a");
+}
+
+TEST_F(RouterTest, ARequestRoutedBeforeAnyTargetsWaitsForThem) {
+  ScriptedReplica a(io_, "a");
+  bool finished = false;
+  RouteResult out;
+  v1::RequestHead head;
+  head.set_request_id("early");
+  router_.Route(kKey, head, "x", [&](RouteResult&& r) {
+    out = std::move(r);
+    finished = true;
+  });
+  io_.run_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(finished);
+  SetTargets({&a});
+  ASSERT_TRUE(RunUntil([&] { return finished; }));
+  EXPECT_EQ(out.code, RouteResult::Code::kOk);
+}
+
+TEST_F(RouterTest, CancellingAQueuedRequestFreesItsPlaceInTheQueue) {
+  v1::DeploymentTargets t;
+  t.set_is_available(true);
+  t.set_max_queued_requests(1);
+  router_.UpdateTargets(kKey, t);
+  int first_calls = 0;
+  RouteResult first;
+  v1::RequestHead head;
+  head.set_request_id("first");
+  uint64_t id = router_.Route(kKey, head, "x", [&](RouteResult&& r) {
+    first = std::move(r);
+    ++first_calls;
+  });
+  ASSERT_NE(id, 0u);
+  router_.Cancel(id);
+  EXPECT_EQ(first_calls, 1);
+  EXPECT_EQ(first.code, RouteResult::Code::kCancelled);
+  router_.Cancel(id);  // a second cancel is a no-op
+  EXPECT_EQ(first_calls, 1);
+  // The cancelled request no longer counts against max_queued_requests.
+  bool finished = false;
+  RouteResult second;
+  head.set_request_id("second");
+  ASSERT_NE(router_.Route(kKey, head, "x",
+                          [&](RouteResult&& r) {
+                            second = std::move(r);
+                            finished = true;
+                          }),
+            0u);
+  ScriptedReplica a(io_, "a");
+  *t.add_replicas() = a.Info(100);
+  router_.UpdateTargets(kKey, t);
+  ASSERT_TRUE(RunUntil([&] { return finished; }));
+  EXPECT_EQ(second.code, RouteResult::Code::kOk);
+  EXPECT_EQ(a.requests, 1);  // the cancelled one was never sent
+  EXPECT_EQ(first_calls, 1);
+}
+
+TEST_F(RouterTest, BeyondMaxQueuedRequestsAtZeroReplicasIsBackPressure) {
+  v1::DeploymentTargets t;
+  t.set_is_available(true);
+  t.set_max_queued_requests(1);
+  router_.UpdateTargets(kKey, t);
+  v1::RequestHead head;
+  head.set_request_id("queued");
+  EXPECT_NE(router_.Route(kKey, head, "x", [](RouteResult&&) {}), 0u);
+  RouteResult out;
+  head.set_request_id("dropped");
+  EXPECT_EQ(router_.Route(kKey, head, "x", [&](RouteResult&& r) { out = std::move(r); }), 0u);
+  EXPECT_EQ(out.code, RouteResult::Code::kBackPressure);
+  EXPECT_NE(out.error.find("num_queued_requests=1, max_queued_requests=1"), std::string::npos)
+      << out.error;
+}
+
 }  // namespace
 }  // namespace serve::router
