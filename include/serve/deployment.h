@@ -296,7 +296,26 @@ class Deployment {
   explicit Deployment(DeploymentOptions options) : Deployment() { options_.MergeFrom(options); }
 
   Deployment name(std::string v) const { auto d = *this; d.options_.name = std::move(v); return d; }
-  Deployment num_replicas(int v) const { auto d = *this; d.options_.num_replicas = v; return d; }
+  /// A fixed number of replicas; clears num_replicas_auto() and autoscaling_config().
+  Deployment num_replicas(int v) const {
+    DeploymentOptions o;
+    o.num_replicas = v;
+    return options(o);
+  }
+  /// `num_replicas="auto"`: autoscaling with max_ongoing_requests 5 (unless set) and
+  /// {target_ongoing_requests 2, min_replicas 1, max_replicas 100}, updated with the fields of
+  /// autoscaling_config() if given. Clears num_replicas(int).
+  Deployment num_replicas_auto() const {
+    DeploymentOptions o;
+    o.num_replicas_auto = true;
+    return options(o);
+  }
+  /// Turns autoscaling on (the config replaces an earlier one whole); clears num_replicas(int).
+  Deployment autoscaling_config(AutoscalingConfig v) const {
+    DeploymentOptions o;
+    o.autoscaling_config = std::move(v);
+    return options(o);
+  }
   Deployment max_ongoing_requests(int v) const {
     auto d = *this; d.options_.max_ongoing_requests = v; return d;
   }

@@ -649,3 +649,265 @@ TEST(ReplicaContextTest, ThrowsBeforeSetAndReturnsContextAfter) {
   EXPECT_EQ(ctx.replica_id, "rid-1");
   EXPECT_EQ(ctx.replica_tag, "rid-1");
 }
+
+// ---- Autoscaling options ----------------------------------------------------------------------
+
+namespace {
+
+serve::AutoscalingConfig Bounds(int min, int max) {
+  serve::AutoscalingConfig c;
+  c.min_replicas = min;
+  c.max_replicas = max;
+  return c;
+}
+
+}  // namespace
+
+TEST(AutoscalingOptionsTest, EmptyConfigEmitsEmptyMapping) {
+  EXPECT_EQ(serve::Json(serve::AutoscalingConfig{}), serve::Json::object());
+}
+
+TEST(AutoscalingOptionsTest, ToJsonEmitsEverySetFieldUnderItsSchemaName) {
+  serve::AutoscalingConfig c;
+  c.min_replicas = 0;
+  c.max_replicas = 4;
+  c.initial_replicas = 2;
+  c.target_ongoing_requests = 1.5;
+  c.metrics_interval_s = 0.5;
+  c.look_back_period_s = 2;
+  c.upscale_delay_s = 0.5;
+  c.downscale_delay_s = 2;
+  c.downscale_to_zero_delay_s = 1;
+  c.smoothing_factor = 1;
+  c.upscale_smoothing_factor = 0.9;
+  c.downscale_smoothing_factor = 0.8;
+  c.upscaling_factor = 2;
+  c.downscaling_factor = 0.5;
+  c.aggregation_function = "max";
+  c.policy = "mod:policy";
+  serve::Json want = {{"min_replicas", 0},
+                      {"max_replicas", 4},
+                      {"initial_replicas", 2},
+                      {"target_ongoing_requests", 1.5},
+                      {"metrics_interval_s", 0.5},
+                      {"look_back_period_s", 2.0},
+                      {"upscale_delay_s", 0.5},
+                      {"downscale_delay_s", 2.0},
+                      {"downscale_to_zero_delay_s", 1.0},
+                      {"smoothing_factor", 1.0},
+                      {"upscale_smoothing_factor", 0.9},
+                      {"downscale_smoothing_factor", 0.8},
+                      {"upscaling_factor", 2.0},
+                      {"downscaling_factor", 0.5},
+                      {"aggregation_function", "max"},
+                      {"policy", "mod:policy"}};
+  EXPECT_EQ(serve::Json(c), want);
+  EXPECT_EQ(want.get<serve::AutoscalingConfig>(), c);
+}
+
+TEST(AutoscalingOptionsTest, DeploymentOptionsEmitAutoscalingConfig) {
+  serve::DeploymentOptions o;
+  o.name = "Scaled";
+  o.autoscaling_config = Bounds(1, 4);
+  o.autoscaling_config->target_ongoing_requests = 1;
+  EXPECT_EQ(serve::Json(o),
+            (serve::Json{{"name", "Scaled"},
+                         {"autoscaling_config",
+                          {{"min_replicas", 1}, {"max_replicas", 4},
+                           {"target_ongoing_requests", 1.0}}}}));
+}
+
+TEST(AutoscalingOptionsTest, NumReplicasAutoEmitsTheStringAuto) {
+  serve::DeploymentOptions o;
+  o.num_replicas_auto = true;
+  EXPECT_EQ(serve::Json(o), (serve::Json{{"num_replicas", "auto"}}));
+  o.autoscaling_config = Bounds(2, 8);  // overrides the "auto" defaults
+  EXPECT_EQ(serve::Json(o),
+            (serve::Json{{"num_replicas", "auto"},
+                         {"autoscaling_config", {{"min_replicas", 2}, {"max_replicas", 8}}}}));
+}
+
+TEST(AutoscalingOptionsTest, FromJsonRoundTrip) {
+  serve::Json j = {{"name", "D"},
+                   {"num_replicas", "auto"},
+                   {"max_ongoing_requests", 7},
+                   {"autoscaling_config",
+                    {{"min_replicas", 0}, {"max_replicas", 3}, {"upscale_delay_s", 0.25},
+                     {"aggregation_function", "min"}}}};
+  serve::DeploymentOptions o = j.get<serve::DeploymentOptions>();
+  EXPECT_TRUE(o.num_replicas_auto);
+  EXPECT_FALSE(o.num_replicas.has_value());
+  ASSERT_TRUE(o.autoscaling_config.has_value());
+  EXPECT_EQ(o.autoscaling_config->min_replicas, 0);
+  EXPECT_EQ(o.autoscaling_config->max_replicas, 3);
+  EXPECT_EQ(o.autoscaling_config->upscale_delay_s, 0.25);
+  EXPECT_EQ(o.autoscaling_config->aggregation_function, "min");
+  EXPECT_FALSE(o.autoscaling_config->target_ongoing_requests.has_value());
+  EXPECT_EQ(serve::Json(o), j);
+
+  serve::Json fixed = {{"num_replicas", 3}};
+  serve::DeploymentOptions f = fixed.get<serve::DeploymentOptions>();
+  EXPECT_EQ(f.num_replicas, 3);
+  EXPECT_FALSE(f.num_replicas_auto);
+  EXPECT_FALSE(f.autoscaling_config.has_value());
+  EXPECT_EQ(serve::Json(f), fixed);
+}
+
+TEST(AutoscalingOptionsTest, FromJsonNullAutoscalingConfigIsUnset) {
+  serve::Json j = {{"num_replicas", 2}, {"autoscaling_config", nullptr}};
+  serve::DeploymentOptions o = j.get<serve::DeploymentOptions>();
+  EXPECT_EQ(o.num_replicas, 2);
+  EXPECT_FALSE(o.autoscaling_config.has_value());
+}
+
+TEST(AutoscalingOptionsTest, FromJsonReadsDeprecatedTargetName) {
+  serve::Json j = {{"target_num_ongoing_requests_per_replica", 3}, {"unknown_field", true}};
+  EXPECT_EQ(j.get<serve::AutoscalingConfig>().target_ongoing_requests, 3.0);
+  serve::Json both = {{"target_num_ongoing_requests_per_replica", 3},
+                      {"target_ongoing_requests", 4}};
+  EXPECT_EQ(both.get<serve::AutoscalingConfig>().target_ongoing_requests, 4.0);
+}
+
+TEST(AutoscalingOptionsTest, FromJsonErrorsNameTheField) {
+  std::string msg = InvalidArgumentMessage(
+      [] { (void)serve::Json{{"num_replicas", "many"}}.get<serve::DeploymentOptions>(); });
+  EXPECT_THAT(msg, HasSubstr("num_replicas"));
+  EXPECT_THAT(msg, HasSubstr("auto"));
+
+  msg = InvalidArgumentMessage([] {
+    (void)serve::Json{{"autoscaling_config", {{"max_replicas", "lots"}}}}
+        .get<serve::DeploymentOptions>();
+  });
+  EXPECT_THAT(msg, HasSubstr("autoscaling_config"));
+  EXPECT_THAT(msg, HasSubstr("max_replicas"));
+
+  msg = InvalidArgumentMessage(
+      [] { (void)serve::Json{{"autoscaling_config", 5}}.get<serve::DeploymentOptions>(); });
+  EXPECT_THAT(msg, HasSubstr("autoscaling_config must be a mapping"));
+
+  msg = InvalidArgumentMessage([] {
+    (void)serve::Json{{"num_replicas", 2}, {"autoscaling_config", {{"max_replicas", 3}}}}
+        .get<serve::DeploymentOptions>();
+  });
+  EXPECT_THAT(msg, HasSubstr("not allowed when autoscaling_config is provided"));
+}
+
+TEST(AutoscalingOptionsTest, ToJsonRejectsConflictingReplicaCounts) {
+  serve::DeploymentOptions fixed_and_auto;
+  fixed_and_auto.num_replicas = 2;
+  fixed_and_auto.num_replicas_auto = true;
+  EXPECT_THAT(InvalidArgumentMessage([&] { (void)serve::Json(fixed_and_auto); }),
+              HasSubstr("num_replicas"));
+
+  serve::DeploymentOptions fixed_and_config;
+  fixed_and_config.num_replicas = 2;
+  fixed_and_config.autoscaling_config = Bounds(1, 2);
+  EXPECT_THAT(InvalidArgumentMessage([&] { (void)serve::Json(fixed_and_config); }),
+              HasSubstr("not allowed when autoscaling_config is provided"));
+}
+
+TEST(AutoscalingOptionsTest, MergeFixedCountClearsAutoscaling) {
+  serve::DeploymentOptions base;
+  base.num_replicas_auto = true;
+  base.autoscaling_config = Bounds(1, 4);
+  serve::DeploymentOptions over;
+  over.num_replicas = 3;
+  base.MergeFrom(over);
+  EXPECT_EQ(base.num_replicas, 3);
+  EXPECT_FALSE(base.num_replicas_auto);
+  EXPECT_FALSE(base.autoscaling_config.has_value());
+}
+
+TEST(AutoscalingOptionsTest, MergeAutoscalingClearsFixedCountAndReplacesWhole) {
+  serve::DeploymentOptions base;
+  base.num_replicas = 3;
+  serve::DeploymentOptions over;
+  over.autoscaling_config = Bounds(1, 4);
+  base.MergeFrom(over);
+  EXPECT_FALSE(base.num_replicas.has_value());
+  EXPECT_EQ(base.autoscaling_config, Bounds(1, 4));
+
+  // A second config replaces the first as a whole: nothing of the old one is kept.
+  serve::AutoscalingConfig only_target;
+  only_target.target_ongoing_requests = 2;
+  serve::DeploymentOptions again;
+  again.autoscaling_config = only_target;
+  base.MergeFrom(again);
+  EXPECT_EQ(base.autoscaling_config, only_target);
+}
+
+TEST(AutoscalingOptionsTest, MergeAutoKeepsAutoscalingOverrides) {
+  serve::DeploymentOptions base;
+  base.num_replicas = 3;
+  serve::DeploymentOptions over;
+  over.num_replicas_auto = true;
+  base.MergeFrom(over);
+  EXPECT_TRUE(base.num_replicas_auto);
+  EXPECT_FALSE(base.num_replicas.has_value());
+
+  serve::DeploymentOptions with_config;
+  with_config.autoscaling_config = Bounds(2, 5);
+  base.MergeFrom(with_config);
+  EXPECT_TRUE(base.num_replicas_auto);
+  EXPECT_EQ(base.autoscaling_config, Bounds(2, 5));
+}
+
+TEST(AutoscalingOptionsTest, MergeWithoutReplicaCountKeepsIt) {
+  serve::DeploymentOptions base;
+  base.num_replicas_auto = true;
+  base.autoscaling_config = Bounds(1, 4);
+  serve::DeploymentOptions over;
+  over.max_ongoing_requests = 9;
+  base.MergeFrom(over);
+  EXPECT_TRUE(base.num_replicas_auto);
+  EXPECT_EQ(base.autoscaling_config, Bounds(1, 4));
+  EXPECT_EQ(base.max_ongoing_requests, 9);
+}
+
+TEST(AutoscalingOptionsTest, BuilderSettersClearTheOtherReplicaCount) {
+  auto fixed = serve::deployment<UnitCounter>().num_replicas(2);
+  auto scaled = fixed.autoscaling_config(Bounds(1, 4));
+  EXPECT_EQ(serve::Json(scaled.options()),
+            (serve::Json{{"name", "UnitCounter"},
+                         {"autoscaling_config", {{"min_replicas", 1}, {"max_replicas", 4}}}}));
+  // Immutable: the source builder keeps its fixed count.
+  EXPECT_EQ(fixed.options().num_replicas, 2);
+
+  auto back = scaled.num_replicas(5);
+  EXPECT_EQ(serve::Json(back.options()),
+            (serve::Json{{"name", "UnitCounter"}, {"num_replicas", 5}}));
+
+  auto auto_then_config = fixed.num_replicas_auto().autoscaling_config(Bounds(0, 3));
+  EXPECT_EQ(serve::Json(auto_then_config.options()),
+            (serve::Json{{"name", "UnitCounter"},
+                         {"num_replicas", "auto"},
+                         {"autoscaling_config", {{"min_replicas", 0}, {"max_replicas", 3}}}}));
+  EXPECT_EQ(serve::Json(auto_then_config.num_replicas(1).options()),
+            (serve::Json{{"name", "UnitCounter"}, {"num_replicas", 1}}));
+}
+
+TEST(AutoscalingOptionsTest, ApplicationGraphCarriesAutoscalingOptions) {
+  serve::AutoscalingConfig c = Bounds(0, 2);
+  c.downscale_to_zero_delay_s = 1;
+  serve::Json j = serve::deployment<UnitCounter>()
+                      .name("Scaled")
+                      .max_ongoing_requests(3)
+                      .autoscaling_config(c)
+                      .bind(1)
+                      .ToJson();
+  EXPECT_EQ(j.at("deployments").at(0).at("options"),
+            (serve::Json{{"name", "Scaled"},
+                         {"max_ongoing_requests", 3},
+                         {"autoscaling_config",
+                          {{"min_replicas", 0}, {"max_replicas", 2},
+                           {"downscale_to_zero_delay_s", 1.0}}}}));
+}
+
+TEST(AutoscalingOptionsTest, OptionsStructWithConflictFailsTheBuild) {
+  serve::DeploymentOptions conflicting;
+  conflicting.num_replicas = 2;
+  conflicting.autoscaling_config = Bounds(1, 2);
+  auto d = serve::deployment<UnitCounter>().options(conflicting);
+  EXPECT_THAT(InvalidArgumentMessage([&] { (void)d.bind(1).ToJson(); }),
+              HasSubstr("not allowed when autoscaling_config is provided"));
+}
