@@ -42,4 +42,9 @@ std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
   return ctx;
 }
 
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
 }  // namespace serve::rpc

@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/status/status.h"
+
 namespace serve::rpc {
 
 /// Starts a gRPC server on `host:0` (or the given port) with `services`; writes the bound
@@ -19,5 +21,9 @@ std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
 
 /// A client context with a deadline `seconds` from now.
 std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds);
+
+/// The one mapping of internal errors to gRPC codes (absl and gRPC codes share numbering):
+/// kUnavailable ("shutting down") stays UNAVAILABLE, kAlreadyExists stays ALREADY_EXISTS.
+grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace serve::rpc

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -63,6 +64,42 @@ serve::Application echo_builder(const serve::Args& args) {
       .bind();
 }
 SERVE_APP_BUILDER(echo_builder);
+
+// Echo as deployment "Scaled", autoscaling from the builder args (each optional; unset ones keep
+// the controller's defaults): min, max, initial, target (target_ongoing_requests), up_delay,
+// down_delay, zero_delay (downscale_to_zero_delay_s), look_back, interval (metrics_interval_s);
+// max_ongoing (max_ongoing_requests, default 100, or the "auto" default with auto=1); auto=1
+// uses num_replicas "auto" with these fields as overrides.
+serve::Application autoscale_builder(const serve::Args& args) {
+  serve::AutoscalingConfig c;
+  auto integer = [&](const char* key, std::optional<int>& out) {
+    if (args.contains(key)) out = std::stoi(args.get(key));
+  };
+  auto number = [&](const char* key, std::optional<double>& out) {
+    if (args.contains(key)) out = std::stod(args.get(key));
+  };
+  integer("min", c.min_replicas);
+  integer("max", c.max_replicas);
+  integer("initial", c.initial_replicas);
+  number("target", c.target_ongoing_requests);
+  number("up_delay", c.upscale_delay_s);
+  number("down_delay", c.downscale_delay_s);
+  number("zero_delay", c.downscale_to_zero_delay_s);
+  number("look_back", c.look_back_period_s);
+  number("interval", c.metrics_interval_s);
+  auto d = serve::deployment<Echo>().name("Scaled");
+  if (args.get("auto") == "1") {
+    d = d.num_replicas_auto();
+    if (c != serve::AutoscalingConfig{}) d = d.autoscaling_config(c);
+    if (args.contains("max_ongoing")) {
+      d = d.max_ongoing_requests(std::stoi(args.get("max_ongoing")));
+    }
+  } else {
+    d = d.autoscaling_config(c).max_ongoing_requests(std::stoi(args.get("max_ongoing", "100")));
+  }
+  return d.bind();
+}
+SERVE_APP_BUILDER(autoscale_builder);
 
 // A constructor that always throws: the deployment must end DEPLOY_FAILED.
 class Broken {

@@ -1,0 +1,56 @@
+#pragma once
+
+// What the managers decide, as data. One executor (executor.h) performs them against the
+// agent and the replicas; results come back as events to the control loop.
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/ids.h"
+#include "serve/v1/agent.pb.h"
+#include "serve/v1/replica.pb.h"
+
+namespace serve::controller {
+
+struct StartReplicaAction {
+  std::string replica_id;
+  v1::StartProcessRequest request;
+};
+struct StartBuildAction {
+  std::string app;
+  std::string build_id;
+  v1::StartProcessRequest request;
+};
+struct StartProxyAction {
+  std::string node_id;
+  v1::StartProcessRequest request;
+};
+struct StopProcessAction {
+  int pid = 0;
+  double grace_s = 0;
+};
+struct CheckHealthAction {
+  DeploymentId deployment;
+  std::string replica_id;
+  std::string address;
+  double timeout_s = 0;
+};
+struct ReconfigureAction {
+  DeploymentId deployment;
+  std::string replica_id;
+  std::string address;
+  int config_version = 0;
+  v1::ReconfigureRequest request;
+};
+/// Stops the proxies, then the node agent (after `serve shutdown` deleted everything).
+struct ShutdownNodeAction {
+  std::vector<int> proxy_pids;
+};
+
+using Action = std::variant<StartReplicaAction, StartBuildAction, StartProxyAction,
+                            StopProcessAction, CheckHealthAction, ReconfigureAction,
+                            ShutdownNodeAction>;
+using Actions = std::vector<Action>;
+
+}  // namespace serve::controller

@@ -1,0 +1,355 @@
+#include "controller/control_loop.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "common/ids.h"
+#include "common/util.h"
+#include "controller/checkpoint.h"
+#include "controller/endpoint_state.h"
+#include "controller/instance_details.h"
+
+namespace serve::controller {
+
+ControlLoop::ControlLoop(ControllerOptions options, Clock& clock, Random& random,
+                         AgentClient& agent, ReplicaClient& replicas, KvStore& kv)
+    : context_{std::move(options), "", ""},
+      clock_(clock),
+      random_(random),
+      agent_(agent),
+      kv_(kv),
+      deployments_(context_, clock, random),
+      apps_(context_, clock, random, deployments_),
+      proxies_(context_),
+      long_poll_([&random] { return static_cast<int64_t>(random.Uniform(1, 1000001)); }),
+      executor_(agent, replicas, *this) {}
+
+void ControlLoop::set_address(std::string address) { context_.address = std::move(address); }
+void ControlLoop::set_log_file(std::string log_file) { context_.log_file = std::move(log_file); }
+
+void ControlLoop::Recover() {
+  auto blob = kv_.Get(kCheckpointKey);
+  std::lock_guard lock(mu_);
+  if (!blob.ok()) {
+    if (blob.status().code() != absl::StatusCode::kNotFound) {
+      spdlog::error("Cannot read the checkpoint: {}; starting with an empty state.",
+                    std::string(blob.status().message()));
+    }
+    proxies_.Start(pending_);
+    return;
+  }
+  auto listed = agent_.ListProcesses();
+  if (!listed.ok()) {
+    spdlog::error("Cannot list the node's processes: {}", std::string(listed.status().message()));
+  }
+  std::map<int, std::string> alive = listed.ok() ? *listed : std::map<int, std::string>{};
+  try {
+    RestoreCheckpoint(*blob, alive, apps_, deployments_, proxies_, pending_);
+  } catch (const std::exception& e) {
+    spdlog::error("The checkpoint is corrupt ({}); keeping it as '{}-corrupt' and starting "
+                  "with an empty state.", e.what(), kCheckpointKey);
+    (void)kv_.Put(std::string(kCheckpointKey) + "-corrupt", *blob);
+    (void)kv_.Delete(kCheckpointKey);
+    apps_.Clear();
+    deployments_.Clear();
+    proxies_.Clear();
+  }
+  // Replica processes nobody knows about (started just before a crash) are stopped.
+  for (auto& [pid, tag] : alive) {
+    ProcessTag t = ProcessTag::Parse(tag);
+    if (t.kind == ProcessTag::Kind::kReplica && deployments_.OwnerOf(t.id) == nullptr) {
+      spdlog::warn("Stopping unknown replica process {} ({}).", pid, tag);
+      pending_.push_back(StopProcessAction{pid, 0});
+    }
+  }
+  bool proxy_alive = false;
+  for (auto& [node, p] : proxies_.proxies()) {
+    auto it = alive.find(p.pid);
+    proxy_alive |= it != alive.end() && ProcessTag::Parse(it->second).kind == ProcessTag::Kind::kProxy;
+  }
+  if (!proxy_alive) {
+    proxies_.Clear();
+    proxies_.Start(pending_);
+  }
+  last_checkpoint_ = *blob;
+  size_t replicas = 0;
+  for (auto& [id, d] : deployments_.deployments()) replicas += d.replicas.size();
+  spdlog::info("Recovered {} application(s), {} deployment(s), {} replica(s) from the checkpoint.",
+               apps_.apps().size(), deployments_.deployments().size(), replicas);
+}
+
+void ControlLoop::Step() {
+  Actions actions;
+  std::string blob;
+  {
+    std::lock_guard lock(mu_);
+    actions.swap(pending_);
+    double now = clock_.Now();
+    metrics_.DropStale(now, [this](const std::string& key) {
+      auto id = DeploymentId::FromKey(key);
+      const DeploymentState* d = id ? deployments_.Get(*id) : nullptr;
+      return d != nullptr && d->autoscaling() ? d->spec.cfg.autoscaling_config->metrics_interval_s
+                                              : 10.0;
+    });
+    deployments_.Autoscale(metrics_);
+    for (const DeploymentId& gone : deployments_.Step(actions)) metrics_.DropDeployment(gone.Key());
+    apps_.Step();
+    long_poll_.Publish(LongPollObjects(apps_, deployments_, LocalNodeIp()),
+                       deployments_.Recovering());
+    long_poll_.Expire(now);
+    // Checkpoint before acting (spec: target state is saved before replicas start or stop).
+    blob = EncodeCheckpoint(apps_, deployments_, proxies_);
+    if (shutting_down_ && apps_.apps().empty() && deployments_.deployments().empty() &&
+        !finished_) {
+      finished_ = true;
+      spdlog::info("All applications deleted; stopping the proxies and the node.");
+      ShutdownNodeAction shutdown;
+      for (auto& [node, p] : proxies_.proxies()) shutdown.proxy_pids.push_back(p.pid);
+      actions.push_back(std::move(shutdown));
+    }
+  }
+  CheckpointIfChanged(std::move(blob));
+  executor_.Execute(std::move(actions));
+}
+
+void ControlLoop::Run(const std::atomic<bool>& stop) {
+  auto interval = std::chrono::duration<double>(
+      EnvDouble("SERVE_CONTROL_LOOP_INTERVAL_S", context_.options.control_loop_interval_s));
+  while (!stop) {
+    Step();
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, interval);
+  }
+  std::lock_guard lock(mu_);
+  long_poll_.CloseAll();
+}
+
+bool ControlLoop::finished() {
+  std::lock_guard lock(mu_);
+  return finished_;
+}
+
+void ControlLoop::CheckpointIfChanged(std::string blob) {
+  if (blob == last_checkpoint_) return;
+  absl::Status st = kv_.Put(kCheckpointKey, blob);
+  if (st.ok()) {
+    if (checkpoint_failing_) spdlog::info("Checkpointing works again.");
+    checkpoint_failing_ = false;
+    last_checkpoint_ = std::move(blob);
+  } else if (!checkpoint_failing_) {
+    checkpoint_failing_ = true;
+    spdlog::error("Cannot write the checkpoint: {}; serving continues, retrying.",
+                  std::string(st.message()));
+  }
+}
+
+// ---------------------------------------------------------------- commands
+
+absl::Status ControlLoop::Deploy(const config::ServeDeployConfig& cfg, const std::string& source,
+                                 const std::string& app_dir) {
+  absl::Status st;
+  {
+    std::lock_guard lock(mu_);
+    st = apps_.Deploy(cfg, source, app_dir, pending_);
+  }
+  cv_.notify_all();
+  return st;
+}
+
+absl::Status ControlLoop::ApplyConfig(const config::ServeDeployConfig& config) {
+  return Deploy(config, "declarative", "");
+}
+
+absl::Status ControlLoop::DeleteApplication(const std::string& name) {
+  absl::Status st;
+  {
+    std::lock_guard lock(mu_);
+    st = apps_.Delete(name);
+  }
+  cv_.notify_all();
+  return st;
+}
+
+void ControlLoop::DeleteAllApplications() {
+  {
+    std::lock_guard lock(mu_);
+    spdlog::info("Deleting all applications.");
+    apps_.DeleteAll();
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::Shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (!shutting_down_) spdlog::info("Shutdown requested: deleting all applications.");
+    shutting_down_ = true;
+    apps_.set_shutting_down();
+    apps_.DeleteAll();
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::Listen(std::map<std::string, int64_t> keys, LongPollHost::Reply reply) {
+  double deadline =
+      clock_.Now() + random_.Uniform(EnvDouble("LISTEN_FOR_CHANGE_REQUEST_TIMEOUT_S_LOWER_BOUND", 30),
+                                     EnvDouble("LISTEN_FOR_CHANGE_REQUEST_TIMEOUT_S_UPPER_BOUND", 60));
+  std::lock_guard lock(mu_);
+  long_poll_.Listen(std::move(keys), deadline, deployments_.Recovering(), std::move(reply));
+}
+
+absl::StatusOr<v1::ReplicaSpec> ControlLoop::GetReplicaSpec(const std::string& replica_id) {
+  std::lock_guard lock(mu_);
+  const DeploymentState* dep = deployments_.OwnerOf(replica_id);
+  if (dep == nullptr) return absl::NotFoundError("unknown replica " + replica_id);
+  const DeploymentSpec& s = dep->spec;
+  v1::ReplicaSpec spec;
+  spec.set_app_name(dep->id.app);
+  spec.set_deployment(dep->id.name);
+  spec.set_library_path(s.library_path);
+  spec.set_factory_key(s.factory_key);
+  spec.set_init_args(s.init_args);
+  if (s.cfg.user_config) spec.set_user_config_json(s.cfg.user_config->dump());
+  spec.set_max_ongoing_requests(s.cfg.max_ongoing_requests);
+  spec.set_app_dir(s.app_dir);
+  spec.set_is_ingress(s.ingress);
+  if (s.cfg.logging_config) spec.set_logging_config_json(s.cfg.logging_config->dump());
+  if (const auto& as = s.cfg.autoscaling_config) {
+    auto* m = spec.mutable_autoscaling();
+    m->set_metrics_interval_s(as->metrics_interval_s);
+    m->set_look_back_period_s(as->look_back_period_s);
+    m->set_aggregation_function(as->aggregation_function);
+  }
+  return spec;
+}
+
+// ---------------------------------------------------------------- reports
+
+void ControlLoop::OnReplicaStarted(const v1::ReplicaStarted& msg) {
+  {
+    std::lock_guard lock(mu_);
+    deployments_.OnReplicaStarted(msg);
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::OnBuildResult(const v1::BuildResult& msg) {
+  {
+    std::lock_guard lock(mu_);
+    apps_.OnBuildResult(msg);
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::OnProcessExit(const v1::ProcessExit& msg) {
+  {
+    std::lock_guard lock(mu_);
+    ProcessTag tag = ProcessTag::Parse(msg.tag());
+    switch (tag.kind) {
+      case ProcessTag::Kind::kProxy:
+        metrics_.DropSource("proxy:" + msg.node_id());
+        proxies_.OnExit(msg.node_id(), msg.pid(), msg.exit_code(), shutting_down_, pending_);
+        break;
+      case ProcessTag::Kind::kBuild:
+        apps_.OnBuildExit(tag.id, msg.pid(), msg.exit_code());
+        break;
+      case ProcessTag::Kind::kReplica:
+        metrics_.DropReplica(tag.id);
+        deployments_.OnReplicaExit(tag.id, msg.exit_code());
+        break;
+      case ProcessTag::Kind::kOther:
+        break;
+    }
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::OnProxyReady(const v1::ProxyReady& msg) {
+  std::lock_guard lock(mu_);
+  proxies_.OnReady(msg);
+}
+
+void ControlLoop::RecordHandleMetrics(const v1::HandleMetricsBatch& batch) {
+  {
+    std::lock_guard lock(mu_);
+    double now = clock_.Now();
+    for (const auto& r : batch.reports()) {
+      autoscaler::HandleMetrics m;
+      m.handle_id = r.handle_id();
+      m.source = r.source();
+      m.queued = r.queued_requests();
+      m.running_by_replica.insert(r.running_requests().begin(), r.running_requests().end());
+      m.timestamp_s = r.timestamp_s();
+      metrics_.RecordHandle(r.deployment_key(), std::move(m), now);
+    }
+  }
+  cv_.notify_all();  // a cold start (queued requests, no replica) scales at once
+}
+
+void ControlLoop::RecordReplicaMetrics(const v1::ReplicaMetricsReport& report) {
+  std::lock_guard lock(mu_);
+  const DeploymentState* dep = deployments_.OwnerOf(report.replica_id());
+  if (dep == nullptr) return;
+  autoscaler::ReplicaMetrics m;
+  m.replica_id = report.replica_id();
+  m.running = report.running_requests();
+  m.timestamp_s = report.timestamp_s();
+  metrics_.RecordReplica(dep->id.Key(), std::move(m), clock_.Now());
+}
+
+// ---------------------------------------------------------------- REST
+
+nlohmann::json ControlLoop::Details(const std::string& api_type) {
+  std::lock_guard lock(mu_);
+  return InstanceDetails(context_, proxies_, apps_, deployments_, api_type, LocalNodeIp());
+}
+
+std::string ControlLoop::SessionName() {
+  return std::filesystem::path(context_.options.session_dir).filename().string();
+}
+
+// ---------------------------------------------------------------- action results
+
+void ControlLoop::OnReplicaProcessStarted(const std::string& replica_id,
+                                          const absl::StatusOr<int>& pid) {
+  {
+    std::lock_guard lock(mu_);
+    deployments_.OnReplicaProcessStarted(replica_id, pid, pending_);
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::OnBuildProcessStarted(const std::string& app, const std::string& build_id,
+                                        const absl::StatusOr<int>& pid) {
+  std::lock_guard lock(mu_);
+  apps_.OnBuildProcessStarted(app, build_id, pid);
+}
+
+void ControlLoop::OnProxyProcessStarted(const std::string& node_id,
+                                        const absl::StatusOr<int>& pid) {
+  std::lock_guard lock(mu_);
+  proxies_.OnProcessStarted(node_id, pid);
+}
+
+void ControlLoop::OnHealthResult(const DeploymentId& deployment, const std::string& replica_id,
+                                 const absl::Status& result) {
+  {
+    std::lock_guard lock(mu_);
+    deployments_.OnHealthResult(deployment, replica_id, result, pending_);
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::OnReconfigureResult(const DeploymentId& deployment,
+                                      const std::string& replica_id, int config_version,
+                                      const absl::Status& result) {
+  {
+    std::lock_guard lock(mu_);
+    deployments_.OnReconfigureResult(deployment, replica_id, config_version, result, pending_);
+  }
+  cv_.notify_all();
+}
+
+}  // namespace serve::controller

@@ -1,0 +1,122 @@
+#pragma once
+
+// The controller's core: the managers, the long-poll host, the autoscaling metrics and the
+// executor, stepped by one loop (spec §1 "Control-loop step"). Thread-safe: gRPC and REST
+// threads call the commands and reports; one thread runs Run(). Managers decide under the
+// lock; actions are performed after it is released.
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "autoscaler/metrics_store.h"
+#include "controller/application_state.h"
+#include "controller/clients.h"
+#include "controller/clock.h"
+#include "controller/context.h"
+#include "controller/deployment_state.h"
+#include "controller/executor.h"
+#include "controller/long_poll_host.h"
+#include "controller/proxy_state.h"
+#include "controller/rest_api.h"
+#include "controller/storage/kv_store.h"
+#include "serve/v1/controller.pb.h"
+
+namespace serve::controller {
+
+class ControlLoop final : public ControllerApi, private ActionResults {
+ public:
+  ControlLoop(ControllerOptions options, Clock& clock, Random& random, AgentClient& agent,
+              ReplicaClient& replicas, KvStore& kv);
+
+  /// Set by the composition root before Recover().
+  void set_address(std::string address);
+  void set_log_file(std::string log_file);
+
+  /// Loads the checkpoint and reconciles it with the processes the agent reports (see
+  /// RestoreCheckpoint); stops unknown replica processes; starts the proxy unless one is
+  /// alive. A corrupt checkpoint is set aside as '<key>-corrupt' and the state starts empty.
+  void Recover();
+  /// One step: autoscaling → deployments → applications → long poll → checkpoint (written
+  /// before acting) → the actions decided since the last step.
+  void Step();
+  /// Steps every control_loop_interval_s (at once when an event arrives) until `stop`, then
+  /// answers the waiting listeners.
+  void Run(const std::atomic<bool>& stop);
+  /// Every application was deleted after Shutdown() and the node is being stopped.
+  bool finished();
+
+  // Commands.
+  absl::Status Deploy(const config::ServeDeployConfig& cfg, const std::string& source,
+                      const std::string& app_dir);
+  absl::Status DeleteApplication(const std::string& name);
+  /// Deletes everything, then stops the proxies and the node.
+  void Shutdown();
+  /// Long poll: `reply` runs once, now or later (spec §7).
+  void Listen(std::map<std::string, int64_t> keys, LongPollHost::Reply reply);
+  absl::StatusOr<v1::ReplicaSpec> GetReplicaSpec(const std::string& replica_id);
+
+  // Reports from processes.
+  void OnReplicaStarted(const v1::ReplicaStarted& msg);
+  void OnBuildResult(const v1::BuildResult& msg);
+  void OnProcessExit(const v1::ProcessExit& msg);
+  void OnProxyReady(const v1::ProxyReady& msg);
+  void RecordHandleMetrics(const v1::HandleMetricsBatch& batch);
+  void RecordReplicaMetrics(const v1::ReplicaMetricsReport& report);
+
+  // ControllerApi (REST).
+  nlohmann::json Details(const std::string& api_type) override;
+  absl::Status ApplyConfig(const config::ServeDeployConfig& config) override;
+  void DeleteAllApplications() override;
+  std::string SessionName() override;
+
+  /// For tests and benchmarks: the managers, read under no lock (single-threaded use only).
+  const DeploymentStateManager& deployments() const { return deployments_; }
+  const ApplicationStateManager& applications() const { return apps_; }
+  const LongPollHost& long_poll() const { return long_poll_; }
+
+ private:
+  // ActionResults.
+  void OnReplicaProcessStarted(const std::string& replica_id,
+                               const absl::StatusOr<int>& pid) override;
+  void OnBuildProcessStarted(const std::string& app, const std::string& build_id,
+                             const absl::StatusOr<int>& pid) override;
+  void OnProxyProcessStarted(const std::string& node_id, const absl::StatusOr<int>& pid) override;
+  void OnHealthResult(const DeploymentId& deployment, const std::string& replica_id,
+                      const absl::Status& result) override;
+  void OnReconfigureResult(const DeploymentId& deployment, const std::string& replica_id,
+                           int config_version, const absl::Status& result) override;
+
+  /// Writes the checkpoint when it changed since the last successful write; a failed write
+  /// (e.g. Redis down) is retried next step. Loop thread only.
+  void CheckpointIfChanged(std::string blob);
+
+  ControllerContext context_;
+  Clock& clock_;
+  Random& random_;
+  AgentClient& agent_;
+  KvStore& kv_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  DeploymentStateManager deployments_;
+  ApplicationStateManager apps_;
+  ProxyStateManager proxies_;
+  LongPollHost long_poll_;
+  autoscaler::MetricsStore metrics_;
+  Actions pending_;  ///< decided by event handlers, performed at the next step
+  bool shutting_down_ = false;
+  bool finished_ = false;
+
+  ActionExecutor executor_;
+  std::string last_checkpoint_;      // loop thread only
+  bool checkpoint_failing_ = false;  // loop thread only
+};
+
+}  // namespace serve::controller

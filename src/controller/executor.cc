@@ -1,0 +1,66 @@
+#include "controller/executor.h"
+
+#include <atomic>
+#include <memory>
+
+namespace serve::controller {
+namespace {
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+}  // namespace
+
+void ActionExecutor::Execute(Actions actions) {
+  for (Action& action : actions) {
+    std::visit(
+        Overloaded{
+            [&](StartReplicaAction& a) {
+              agent_.StartProcess(a.request, [this, id = a.replica_id](absl::StatusOr<int> pid) {
+                results_.OnReplicaProcessStarted(id, pid);
+              });
+            },
+            [&](StartBuildAction& a) {
+              agent_.StartProcess(a.request, [this, app = a.app, build = a.build_id](
+                                                 absl::StatusOr<int> pid) {
+                results_.OnBuildProcessStarted(app, build, pid);
+              });
+            },
+            [&](StartProxyAction& a) {
+              agent_.StartProcess(a.request, [this, node = a.node_id](absl::StatusOr<int> pid) {
+                results_.OnProxyProcessStarted(node, pid);
+              });
+            },
+            [&](StopProcessAction& a) { agent_.StopProcess(a.pid, a.grace_s, nullptr); },
+            [&](CheckHealthAction& a) {
+              replicas_.CheckHealth(a.address, a.timeout_s,
+                                    [this, dep = a.deployment, id = a.replica_id](
+                                        absl::Status st) { results_.OnHealthResult(dep, id, st); });
+            },
+            [&](ReconfigureAction& a) {
+              replicas_.Reconfigure(
+                  a.address, a.request,
+                  [this, dep = a.deployment, id = a.replica_id, v = a.config_version](
+                      absl::Status st) { results_.OnReconfigureResult(dep, id, v, st); });
+            },
+            [&](ShutdownNodeAction& a) {
+              // The proxies first (so no new request arrives), then the agent and the rest.
+              if (a.proxy_pids.empty()) {
+                agent_.Shutdown();
+                return;
+              }
+              auto left = std::make_shared<std::atomic<int>>(static_cast<int>(a.proxy_pids.size()));
+              for (int pid : a.proxy_pids) {
+                agent_.StopProcess(pid, 2, [this, left] {
+                  if (--*left == 0) agent_.Shutdown();
+                });
+              }
+            },
+        },
+        action);
+  }
+}
+
+}  // namespace serve::controller
