@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/ids.h"
 #include "common/logging.h"
 #include "common/util.h"
 #include "proxy/request_handler.h"
@@ -67,17 +68,16 @@ int RunProxy(const ProxyOptions& options) {
           std::vector<Route> routes;
           for (auto& e : u.route_table().routes()) {
             routes.push_back({e.route_prefix(), e.app_name(), e.deployment()});
-            std::string key = "DEPLOYMENT_TARGETS:" + e.app_name() + "#" + e.deployment();
+            std::string key = TargetsKey({e.app_name(), e.deployment()});
             if (watched.insert(key).second) poll->Watch(key);
           }
           handler.SetRouteTable(RouteTable(std::move(routes)));
           server.StartAccepting();
-        } else if (u.has_targets()) {
-          router.UpdateTargets(u.key().substr(std::string("DEPLOYMENT_TARGETS:").size()),
-                               u.targets());
+        } else if (auto id = ParseTargetsKey(u.key()); id && u.has_targets()) {
+          router.UpdateTargets(id->Key(), u.targets());
         }
       });
-  poll->Watch("ROUTE_TABLE");
+  poll->Watch(std::string(kRouteTableKey));
   // Without a controller to ask, serve anyway after a while (/-/healthz then says 503).
   asio::steady_timer accept_anyway(io, std::chrono::seconds(5));
   accept_anyway.async_wait([&server](boost::system::error_code ec) {

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 
+#include "common/ids.h"
+
 namespace serve::proxy {
 
 RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
-  for (Route& r : routes_) r.key = r.app_name + "#" + r.deployment;
+  for (Route& r : routes_) r.key = DeploymentId{r.app_name, r.deployment}.Key();
   std::stable_sort(routes_.begin(), routes_.end(), [](const Route& a, const Route& b) {
     return a.route_prefix.size() > b.route_prefix.size();
   });

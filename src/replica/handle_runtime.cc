@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/ids.h"
 #include "common/util.h"
 #include "rpc/grpc_util.h"
 #include "serve/v1/controller.grpc.pb.h"
@@ -28,9 +29,8 @@ ReplicaHandleRuntime::ReplicaHandleRuntime(std::string controller_address, std::
   router_.EnableMetrics(std::move(metrics));  // before the first targets arrive
   poll_ = std::make_unique<router::LongPollClient>(
       std::move(controller_address), io_.get_executor(), [this](const v1::Update& u) {
-        if (u.has_targets()) {
-          router_.UpdateTargets(u.key().substr(std::string("DEPLOYMENT_TARGETS:").size()),
-                                u.targets());
+        if (auto id = ParseTargetsKey(u.key()); id && u.has_targets()) {
+          router_.UpdateTargets(id->Key(), u.targets());
         }
       });
   thread_ = std::thread([this] { io_.run(); });
@@ -104,7 +104,7 @@ bool ReplicaHandleRuntime::Prepare(const detail::CallTarget& target, v1::Request
   head->set_multiplexed_model_id(target.multiplexed_model_id);
   head->set_stream(target.stream);
   head->set_caller("handle");
-  *key = app + "#" + deployment;
+  *key = DeploymentId{app, deployment}.Key();
   return true;
 }
 
@@ -112,7 +112,7 @@ void ReplicaHandleRuntime::Dispatch(std::string key, bool shield, v1::RequestHea
                                     std::string args, router::RouteCallback done) {
   boost::asio::post(io_, [this, key = std::move(key), shield, head = std::move(head),
                           args = std::move(args), done = std::move(done)]() mutable {
-    if (watched_.insert(key).second) poll_->Watch("DEPLOYMENT_TARGETS:" + key);
+    if (watched_.insert(key).second) poll_->Watch(TargetsKey(*DeploymentId::FromKey(key)));
     std::string parent = head.request_id();
     auto slot = std::make_shared<std::multimap<std::string, uint64_t>::iterator>(children_.end());
     auto finished = std::make_shared<bool>(false);
