@@ -1,6 +1,7 @@
 #include "controller/deployment_state.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -18,6 +19,12 @@ const char* ToString(ReplicaState s, bool updating) {
     case ReplicaState::kStopping: return "STOPPING";
   }
   return "UNKNOWN";
+}
+
+double RestartBackoffS(int consecutive_failures) {
+  if (consecutive_failures <= 1) return 0;
+  return std::min(kRestartBackoffCapS,
+                  kRestartBackoffBaseS * std::pow(2.0, consecutive_failures - 2));
 }
 
 DeploymentStateManager::DeploymentStateManager(const ControllerContext& context, Clock& clock,
@@ -219,7 +226,7 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
     std::erase_if(active, [](ReplicaInfo* r) { return r->state == ReplicaState::kStopping; });
   }
   int delta = target - static_cast<int>(active.size());
-  if (delta > 0 && !dep.terminally_failed) {
+  if (delta > 0 && !dep.terminally_failed && now >= dep.next_start_s) {
     for (int i = 0; i < delta; ++i) StartReplica(dep, actions);
   } else if (delta < 0) {
     // Downscale order (spec §4.1): outdated replicas, then those not serving yet, then running.
@@ -329,8 +336,19 @@ void DeploymentStateManager::RemoveReplica(DeploymentState& dep, const std::stri
   replica_index_.erase(replica_id);
 }
 
+void DeploymentStateManager::BackOff(DeploymentState& dep, bool crash_loop) {
+  dep.consecutive_failures = crash_loop ? dep.consecutive_failures + 1 : 1;
+  double wait = RestartBackoffS(dep.consecutive_failures);
+  dep.next_start_s = clock_.Now() + wait;
+  if (wait > 0) {
+    spdlog::warn("{}:{} failed {} times in a row; the next replica starts in {:.1f} s.",
+                 dep.id.app, dep.id.name, dep.consecutive_failures, wait);
+  }
+}
+
 void DeploymentStateManager::OnStartupFailure(DeploymentState& dep, const std::string& error) {
   ++dep.startup_failures;
+  BackOff(dep);
   int threshold = std::min(kMaxConstructorRetries,
                            std::max(1, dep.target_num_replicas) * kMaxPerReplicaRetries);
   spdlog::error("A replica of {}:{} failed to start: {}", dep.id.app, dep.id.name, error);
@@ -368,6 +386,7 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
   r->data_address = msg.data_address();
   r->control_address = msg.control_address();
   r->last_health_s = clock_.Now();
+  r->running_since_s = r->last_health_s;
   if (r->version == dep.version) dep.version_started = true;
   spdlog::info("Replica {} of {}:{} is RUNNING at {}.", r->id, dep.id.app, dep.id.name,
                r->data_address);
@@ -410,7 +429,9 @@ void DeploymentStateManager::OnReplicaExit(const std::string& replica_id, int ex
                  dep.id.app, dep.id.name, how);
     dep.status = Transition(dep.status, DeploymentEvent::kHealthCheckFailed);
     dep.message = "Replica " + replica_id + " " + how + " unexpectedly.";
+    bool crash_loop = clock_.Now() - r->running_since_s < kStableRunS;
     RemoveReplica(dep, replica_id);
+    BackOff(dep, crash_loop);
   } else {
     RemoveReplica(dep, replica_id);
   }
@@ -438,6 +459,7 @@ void DeploymentStateManager::OnHealthResult(const DeploymentId& id, const std::s
   }
   if (result.ok()) {
     r->health_failures = 0;
+    dep->consecutive_failures = 0;  // a replica survived a health period: not a crash loop
     return;
   }
   ++r->health_failures;

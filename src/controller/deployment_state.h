@@ -27,6 +27,16 @@ namespace serve::controller {
 inline constexpr int kHealthFailureThreshold = 3;
 inline constexpr int kMaxConstructorRetries = 20;
 inline constexpr int kMaxPerReplicaRetries = 3;
+/// Replacement backoff: the first replacement after a failure starts at once, later ones wait
+/// kRestartBackoffBaseS × 2^(n−2) (n consecutive failures), at most kRestartBackoffCapS.
+inline constexpr double kRestartBackoffBaseS = 0.5;
+inline constexpr double kRestartBackoffCapS = 30;
+/// A replica that dies after running this long is not part of a crash loop: its replacement
+/// starts at once.
+inline constexpr double kStableRunS = 1;
+
+/// Seconds to wait before starting a replacement after `consecutive_failures` failures.
+double RestartBackoffS(int consecutive_failures);
 
 /// What an application's build says about one deployment.
 struct DeploymentSpec {
@@ -54,6 +64,10 @@ struct DeploymentState {
   bool version_started = false;  ///< a replica of the current version reached RUNNING
   bool terminally_failed = false;
   int target_num_replicas = 0;    ///< what reconciliation drives towards (0 while deleting)
+  /// Start-up failures and unexpected deaths since a replica last passed a health check, and
+  /// the earliest time a replacement may start (restart backoff).
+  int consecutive_failures = 0;
+  double next_start_s = 0;
   autoscaler::PolicyState policy;  ///< the autoscaling policy's memory
   ReplicaStateContainer replicas;
 
@@ -112,6 +126,9 @@ class DeploymentStateManager {
   void StopReplica(DeploymentState& dep, ReplicaInfo& r, Actions& actions);
   void RemoveReplica(DeploymentState& dep, const std::string& replica_id);
   void OnStartupFailure(DeploymentState& dep, const std::string& error);
+  /// Counts a failure and pushes back the next replacement start; `crash_loop` false starts
+  /// the count again (the failed replica had been running stably).
+  void BackOff(DeploymentState& dep, bool crash_loop = true);
 
   const ControllerContext& context_;
   Clock& clock_;

@@ -30,6 +30,7 @@ struct ReplicaInfo {
   int health_failures = 0;
   bool health_in_flight = false;
   double last_health_s = 0;  ///< monotonic time the last health check started
+  double running_since_s = 0;  ///< monotonic time it became RUNNING
 };
 
 /// A deployment's replicas by id, in id order.

@@ -107,7 +107,11 @@ TEST_F(ControllerTest, ScaleDownStopsReplicasNotServingYetFirst) {
 TEST_F(ControllerTest, StartupFailureThresholdMakesTheDeploymentFailTerminally) {
   // Threshold min(20, 2 * 3) = 6 failures while no replica of the version ever ran.
   ASSERT_TRUE(Deploy({Options(2)}).ok());
-  for (int i = 0; i < 2; ++i) ReportStarted("D", false, "constructor exploded");
+  for (int i = 0; i < 2; ++i) {
+    ReportStarted("D", false, "constructor exploded");
+    clock_.Advance(60);  // past the restart backoff
+    loop_->Step();
+  }
   EXPECT_EQ(Dep().status.status, DeploymentStatus::kUpdating);
   EXPECT_NE(Dep().message.find("Retrying 2 more time(s)"), std::string::npos) << Dep().message;
   ReportStarted("D", false, "constructor exploded");
@@ -160,6 +164,37 @@ TEST_F(ControllerTest, ReplicaDeathIsReplaced) {
   EXPECT_NE(Dep().message.find("was killed by signal 9"), std::string::npos);
   loop_->Step();
   EXPECT_EQ(CountState(ReplicaState::kStarting), 1);
+}
+
+TEST_F(ControllerTest, CrashLoopsBackOffExponentially) {
+  ASSERT_TRUE(Deploy({Options(1)}).ok());
+  ReportStarted();
+  ASSERT_TRUE(Dep().version_started);
+  auto kill_running = [&] {
+    std::string id = Replicas(ReplicaState::kRunning).at(0);
+    Exit(agent_.pid_by_tag["replica:" + id], "replica:" + id, 1);
+    loop_->Step();
+  };
+  // Dies at once after starting: replacements wait 0, 0.5, 1, 2 s.
+  std::vector<double> waits;
+  for (int i = 0; i < 4; ++i) {
+    kill_running();
+    double waited = 0;
+    while (CountState(ReplicaState::kStarting) == 0 && waited < 100) {
+      clock_.Advance(0.25);
+      waited += 0.25;
+      loop_->Step();
+    }
+    waits.push_back(waited);
+    ReportStarted();
+  }
+  EXPECT_EQ(waits, (std::vector<double>{0, 0.5, 1, 2}));
+  EXPECT_EQ(RestartBackoffS(100), kRestartBackoffCapS);
+  // One that had run stably is replaced at once, and the count starts again.
+  clock_.Advance(kStableRunS + 0.1);
+  kill_running();
+  EXPECT_EQ(CountState(ReplicaState::kStarting), 1);
+  EXPECT_EQ(Dep().consecutive_failures, 1);
 }
 
 TEST_F(ControllerTest, UserConfigChangeReconfiguresInPlace) {
