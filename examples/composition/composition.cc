@@ -1,6 +1,7 @@
 // Model composition with DeploymentHandles ("Deploy Compositions of Models"):
-//   serve run composition:translate      GET /?lang=es&name=Ann -> "Hola Ann!"
-//   serve run composition:arithmetic     GET /?x=3              -> {"result": 8}   ((3+1)*2)
+//   serve run composition:translate            GET /?lang=es&name=Ann -> "Hola Ann!"
+//   serve run composition:arithmetic_builder   GET /?x=3              -> {"result": 8}   ((3+1)*2)
+// (with --app-dir build/examples/composition from the serve checkout)
 #include <serve/serve.h>
 
 #include <stdexcept>

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -48,6 +50,67 @@ std::optional<int> ReadyProxyPort(const nlohmann::json& details) {
   int port = details.value("http_options", nlohmann::json::object()).value("port", 0);
   if (port <= 0) return std::nullopt;  // asked for port 0 and the real one is not known yet
   return port;
+}
+
+// The reason the HTTP proxy failed to start for good (UNHEALTHY before any proxy was ready):
+// its message in the details, else the line it wrote into the session directory
+// (proxy/proxy.cc), else a pointer to the logs. nullopt while no proxy has failed.
+std::optional<std::string> FailedProxy(const nlohmann::json& details,
+                                       const std::string& session_dir) {
+  const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
+  for (auto& [node, p] : proxies.items()) {
+    if (p.value("status", "") != "UNHEALTHY") continue;
+    std::string message = p.value("message", "");
+    if (message.empty()) {
+      if (auto text = ReadFile(session_dir + "/proxy_" + node + ".error")) {
+        message = *text;
+        while (!message.empty() && (message.back() == '\n' || message.back() == '.')) {
+          message.pop_back();
+        }
+        message = "The HTTP proxy failed to start: " + message + ".";
+      } else {
+        message = "The HTTP proxy failed to start; see " + session_dir + "/logs/serve/.";
+      }
+    }
+    return message;
+  }
+  return std::nullopt;
+}
+
+// `s` quoted for a POSIX shell when it needs quoting.
+std::string ShellQuote(const std::string& s) {
+  bool plain = !s.empty();
+  for (char c : s) {
+    plain &= std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+             std::string_view("_/.:=@%+,-").find(c) != std::string_view::npos;
+  }
+  if (plain) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The flags that make a later command reach this instance: `-a REST` when a plain command
+// would resolve another REST address (a non-default temp dir, or $SERVE_DASHBOARD_ADDRESS /
+// $RAY_DASHBOARD_ADDRESS pointing elsewhere); `--temp-dir ROOT` for a non-default temp dir.
+struct FollowUpFlags {
+  std::string address;   // " -a http://..." or ""
+  std::string temp_dir;  // " --temp-dir ROOT" or ""
+};
+FollowUpFlags FollowUp(const std::string& root, const std::string& dashboard) {
+  FollowUpFlags f;
+  bool default_root = std::filesystem::path(root).lexically_normal() == "/tmp/serve";
+  std::string env = EnvString("SERVE_DASHBOARD_ADDRESS", EnvString("RAY_DASHBOARD_ADDRESS", ""));
+  if (!default_root || (!env.empty() && env != dashboard)) {
+    f.address = " -a " + ShellQuote(dashboard);
+  }
+  if (!default_root) f.temp_dir = " --temp-dir " + ShellQuote(root);
+  return f;
+}
+
+// Prints each unknown-field warning of a config file to stderr.
+void PrintWarnings(const std::string& path, const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) std::cerr << "Warning: " << path << ": " << w << "\n";
 }
 
 std::atomic<int> g_signal{0};
@@ -100,18 +163,25 @@ absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(
 }
 
 // The config document (JSON) of a config file, with relative working_dir paths made absolute
-// against the file's directory. Validated locally so errors show before anything starts.
-absl::StatusOr<nlohmann::json> LoadConfigDocument(const std::string& path) {
+// against the file's directory. Validated locally so errors show before anything starts;
+// unknown fields are warned about on stderr, or rejected when `strict`.
+absl::StatusOr<nlohmann::json> LoadConfigDocument(const std::string& path, bool strict) {
   auto text = ReadFile(path);
   if (!text) return absl::NotFoundError("Cannot read config file '" + path + "'.");
   auto doc = config::YamlToJson(*text);
   if (!doc.ok()) {
     return absl::InvalidArgumentError(path + ": " + std::string(doc.status().message()));
   }
-  auto parsed = config::ParseServeDeployConfig(*text);
+  std::vector<std::string> warnings;
+  auto parsed = config::ParseServeDeployConfig(*text, {.strict = strict, .warnings = &warnings});
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(path + ": " + std::string(parsed.status().message()));
+    std::string message(parsed.status().message());
+    if (strict && message.find("unknown field") != std::string::npos) {
+      message += " [strict mode: unknown fields are rejected]";
+    }
+    return absl::InvalidArgumentError(path + ": " + message);
   }
+  PrintWarnings(path, warnings);
   std::filesystem::path base = std::filesystem::path(AbsoluteDir(path)).parent_path();
   auto fix = [&](nlohmann::json& app) {
     if (!app.is_object() || !app.contains("runtime_env") || !app["runtime_env"].is_object()) return;
@@ -158,6 +228,7 @@ struct RunArgs {
   std::string route_prefix = "/";
   ClusterOptions cluster;
   std::string temp_dir;
+  bool strict = false;
 };
 
 int CmdRun(RunArgs a) {
@@ -168,7 +239,7 @@ int CmdRun(RunArgs a) {
   std::vector<std::pair<std::string, std::string>> apps;  // name, route prefix ("" = none)
   if (is_config) {
     if (!kv->empty()) return Fail("Application arguments cannot be specified for a config file.");
-    auto loaded = LoadConfigDocument(a.target);
+    auto loaded = LoadConfigDocument(a.target, a.strict);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     doc = *loaded;
     auto parsed = config::ParseServeDeployConfig(doc);
@@ -191,7 +262,8 @@ int CmdRun(RunArgs a) {
   }
   a.cluster.app_dir = AbsoluteDir(a.app_dir);
 
-  auto session = CreateSessionDir(TempRoot(a.temp_dir));
+  std::string root = TempRoot(a.temp_dir);
+  auto session = CreateSessionDir(root);
   if (!session.ok()) return Fail(std::string(session.status().message()));
 
   struct sigaction sa {};
@@ -204,7 +276,9 @@ int CmdRun(RunArgs a) {
                         : "Running import path: '" + a.target + "'.");
   auto cluster = StartLocalCluster(*session, a.cluster);
   if (!cluster.ok()) return Fail(std::string(cluster.status().message()));
-  Log("INFO", "Started a local serve instance in " + *session + ".");
+  FollowUpFlags follow = FollowUp(root, cluster->dashboard_address);
+  Log("INFO", "Started a local serve instance in " + *session + "; REST API at " +
+                  cluster->dashboard_address + " (`serve status" + follow.address + "`).");
 
   auto shutdown = [&](int code) {
     if (auto st = RequestClusterShutdown(cluster->controller_address); !st.ok()) {
@@ -238,6 +312,9 @@ int CmdRun(RunArgs a) {
   }
 
   // Wait for every application to be RUNNING (or fail), then block until interrupted.
+  bool proxies_disabled = a.cluster.proxy_location == "Disabled";
+  bool proxy_ready = proxies_disabled;
+  std::optional<int> port;  // the proxy's bound port, once it reported ready
   std::set<std::string> ready;
   while (g_signal == 0) {
     int status;
@@ -247,14 +324,23 @@ int CmdRun(RunArgs a) {
     }
     if (ready.size() < apps.size()) {
       auto details = GetDetailsRest(cluster->dashboard_address);
+      if (std::optional<int> p = details.ok() ? ReadyProxyPort(*details) : std::nullopt) port = p;
+      proxy_ready |= port.has_value();
+      if (details.ok() && !proxy_ready) {
+        if (auto failed = FailedProxy(*details, *session)) {
+          std::cerr << "Error: " << *failed << " Free the port or choose another with "
+                    << (is_config ? "http_options.port in " + a.target : "--http-port")
+                    << ".\n";
+          return shutdown(1);
+        }
+      }
       for (const auto& [name, prefix] : apps) {
         if (!details.ok() || ready.count(name) || !(*details)["applications"].contains(name)) continue;
         const auto& app = (*details)["applications"][name];
         std::string s = app.value("status", "");
-        std::optional<int> port = ReadyProxyPort(*details);
-        if (s == "RUNNING" && port) {  // "ready at" needs the proxy's real port
+        if (s == "RUNNING" && proxy_ready) {  // "ready at" needs the proxy's real port
           std::string host = a.cluster.http_host == "0.0.0.0" ? "127.0.0.1" : a.cluster.http_host;
-          if (!prefix.empty()) {
+          if (!prefix.empty() && port) {
             Log("INFO", "Application '" + name + "' is ready at http://" + host + ":" +
                             std::to_string(*port) + prefix + ".");
           }
@@ -290,38 +376,50 @@ int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::str
   if (auto running = ReadFile(root + "/session_latest/dashboard_address")) {
     auto resp = RestCall("GET", *running + "/api/ray/version", "", 2);
     if (resp.ok() && resp->status == 200) {
-      std::cout << "Serve is already running (REST API at " << *running
-                << "). Stop it first with `serve stop`.\n";
-      return 0;
+      return Fail("Serve is already running (REST API at " + *running +
+                  "). Stop it first with `serve stop" + FollowUp(root, *running).temp_dir + "`.");
     }
   }
   auto session = CreateSessionDir(root, session_dir);
   if (!session.ok()) return Fail(std::string(session.status().message()));
   auto cluster = StartLocalCluster(*session, options);
   if (!cluster.ok()) return Fail(std::string(cluster.status().message()));
-  // Wait until the proxy reports its port (it may take a while on a loaded machine).
-  int port = options.http_port;
-  bool proxy_ready = false;
-  for (int i = 0; i < 600; ++i) {
-    auto details = GetDetailsRest(cluster->dashboard_address);
-    if (details.ok()) {
-      if (std::optional<int> p = ReadyProxyPort(*details)) {
-        port = *p;
-        proxy_ready = true;
-        break;
+  auto stop = [&](const std::string& message) {
+    std::cerr << "Error: " << message << "\n";
+    (void)RequestClusterShutdown(cluster->controller_address);
+    StopAgent(cluster->agent_pid, EnvDouble("SERVE_SHUTDOWN_TIMEOUT_S", 60));
+    std::cerr << "Stopped the serve instance it started (logs: " << *session << "/logs/).\n";
+    return 1;
+  };
+  // Wait until the proxy reports its port (it may take a while on a loaded machine), or fails.
+  std::string http = "(disabled: proxy_location Disabled)";
+  if (options.proxy_location != "Disabled") {
+    std::optional<int> port;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!port && std::chrono::steady_clock::now() < deadline) {
+      auto details = GetDetailsRest(cluster->dashboard_address);
+      if (details.ok()) {
+        port = ReadyProxyPort(*details);
+        if (auto failed = FailedProxy(*details, *session); failed && !port) {
+          return stop(*failed + " Free the port or choose another with --http-port.");
+        }
       }
+      if (!port) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!port) {
+      return stop("the HTTP proxy did not report ready within 30 s (port " +
+                  std::to_string(options.http_port) + ")");
+    }
+    http = "http://" + options.http_host + ":" + std::to_string(*port);
   }
-  if (!proxy_ready) {
-    std::cerr << "warning: the HTTP proxy did not report ready within 30 s; see `serve status` "
-                 "and the logs under "
-              << *session << "/logs/\n";
-  }
+  FollowUpFlags follow = FollowUp(root, cluster->dashboard_address);
   std::cout << "Started serve (session " << *session << ").\n"
-            << "  HTTP proxy:  http://" << options.http_host << ":" << port << "\n"
+            << "  HTTP proxy:  " << http << "\n"
             << "  REST API:    " << cluster->dashboard_address << "\n"
-            << "Deploy with `serve deploy config.yaml`; stop with `serve stop`.\n";
+            << "Next:\n"
+            << "  serve deploy config.yaml" << follow.address << "\n"
+            << "  serve status" << follow.address << "\n"
+            << "  serve stop" << follow.temp_dir << "\n";
   return 0;
 }
 
@@ -332,15 +430,18 @@ int CmdStop(const std::string& temp_dir) {
   return 0;
 }
 
+// `app_dir` (optional) is added to each application's library search path as
+// runtime_env.env_vars.SERVE_APP_PATH (prepended to one the config sets), so it must be a
+// directory the instance's machine can read.
 int CmdDeploy(const std::string& target, const std::vector<std::string>& kv_items,
               const std::string& address, const std::string& name,
-              const std::string& route_prefix) {
+              const std::string& route_prefix, const std::string& app_dir, bool strict) {
   auto kv = ParseKeyValues(kv_items);
   if (!kv.ok()) return Fail(std::string(kv.status().message()));
   nlohmann::json doc;
   if (LooksLikeConfigFile(target)) {
     if (!kv->empty()) return Fail("Application arguments cannot be specified for a config file.");
-    auto loaded = LoadConfigDocument(target);
+    auto loaded = LoadConfigDocument(target, strict);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     doc = *loaded;
   } else {
@@ -349,6 +450,27 @@ int CmdDeploy(const std::string& target, const std::vector<std::string>& kv_item
     doc = {{"applications",
             {{{"name", name}, {"route_prefix", route_prefix}, {"import_path", target},
               {"args", *kv}}}}};
+  }
+  if (!app_dir.empty()) {
+    std::string dir = AbsoluteDir(app_dir);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      return Fail("--app-dir " + dir + " is not a directory.");
+    }
+    auto add = [&](nlohmann::json& app) {
+      if (!app.is_object()) return;
+      nlohmann::json& env = app["runtime_env"];
+      if (!env.is_object()) env = nlohmann::json::object();
+      nlohmann::json& vars = env["env_vars"];
+      if (!vars.is_object()) vars = nlohmann::json::object();
+      std::string path = vars.value("SERVE_APP_PATH", "");
+      vars["SERVE_APP_PATH"] = path.empty() ? dir : dir + ":" + path;
+    };
+    if (doc.contains("applications") && doc["applications"].is_array()) {
+      for (auto& app : doc["applications"]) add(app);
+    } else {
+      add(doc);
+    }
   }
   if (auto st = PutConfig(address, doc); !st.ok()) return Fail(std::string(st.message()));
   std::cout << "Sent deploy request successfully.\n"
@@ -366,13 +488,13 @@ int CmdConfig(const std::string& address, const std::string& name) {
       std::cout << "No config has been deployed for application \"" << name << "\".\n";
       return 0;
     }
-    std::cout << config::JsonToYaml(apps[name]["deployed_app_config"]);
+    std::cout << config::AppConfigToYaml(apps[name]["deployed_app_config"]);
     return 0;
   }
   std::vector<std::string> docs;
   for (auto& [n, app] : apps.items()) {
     auto cfg = app.value("deployed_app_config", nlohmann::json());
-    if (!cfg.is_null()) docs.push_back(config::JsonToYaml(cfg));
+    if (!cfg.is_null()) docs.push_back(config::AppConfigToYaml(cfg));
   }
   if (docs.empty()) {
     std::cout << "No configuration was found.\n";
@@ -456,7 +578,8 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   std::string temp_dir, address;
   auto add_temp = [&](CLI::App* cmd) {
-    cmd->add_option("--temp-dir", temp_dir, "root of session directories (default /tmp/serve)");
+    cmd->add_option("--temp-dir", temp_dir,
+                    "root of session directories (default $SERVE_TEMP_DIR, else /tmp/serve)");
   };
   auto add_address = [&](CLI::App* cmd) {
     cmd->add_option("-a,--address", address,
@@ -467,10 +590,15 @@ int RunCli(int argc, char** argv) {
   auto add_http = [&](CLI::App* cmd, ClusterOptions& c) {
     c.http_host = EnvString("SERVE_HTTP_HOST", c.http_host);
     c.http_port = static_cast<int>(EnvDouble("SERVE_HTTP_PORT", c.http_port));
-    cmd->add_option("--http-host", c.http_host, "HTTP host of the proxy");
-    cmd->add_option("--http-port", c.http_port, "HTTP port of the proxy (0: any free port)");
-    cmd->add_option("--dashboard-host", c.dashboard_host, "host of the REST API");
-    cmd->add_option("--dashboard-port", c.dashboard_port, "port of the REST API (0: any)");
+    c.dashboard_host = EnvString("SERVE_DASHBOARD_HOST", c.dashboard_host);
+    c.dashboard_port = static_cast<int>(EnvDouble("SERVE_DASHBOARD_PORT", c.dashboard_port));
+    cmd->add_option("--http-host", c.http_host, "HTTP host of the proxy ($SERVE_HTTP_HOST)");
+    cmd->add_option("--http-port", c.http_port,
+                    "HTTP port of the proxy (0: any free port; $SERVE_HTTP_PORT)");
+    cmd->add_option("--dashboard-host", c.dashboard_host,
+                    "host of the REST API ($SERVE_DASHBOARD_HOST)");
+    cmd->add_option("--dashboard-port", c.dashboard_port,
+                    "port of the REST API (0: any; $SERVE_DASHBOARD_PORT)");
   };
 
   RunArgs run;
@@ -480,6 +608,12 @@ int RunCli(int argc, char** argv) {
   run_cmd->add_option("-d,--app-dir", run.app_dir, "directory searched for lib<module>.so");
   run_cmd->add_option("--name", run.name, "application name (import paths only)");
   run_cmd->add_option("--route-prefix", run.route_prefix, "HTTP route prefix (import paths only)");
+  bool strict = config::StrictConfigFromEnv();
+  auto add_strict = [&](CLI::App* cmd) {
+    cmd->add_flag("--strict", strict,
+                  "reject unknown config fields instead of warning ($SERVE_STRICT_CONFIG=1)");
+  };
+  add_strict(run_cmd);
   add_http(run_cmd, run.cluster);
   add_temp(run_cmd);
 
@@ -513,6 +647,11 @@ int RunCli(int argc, char** argv) {
   deploy_cmd->add_option("args", deploy_kv, "key=value builder arguments");
   deploy_cmd->add_option("--name", deploy_name);
   deploy_cmd->add_option("--route-prefix", deploy_prefix);
+  std::string deploy_app_dir;
+  deploy_cmd->add_option("-d,--app-dir", deploy_app_dir,
+                         "also look for lib<module>.so here (a directory on the instance's "
+                         "machine; sent as runtime_env.env_vars.SERVE_APP_PATH)");
+  add_strict(deploy_cmd);
   add_address(deploy_cmd);
 
   std::string name;
@@ -544,6 +683,7 @@ int RunCli(int argc, char** argv) {
   std::string root = TempRoot(temp_dir);
   if (*run_cmd) {
     run.temp_dir = temp_dir;
+    run.strict = strict;
     return CmdRun(run);
   }
   if (*start_cmd) {
@@ -553,7 +693,7 @@ int RunCli(int argc, char** argv) {
   if (*stop_cmd) return CmdStop(temp_dir);
   if (*deploy_cmd) {
     return CmdDeploy(deploy_target, deploy_kv, DashboardAddress(address, root), deploy_name,
-                     deploy_prefix);
+                     deploy_prefix, deploy_app_dir, strict);
   }
   if (*config_cmd) return CmdConfig(DashboardAddress(address, root), name);
   if (*status_cmd) return CmdStatus(DashboardAddress(address, root), name);

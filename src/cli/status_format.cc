@@ -76,6 +76,14 @@ std::string FormatStatus(const nlohmann::json& details, const std::string& app_n
   const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
   for (auto& [node, p] : proxies.items()) {
     out << YAML::Key << node << YAML::Value << p.value("status", "");
+    // Why a proxy is not HEALTHY, as a comment: the document keeps Ray's shape.
+    std::string message = StripAnsi(p.value("message", ""));
+    if (!message.empty() && p.value("status", "") != "HEALTHY") {
+      for (char& c : message) {
+        if (c == '\n' || c == '\r') c = ' ';
+      }
+      out << YAML::Comment(message);
+    }
   }
   out << YAML::EndMap;
   out << YAML::Key << "applications" << YAML::Value << YAML::BeginMap;

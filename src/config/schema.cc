@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -213,9 +214,11 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
 /// YAML, the line of the nearest enclosing field.
 class Validator {
  public:
-  explicit Validator(const LineMap* lines) : lines_(lines) {}
+  Validator(const LineMap* lines, const ParseOptions& options)
+      : lines_(lines), options_(options) {}
 
-  absl::Status Error(const std::string& path, const std::string& reason) const {
+  /// "path: reason (line N)".
+  std::string Describe(const std::string& path, const std::string& reason) const {
     std::string msg = absl::StrCat(path.empty() ? "config" : path, ": ", reason);
     if (lines_ != nullptr) {
       for (std::string p = path; !p.empty(); p = Parent(p)) {
@@ -225,7 +228,36 @@ class Validator {
         }
       }
     }
-    return absl::InvalidArgumentError(msg);
+    return msg;
+  }
+
+  absl::Status Error(const std::string& path, const std::string& reason) const {
+    return absl::InvalidArgumentError(Describe(path, reason));
+  }
+
+  /// Checks the keys of mapping `in` at `path` against `known`. An unknown key is ignored
+  /// with a warning (as Ray ignores it), or is an error in strict mode. Keys in `unsupported`
+  /// are valid in Ray but not acted on here: always a warning.
+  absl::Status UnknownKeys(const std::string& path, const json& in,
+                           const std::set<std::string>& known,
+                           const std::set<std::string>& unsupported = {}) const {
+    if (!in.is_object()) return absl::OkStatus();
+    for (auto it = in.begin(); it != in.end(); ++it) {
+      const std::string& key = it.key();
+      if (known.count(key)) continue;
+      std::string p = Join(path, key);
+      if (unsupported.count(key)) {
+        Warn(p, "not supported yet; ignored");
+        continue;
+      }
+      std::string reason = "unknown field";
+      if (std::string near = Closest(key, known); !near.empty()) {
+        absl::StrAppend(&reason, " (did you mean '", near, "'?)");
+      }
+      if (options_.strict) return Error(p, reason);
+      Warn(p, absl::StrCat(reason, "; ignored"));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status TypeError(const std::string& path, const std::string& expected,
@@ -300,7 +332,36 @@ class Validator {
     return absl::StrCat(b);
   }
 
+  void Warn(const std::string& path, const std::string& reason) const {
+    if (options_.warnings != nullptr) options_.warnings->push_back(Describe(path, reason));
+  }
+
+  /// The known name nearest to `key` (edit distance at most 2, or a prefix/suffix match), or "".
+  static std::string Closest(const std::string& key, const std::set<std::string>& known) {
+    std::string best;
+    size_t best_distance = 3;
+    for (const std::string& k : known) {
+      std::vector<size_t> row(k.size() + 1);
+      for (size_t j = 0; j <= k.size(); ++j) row[j] = j;
+      for (size_t i = 1; i <= key.size(); ++i) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= k.size(); ++j) {
+          size_t up = row[j];
+          row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (key[i - 1] != k[j - 1])});
+          diagonal = up;
+        }
+      }
+      if (row[k.size()] < best_distance) {
+        best_distance = row[k.size()];
+        best = k;
+      }
+    }
+    return best;
+  }
+
   const LineMap* lines_;
+  const ParseOptions& options_;
 };
 
 /// Copies `in`'s keys into a new object, renaming deprecated aliases (the new name wins when
@@ -584,9 +645,18 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
       {"target_num_ongoing_requests_per_replica", "target_ongoing_requests"}};
   if (auto st = v.Mapping(path, in); !st.ok()) return st;
 
+  // Unknown fields are ignored (pydantic's default for DeploymentSchema), with a warning.
+  static const std::set<std::string> kKnown = [] {
+    std::set<std::string> known(DeploymentFieldOrder().begin(), DeploymentFieldOrder().end());
+    known.insert("max_concurrent_queries");
+    return known;
+  }();
+  static const std::set<std::string> kUnsupported = {
+      "max_constructor_retry_count", "rolling_update_percentage", "gang_scheduling_config",
+      "deployment_actors", "backpressure_config"};
+  if (auto st = v.UnknownKeys(path, in, kKnown, kUnsupported); !st.ok()) return st;
   std::map<std::string, std::string> written;
   json all = RenameAliases(in, kAliases, written);
-  // Unknown fields are ignored (pydantic's default for DeploymentSchema).
   json f = json::object();
   for (const std::string& key : DeploymentFieldOrder()) {
     if (all.contains(key)) f[key] = all[key];
@@ -682,6 +752,11 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
   if (auto it = f.find("request_router_config"); it != f.end() && !it->is_null()) {
     std::string p = P("request_router_config");
     if (auto st = v.Mapping(p, *it); !st.ok()) return st;
+    static const std::set<std::string> kRouterKnown = {
+        "request_router_class", "request_router_kwargs", "request_routing_stats_period_s",
+        "request_routing_stats_timeout_s", "initial_backoff_s", "backoff_multiplier",
+        "max_backoff_s"};
+    if (auto st = v.UnknownKeys(p, *it, kRouterKnown); !st.ok()) return st;
     if (auto c = it->find("request_router_class"); c != it->end() && !c->is_string()) {
       return v.TypeError(Join(p, "request_router_class"), "a string", *c);
     }
@@ -702,6 +777,13 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
   if (auto it = f.find("autoscaling_config"); it != f.end()) {
     std::string p = P("autoscaling_config");
     if (auto st = v.MappingOrNull(p, *it); !st.ok()) return st;
+    static const std::set<std::string> kAutoscalingKnown = {
+        "min_replicas", "initial_replicas", "max_replicas", "target_ongoing_requests",
+        "target_num_ongoing_requests_per_replica", "metrics_interval_s", "look_back_period_s",
+        "smoothing_factor", "upscale_smoothing_factor", "downscale_smoothing_factor",
+        "upscaling_factor", "downscaling_factor", "upscale_delay_s", "downscale_delay_s",
+        "downscale_to_zero_delay_s", "policy", "aggregation_function"};
+    if (auto st = v.UnknownKeys(p, *it, kAutoscalingKnown); !st.ok()) return st;
     if (it->is_object()) {
       json renamed = RenameAliases(*it, kAutoscalingAliases, as_written);
       if (!auto_replicas) {
@@ -743,12 +825,31 @@ bool ConfiguresAutoscaling(const DeploymentOverride& d) {
   return it != d.fields.end() && !it->is_null();
 }
 
+/// Legacy single-application fields (ServeApplicationSchema) found at the top level.
+const std::set<std::string>& LegacyAppFields() {
+  static const std::set<std::string> kFields = {"name",
+                                                "route_prefix",
+                                                "import_path",
+                                                "runtime_env",
+                                                "args",
+                                                "deployments",
+                                                "logging_config",
+                                                "external_scaler_enabled",
+                                                "autoscaling_policy"};
+  return kFields;
+}
+
 /// One ServeApplicationSchema at `prefix` ("applications[0]", or "" for the legacy top-level
 /// form). `multi_app` rejects host/port.
 absl::StatusOr<ApplicationConfig> ParseApplication(const Validator& v, const std::string& prefix,
                                                    const json& in, bool multi_app) {
   if (auto st = v.Mapping(prefix, in); !st.ok()) return st;
   auto P = [&](const std::string& key) { return Join(prefix, key); };
+  if (multi_app) {
+    std::set<std::string> known = LegacyAppFields();
+    known.insert({"host", "port"});  // rejected below with their own message
+    if (auto st = v.UnknownKeys(prefix, in, known); !st.ok()) return st;
+  }
   ApplicationConfig app;
   if (auto it = in.find("name"); it != in.end()) {
     auto name = NameField(v, P("name"), *it);
@@ -828,7 +929,11 @@ absl::StatusOr<HttpOptions> ParseHttpOptions(const Validator& v, const std::stri
   HttpOptions h;
   if (auto st = v.Mapping(path, in); !st.ok()) return st;
   auto P = [&](const std::string& key) { return Join(path, key); };
-  // Unknown fields are ignored (forward-compatible, as in Ray).
+  // Unknown fields are ignored (forward-compatible, as in Ray), with a warning.
+  static const std::set<std::string> kKnown = {
+      "host", "port", "root_path", "request_timeout_s", "keep_alive_timeout_s", "ssl_keyfile",
+      "ssl_certfile", "ssl_keyfile_password", "ssl_ca_certs"};
+  if (auto st = v.UnknownKeys(path, in, kKnown); !st.ok()) return st;
   if (auto it = in.find("host"); it != in.end()) {
     auto s = v.String(P("host"), *it);
     if (!s.ok()) return s.status();
@@ -881,6 +986,9 @@ absl::StatusOr<GrpcOptions> ParseGrpcOptions(const Validator& v, const std::stri
   GrpcOptions g;
   if (auto st = v.Mapping(path, in); !st.ok()) return st;
   auto P = [&](const std::string& key) { return Join(path, key); };
+  static const std::set<std::string> kKnown = {"port", "grpc_servicer_functions",
+                                               "request_timeout_s"};
+  if (auto st = v.UnknownKeys(path, in, kKnown); !st.ok()) return st;
   if (auto it = in.find("port"); it != in.end()) {
     auto port = v.Int32(P("port"), *it);
     if (!port.ok()) return port.status();
@@ -904,32 +1012,28 @@ absl::StatusOr<GrpcOptions> ParseGrpcOptions(const Validator& v, const std::stri
   return g;
 }
 
-/// Legacy single-application fields (ServeApplicationSchema) found at the top level.
-const std::set<std::string>& LegacyAppFields() {
-  static const std::set<std::string> kFields = {"name",
-                                                "route_prefix",
-                                                "import_path",
-                                                "runtime_env",
-                                                "args",
-                                                "deployments",
-                                                "logging_config",
-                                                "external_scaler_enabled",
-                                                "autoscaling_policy"};
-  return kFields;
-}
-
 std::string QuotedList(const std::vector<std::string>& items) {
   std::vector<std::string> quoted;
   for (const auto& s : items) quoted.push_back("\"" + s + "\"");
   return absl::StrJoin(quoted, ", ");
 }
 
-absl::StatusOr<ServeDeployConfig> ParseDocument(const json& doc, const LineMap* lines) {
-  Validator v(lines);
+absl::StatusOr<ServeDeployConfig> ParseDocument(const json& doc, const LineMap* lines,
+                                                 const ParseOptions& options) {
+  Validator v(lines, options);
   if (!doc.is_object()) return v.TypeError("", "a mapping", doc);
   ServeDeployConfig config;
 
   bool legacy = !doc.contains("applications") && doc.contains("import_path");
+  {
+    std::set<std::string> known = {"proxy_location", "http_options", "grpc_options",
+                                   "logging_config", "applications", "target_capacity"};
+    if (legacy) {
+      known.insert(LegacyAppFields().begin(), LegacyAppFields().end());
+      known.insert({"host", "port"});
+    }
+    if (auto st = v.UnknownKeys("", doc, known); !st.ok()) return st;
+  }
 
   if (auto it = doc.find("proxy_location"); it != doc.end()) {
     if (!it->is_string() || (*it != "Disabled" && *it != "HeadOnly" && *it != "EveryNode")) {
@@ -1158,23 +1262,65 @@ std::string JsonToYaml(const nlohmann::json& value) {
   return std::string(out.c_str()) + "\n";
 }
 
-absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const std::string& text) {
+std::string AppConfigToYaml(const nlohmann::json& app) {
+  static const std::vector<std::string> kAppOrder = {
+      "name",           "route_prefix",    "import_path", "args",
+      "runtime_env",    "deployments",     "logging_config", "external_scaler_enabled",
+      "autoscaling_policy"};
+  if (!app.is_object()) return JsonToYaml(app);
+  YAML::Emitter out;
+  out.SetNullFormat(YAML::LowerNull);
+  out << YAML::BeginMap;
+  std::vector<std::string> keys;
+  for (const auto& k : kAppOrder) {
+    if (app.contains(k)) keys.push_back(k);
+  }
+  for (auto it = app.begin(); it != app.end(); ++it) {
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) keys.push_back(it.key());
+  }
+  for (const auto& k : keys) {
+    out << YAML::Key;
+    EmitString(out, k);
+    out << YAML::Value;
+    const json& value = app.at(k);
+    if (k == "deployments" && value.is_array() && !value.empty()) {
+      out << YAML::BeginSeq;
+      for (const json& d : value) EmitJson(out, d, &DeploymentFieldOrder());
+      out << YAML::EndSeq;
+    } else {
+      EmitJson(out, value, nullptr);
+    }
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const std::string& text,
+                                                         const ParseOptions& options) {
   LineMap lines;
   auto doc = YamlToJsonWithLines(text, lines);
   if (!doc.ok()) return doc.status();
   try {
-    return ParseDocument(*doc, &lines);
+    return ParseDocument(*doc, &lines, options);
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("invalid config: ", e.what()));
   }
 }
 
-absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const nlohmann::json& doc) {
+absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const nlohmann::json& doc,
+                                                         const ParseOptions& options) {
   try {
-    return ParseDocument(doc, nullptr);
+    return ParseDocument(doc, nullptr, options);
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("invalid config: ", e.what()));
   }
+}
+
+bool StrictConfigFromEnv() {
+  const char* v = std::getenv("SERVE_STRICT_CONFIG");
+  if (v == nullptr) return false;
+  std::string s(v);
+  return s == "1" || s == "true" || s == "TRUE" || s == "True" || s == "yes";
 }
 
 absl::StatusOr<ServeDeployConfig> LoadServeDeployConfig(const std::string& path) {

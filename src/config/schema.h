@@ -61,11 +61,24 @@ struct ServeDeployConfig {
   std::optional<double> target_capacity;
 };
 
+/// Unknown fields (misspellings such as `num_replica`) are ignored, as Ray ignores them; each
+/// one is described in `warnings` ("<path>: unknown field (did you mean 'num_replicas'?);
+/// ignored (line N)"). With `strict`, the first one is an error instead. Fields Ray knows
+/// but this port does not act on are always warnings.
+struct ParseOptions {
+  bool strict = false;
+  std::vector<std::string>* warnings = nullptr;
+};
+
 /// Parses YAML or JSON text (JSON is YAML). The legacy single-application form (top-level
 /// import_path, no `applications`) is converted to a one-application config as Ray does.
-absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const std::string& text);
+absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const std::string& text,
+                                                         const ParseOptions& options = {});
 /// Same from an already-parsed JSON document (the REST PUT body).
-absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const nlohmann::json& doc);
+absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const nlohmann::json& doc,
+                                                         const ParseOptions& options = {});
+/// $SERVE_STRICT_CONFIG is set to 1 (or true/yes): the CLI rejects unknown config fields.
+bool StrictConfigFromEnv();
 /// Reads and parses a file; the error names the file.
 absl::StatusOr<ServeDeployConfig> LoadServeDeployConfig(const std::string& path);
 
@@ -73,6 +86,10 @@ absl::StatusOr<ServeDeployConfig> LoadServeDeployConfig(const std::string& path)
 absl::StatusOr<nlohmann::json> YamlToJson(const std::string& text);
 /// JSON to block-style YAML (nulls as `null`).
 std::string JsonToYaml(const nlohmann::json& value);
+/// An application's config (`serve config`) as YAML with its fields in the schema's order
+/// (ServeApplicationSchema, then DeploymentSchema for each deployment); fields the schema does
+/// not know follow in their own order.
+std::string AppConfigToYaml(const nlohmann::json& app);
 
 /// JSON with every field (defaults included), as `serve config`/REST would show it.
 nlohmann::json ToJson(const ServeDeployConfig& config);

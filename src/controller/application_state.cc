@@ -1,5 +1,6 @@
 #include "controller/application_state.h"
 
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -12,6 +13,15 @@ namespace serve::controller {
 namespace {
 
 using Json = nlohmann::json;
+
+// "exited with code 1" / "was killed by signal 11 (Segmentation fault)".
+std::string ExitText(int exit_code) {
+  if (exit_code < 0) {
+    return "was killed by signal " + std::to_string(-exit_code) + " (" +
+           std::string(strsignal(-exit_code)) + ")";
+  }
+  return "exited with code " + std::to_string(exit_code);
+}
 
 std::string LibraryStamp(const std::string& path) {
   std::error_code ec;
@@ -27,7 +37,10 @@ ApplicationStateManager::ApplicationStateManager(const ControllerContext& contex
                                                  DeploymentStateManager& deployments)
     : context_(context), clock_(clock), random_(random), deployments_(deployments) {}
 
-StartBuildAction ApplicationStateManager::MakeBuild(const AppState& app) const {
+StartBuildAction ApplicationStateManager::MakeBuild(AppState& app) {
+  app.build_log = context_.options.session_dir + "/logs/serve/build_" + app.name + "_" +
+                  app.build_id + ".log";
+  app.build_exit_code.reset();
   StartBuildAction a;
   a.app = app.name;
   a.build_id = app.build_id;
@@ -38,7 +51,8 @@ StartBuildAction ApplicationStateManager::MakeBuild(const AppState& app) const {
   for (const std::string& arg :
        {std::string("--build"), std::string("--controller-address"), context_.address,
         std::string("--build-id"), app.build_id, std::string("--import-path"), app.import_path,
-        std::string("--app-dir"), app.app_dir, std::string("--args-json"), app.args_json}) {
+        std::string("--app-dir"), app.app_dir, std::string("--args-json"), app.args_json,
+        std::string("--log-file"), app.build_log}) {
     req.add_args(arg);
   }
   for (auto& [k, v] : app.prepared_env.env_vars) {
@@ -238,10 +252,18 @@ void ApplicationStateManager::OnBuildResult(const v1::BuildResult& msg) {
 void ApplicationStateManager::OnBuildProcessStarted(const std::string& app_name,
                                                     const std::string& build_id,
                                                     const absl::StatusOr<int>& pid) {
+  std::optional<int> early_exit;
+  if (pid.ok()) {
+    if (auto e = early_build_exits_.find(*pid); e != early_build_exits_.end()) {
+      early_exit = e->second;
+      early_build_exits_.erase(e);
+    }
+  }
   auto it = apps_.find(app_name);
   if (it == apps_.end() || it->second.build_id != build_id || !it->second.building) return;
   if (pid.ok()) {
     it->second.build_pid = *pid;
+    if (early_exit) OnBuildProcessExited(it->second, *early_exit);
     return;
   }
   it->second.building = false;
@@ -252,14 +274,36 @@ void ApplicationStateManager::OnBuildProcessStarted(const std::string& app_name,
 
 void ApplicationStateManager::OnBuildExit(const std::string& app_name, int pid, int exit_code) {
   auto it = apps_.find(app_name);
-  if (it == apps_.end() || !it->second.building || it->second.build_pid != pid) return;
-  it->second.building = false;
-  it->second.build_failed = true;
-  it->second.build_error = "The application builder process exited with code " +
-                           std::to_string(exit_code) + " before reporting a result.";
+  if (it == apps_.end() || !it->second.building) return;
+  if (it->second.build_pid == 0) {
+    // The agent's start report (with the pid) has not arrived yet: keep the exit until it does.
+    if (early_build_exits_.size() >= 64) early_build_exits_.clear();
+    early_build_exits_[pid] = exit_code;
+    return;
+  }
+  if (it->second.build_pid != pid) return;
+  OnBuildProcessExited(it->second, exit_code);
+}
+
+void ApplicationStateManager::OnBuildProcessExited(AppState& app, int exit_code) {
+  if (app.build_exit_code) return;
+  app.build_exit_code = exit_code;
+  app.build_exited_at = clock_.Now();
 }
 
 void ApplicationStateManager::Step() {
+  double now = clock_.Now();
+  for (auto& [name, app] : apps_) {
+    if (!app.building || !app.build_exit_code || now - app.build_exited_at < kLateBuildResultS) {
+      continue;
+    }
+    app.building = false;
+    app.build_failed = true;
+    app.build_error = "The application builder process for '" + app.import_path + "' " +
+                      ExitText(*app.build_exit_code) + " before reporting a result; its log: " +
+                      app.build_log;
+    spdlog::error("Application '{}' failed to build: {}", name, app.build_error);
+  }
   for (auto it = apps_.begin(); it != apps_.end();) {
     AppState& app = it->second;
     bool remaining = false;

@@ -39,6 +39,11 @@ struct AppState {
   std::string library_stamp;  ///< size+mtime of the library when built
   std::string build_id;
   int build_pid = 0;
+  std::string build_log;  ///< the build process's log file
+  /// The build process exited (with this code) before its result arrived; the result still
+  /// counts until kLateBuildResultS later, since the report and the exit travel separately.
+  std::optional<int> build_exit_code;
+  double build_exited_at = 0;
   bool building = false;
   bool build_failed = false;
   std::string build_error;
@@ -50,6 +55,8 @@ struct AppState {
 
 class ApplicationStateManager {
  public:
+  static constexpr double kLateBuildResultS = 2;
+
   ApplicationStateManager(const ControllerContext& context, Clock& clock, Random& random,
                           DeploymentStateManager& deployments);
 
@@ -72,7 +79,8 @@ class ApplicationStateManager {
                              const absl::StatusOr<int>& pid);
   void OnBuildExit(const std::string& app, int pid, int exit_code);
 
-  /// Finishes deleting applications whose deployments are all gone.
+  /// Finishes deleting applications whose deployments are all gone; fails builds whose
+  /// process exited kLateBuildResultS ago without a result.
   void Step();
 
   const std::map<std::string, AppState>& apps() const { return apps_; }
@@ -81,7 +89,8 @@ class ApplicationStateManager {
   void Clear() { apps_.clear(); }
 
  private:
-  StartBuildAction MakeBuild(const AppState& app) const;
+  StartBuildAction MakeBuild(AppState& app);
+  void OnBuildProcessExited(AppState& app, int exit_code);
   void ApplyGraph(AppState& app, const std::string& graph_msgpack);
   void DeleteApp(AppState& app);
 
@@ -91,6 +100,8 @@ class ApplicationStateManager {
   DeploymentStateManager& deployments_;
   std::map<std::string, AppState> apps_;
   bool shutting_down_ = false;
+  /// pid -> exit code of build processes whose exit arrived before the agent's start report.
+  std::map<int, int> early_build_exits_;
 };
 
 }  // namespace serve::controller

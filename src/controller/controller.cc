@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/system/system_error.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -33,7 +34,26 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr int kExitConfig = 78;  // the head agent does not restart a controller exiting with it
+// The head agent does not restart a controller exiting with kExitConfig: it stops the node. The
+// controller first writes the reason, one line, to <session>/startup_error, which the command
+// that started the instance prints (launch/cluster.cc).
+constexpr int kExitConfig = 78;
+
+int ExitConfig(const ControllerOptions& o, const std::string& reason) {
+  spdlog::critical("{}", reason);
+  std::fprintf(stderr, "%s\n", reason.c_str());
+  WriteFileAtomic(o.session_dir + "/startup_error", reason);
+  ShutdownLogging();
+  return kExitConfig;
+}
+
+// The reason alone ("Address already in use"), without Boost's source location.
+std::string ListenErrorReason(const std::exception& e) {
+  if (auto* se = dynamic_cast<const boost::system::system_error*>(&e)) return se->code().message();
+  std::string what = e.what();
+  if (auto bracket = what.find(" ["); bracket != std::string::npos) what.resize(bracket);
+  return what;
+}
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
@@ -106,11 +126,8 @@ int RunController(const ControllerOptions& base_options) {
 
   auto kv = OpenKvStore(options);
   if (!kv.ok()) {
-    spdlog::critical("Cannot open the state store: {}", std::string(kv.status().message()));
-    std::fprintf(stderr, "serve-controller: cannot open the state store: %s\n",
-                 std::string(kv.status().message()).c_str());
-    ShutdownLogging();
-    return kExitConfig;
+    return ExitConfig(options,
+                      "Cannot open the state store: " + std::string(kv.status().message()));
   }
   spdlog::info("State store: {}.", options.redis_address.empty()
                                       ? options.session_dir + "/kv"
@@ -139,6 +156,8 @@ int RunController(const ControllerOptions& base_options) {
   boost::asio::io_context rest_io(1);
   rpc::HttpServerOptions rest_options;
   rest_options.host = options.dashboard_host;
+  // A restarted controller binds the REST port it had; at first start, the configured one.
+  bool restarted = ReadFile(options.session_dir + "/dashboard_address").has_value();
   rest_options.port = PreviousPort(options.session_dir + "/dashboard_address", options.dashboard_port);
   rest_options.access_log_name = "dashboard";
   rpc::HttpServer rest(
@@ -151,10 +170,14 @@ int RunController(const ControllerOptions& base_options) {
   try {
     rest_port = rest.Listen();
   } catch (const std::exception& e) {
-    spdlog::critical("Cannot serve the REST API on {}:{}: {}", options.dashboard_host,
-                     options.dashboard_port, e.what());
-    std::fprintf(stderr, "Cannot serve the REST API on %s:%d: %s\n",
-                 options.dashboard_host.c_str(), options.dashboard_port, e.what());
+    std::string reason = "The REST API cannot listen on " + options.dashboard_host + ":" +
+                         std::to_string(rest_options.port) + ": " + ListenErrorReason(e);
+    // At first start the port is the user's choice: a configuration error. A restarted
+    // controller exits plainly and the agent restarts it with backoff.
+    if (!restarted) return ExitConfig(options, reason);
+    spdlog::critical("{}", reason);
+    std::fprintf(stderr, "%s\n", reason.c_str());
+    ShutdownLogging();
     return 1;
   }
   std::thread rest_thread([&] { rest_io.run(); });
@@ -174,7 +197,9 @@ int RunController(const ControllerOptions& base_options) {
   rest.Close();
   rest_io.stop();
   rest_thread.join();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  // The listeners were answered when the loop ended; a long poll that arrived after that would
+  // hold the shutdown for the whole deadline, so keep it short.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   ShutdownLogging();
   return 0;
 }

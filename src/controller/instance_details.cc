@@ -75,6 +75,7 @@ Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& 
                                 {"worker_id", ""},
                                 {"log_file_path", p.log_file},
                                 {"status", p.status},
+                                {"message", p.message},
                                 {"pid", p.pid},
                                 {"http_port", p.http_port}};
     if (p.http_port > 0 && node == o.node_id) details["http_options"]["port"] = p.http_port;

@@ -1,47 +1,78 @@
 #pragma once
 
 // The HTTP proxies (spec §3.4, §8.1): one on this node, started through the agent, restarted
-// on the port it had when it dies. Not thread-safe.
+// on the port it had when it dies. A proxy that exits before it is ready is restarted with
+// exponential backoff (capped); before any proxy of this controller was ever ready, a proxy
+// that cannot bind its port, or that fails kMaxStartFailures times in a row, is not restarted:
+// it stays UNHEALTHY with the reason as its message. Not thread-safe.
 
+#include <deque>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "controller/actions.h"
+#include "controller/clock.h"
 #include "controller/context.h"
 #include "serve/v1/controller.pb.h"
 
 namespace serve::controller {
 
 struct ProxyInfo {
-  int pid = 0;  ///< 0 until the agent or the proxy reports it
-  std::string status = "STARTING";
+  int pid = 0;  ///< 0 until the agent or the proxy reports it (and while a restart waits)
+  std::string status = "STARTING";  ///< STARTING | HEALTHY | UNHEALTHY
   int http_port = 0;  ///< the bound port, once the proxy reported ready
   std::string log_file;
+  std::string message;  ///< why it is not HEALTHY; "" when it is
 };
 
 class ProxyStateManager {
  public:
-  explicit ProxyStateManager(const ControllerContext& context);
+  /// Restart delays: kRestartBaseS * 2^(n-1) for the n-th failure in a row, at most kRestartCapS.
+  static constexpr double kRestartBaseS = 0.5;
+  static constexpr double kRestartCapS = 10;
+  static constexpr int kMaxStartFailures = 3;
+  /// Exit code of a proxy that cannot bind its HTTP port; it writes one line naming the address
+  /// and the reason to <session>/proxy_<node_id>.error first, and removes that file once it
+  /// listens (see proxy/proxy.cc).
+  static constexpr int kExitCannotListen = 73;
+
+  ProxyStateManager(const ControllerContext& context, Clock& clock);
 
   /// Starts this node's proxy (unless proxies are disabled), on the port the last one bound.
   /// The record is STARTING from now on, so a fast proxy's ready report is not overwritten.
   void Start(Actions& actions);
+  /// Starts the proxy whose restart delay has passed; nothing while `shutting_down`.
+  void Step(bool shutting_down, Actions& actions);
+  /// The agent started the proxy (`pid`), or could not (counted as a failed start).
   void OnProcessStarted(const std::string& node_id, const absl::StatusOr<int>& pid);
   void OnReady(const v1::ProxyReady& msg);
-  /// The proxy process `pid` on `node_id` exited; restarted unless `shutting_down`.
+  /// The proxy process `pid` on `node_id` exited; restarted (see above) unless `shutting_down`.
   void OnExit(const std::string& node_id, int pid, int exit_code, bool shutting_down,
               Actions& actions);
 
   const std::map<std::string, ProxyInfo>& proxies() const { return proxies_; }
   /// Restored from a checkpoint (status HEALTHY; dropped again by Recover when not alive).
   void Restore(const std::string& node_id, ProxyInfo proxy);
-  void Clear() { proxies_.clear(); }
+  void Clear() {
+    proxies_.clear();
+    restart_at_.reset();
+  }
 
  private:
+  /// A start of the proxy on `node_id` failed with `reason`: schedule a restart or give up.
+  void OnFailedStart(ProxyInfo& proxy, const std::string& node_id, const std::string& reason,
+                     bool cannot_listen);
+
   const ControllerContext& context_;
+  Clock& clock_;
   std::map<std::string, ProxyInfo> proxies_;  ///< by node id
   int last_port_ = 0;                         ///< a restarted proxy binds the same port
+  bool ever_healthy_ = false;                 ///< a proxy of this controller was ready once
+  int failures_ = 0;                          ///< failed starts since the proxy was last ready
+  std::optional<double> restart_at_;          ///< when the waiting restart is due (Clock::Now)
+  std::deque<int> exited_pids_;               ///< recent exits, so late start reports are ignored
 };
 
 }  // namespace serve::controller

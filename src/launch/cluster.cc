@@ -62,7 +62,8 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                             {"redis_password", options.redis_password},
                             {"cluster_name", options.cluster_name}};
   // Addresses left by an instance that was killed; the new one writes its own.
-  for (const char* stale : {"controller_address", "dashboard_address", "agent_address", "agent_pid"}) {
+  for (const char* stale : {"controller_address", "dashboard_address", "agent_address", "agent_pid",
+                            "startup_error"}) {
     std::error_code ec;
     fs::remove(session_dir + "/" + stale, ec);
   }
@@ -110,14 +111,13 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
     }
     int status;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
+      // The process that gave up wrote the reason (controller/controller.cc, node/agent.cc).
       std::string why;
-      for (const auto& entry : fs::directory_iterator(session_dir + "/logs/serve")) {
-        if (entry.path().filename().string().rfind("controller_", 0) == 0) {
-          if (auto text = ReadFile(entry.path().string())) why = *text;
-        }
-      }
-      return absl::InternalError("serve failed to start; see " + session_dir + "/logs/" +
-                                 (why.empty() ? "" : "\n" + why));
+      if (auto text = ReadFile(session_dir + "/startup_error")) why = *text;
+      while (!why.empty() && (why.back() == '\n' || why.back() == '.')) why.pop_back();
+      if (why.empty()) why = "the node agent exited before the controller was ready";
+      return absl::FailedPreconditionError("serve failed to start: " + why + ". Logs: " +
+                                           session_dir + "/logs/");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -16,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -28,6 +31,14 @@
 
 namespace serve::node {
 namespace {
+
+// "exited with code 1" / "was killed by signal 9 (Killed)".
+std::string ExitText(int code) {
+  if (code < 0) {
+    return "was killed by signal " + std::to_string(-code) + " (" + strsignal(-code) + ")";
+  }
+  return "exited with code " + std::to_string(code);
+}
 
 struct Child {
   pid_t pid = 0;
@@ -231,8 +242,11 @@ class ProcessTable {
         children_.erase(it);
       }
       exited_cv_.notify_all();
-      spdlog::info("{} (pid {}) exited with code {}{}", child.tag, pid, code,
-                   child.stop_requested ? " (stop requested)" : "");
+      // An unexpected controller exit gets its one line from the restart logic instead.
+      if (child.tag != "controller" || child.stop_requested) {
+        spdlog::info("{} (pid {}) {}{}", child.tag, pid, ExitText(code),
+                     child.stop_requested ? " (stop requested)" : "");
+      }
       if (on_exit_) on_exit_(child, code);
     }
   }
@@ -317,33 +331,58 @@ int RunAgent(const AgentOptions& options) {
   };
 
   std::string controller_file = options.session_dir + "/controller_address";
-  // The head agent restarts a controller that dies, with backoff; exit code 78 (EX_CONFIG)
-  // means it cannot run with this configuration, so the node stops instead of crash-looping.
-  std::function<void()> start_controller;
-  std::atomic<int> controller_restarts{0};
-  std::mutex restart_mu;
-  std::vector<std::thread> restarters;
+  std::string startup_error_file = options.session_dir + "/startup_error";
+  // The head agent restarts a controller that dies, after kRestartBaseS * 2^(n-1) s (at most
+  // kRestartCapS) for the n-th exit in a row of a controller that ran less than kStableS. Exit
+  // code 78 (EX_CONFIG) means it cannot run with this configuration, and kMaxStartFailures
+  // exits in a row before any controller was ready (wrote controller_address) mean it cannot
+  // start: either way the node stops, with the reason in <session>/startup_error.
+  constexpr double kRestartBaseS = 0.25;
+  constexpr double kRestartCapS = 10;
+  constexpr double kStableS = 30;
+  constexpr int kMaxStartFailures = 4;
+  using SteadyTime = std::chrono::steady_clock::time_point;
+  std::optional<SteadyTime> controller_restart_at;  // guarded by shutdown_mu
+  SteadyTime controller_started_at{};               // guarded by shutdown_mu
+  int controller_failures = 0;                      // guarded by shutdown_mu
+  int controller_restarts = 0;                      // guarded by shutdown_mu
+  bool controller_ever_ready = false;               // guarded by shutdown_mu
+  auto give_up = [&](const std::string& reason) {
+    spdlog::error("{} Stopping the node.", reason);
+    if (!ReadFile(startup_error_file)) WriteFileAtomic(startup_error_file, reason);
+  };
   table.OnExit([&](const Child& child, int code) {
     if (child.tag == "controller") {
       if (child.stop_requested || g_signalled) return;
+      std::lock_guard lock(shutdown_mu);
+      if (shutdown) return;
+      controller_ever_ready |= std::filesystem::exists(controller_file);
       if (code == kExitConfig) {
-        spdlog::error("The controller cannot start with this configuration; stopping the node.");
-        request_shutdown();
+        give_up("The controller cannot run with this configuration.");
+        shutdown = true;
+        shutdown_cv.notify_all();
         return;
       }
-      int n = ++controller_restarts;
-      double delay = std::min(0.2 * (1 << std::min(n - 1, 5)), 5.0);
-      spdlog::error("The controller exited unexpectedly (code {}); restarting it in {:.1f}s "
-                    "(restart #{}).", code, delay, n);
-      std::lock_guard lock(restart_mu);
-      restarters.emplace_back([&, delay] {
-        std::unique_lock wait_lock(shutdown_mu);
-        shutdown_cv.wait_for(wait_lock, std::chrono::milliseconds(static_cast<int>(delay * 1000)),
-                             [&] { return shutdown; });
-        bool stop = shutdown || g_signalled;
-        wait_lock.unlock();
-        if (!stop) start_controller();
-      });
+      auto now = std::chrono::steady_clock::now();
+      if (now - controller_started_at >= std::chrono::duration<double>(kStableS)) {
+        controller_failures = 0;
+      }
+      int n = ++controller_failures;
+      if (!controller_ever_ready && n >= kMaxStartFailures) {
+        give_up("The controller " + ExitText(code) + " " + std::to_string(n) +
+                " times in a row before it was ready; see " + options.session_dir +
+                "/logs/serve/controller_*.log.");
+        shutdown = true;
+        shutdown_cv.notify_all();
+        return;
+      }
+      double delay = std::min(kRestartBaseS * std::pow(2.0, n - 1), kRestartCapS);
+      spdlog::error("The controller (pid {}) {}; restarting it in {:.2f} s (restart {}).",
+                    child.pid, ExitText(code), delay, ++controller_restarts);
+      controller_restart_at =
+          now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(delay));
+      shutdown_cv.notify_all();
       return;
     }
     auto address = ReadFile(controller_file);
@@ -372,7 +411,11 @@ int RunAgent(const AgentOptions& options) {
   WriteFileAtomic(options.session_dir + "/agent_pid", std::to_string(::getpid()));
   spdlog::info("Node agent {} listening on {}.", node_id, address);
 
-  start_controller = [&] {
+  std::function<void()> start_controller = [&] {
+    {
+      std::lock_guard lock(shutdown_mu);
+      controller_started_at = std::chrono::steady_clock::now();
+    }
     v1::StartProcessRequest req;
     req.set_tag("controller");
     req.set_log_prefix("ServeController");
@@ -393,15 +436,17 @@ int RunAgent(const AgentOptions& options) {
   {
     std::unique_lock lock(shutdown_mu);
     while (!shutdown && !g_signalled) {
+      if (controller_restart_at && std::chrono::steady_clock::now() >= *controller_restart_at) {
+        controller_restart_at.reset();
+        lock.unlock();
+        start_controller();
+        lock.lock();
+        continue;
+      }
       shutdown_cv.wait_for(lock, std::chrono::milliseconds(50));
     }
   }
-  request_shutdown();  // wakes pending controller restarts, which then give up
-  {
-    std::lock_guard lock(restart_mu);
-    for (auto& t : restarters) t.join();
-    restarters.clear();
-  }
+  request_shutdown();
   spdlog::info("Node agent stopping its processes.");
   table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));

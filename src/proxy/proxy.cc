@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <set>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/system/system_error.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/ids.h"
@@ -21,6 +23,27 @@
 
 namespace serve::proxy {
 namespace asio = boost::asio;
+
+namespace {
+
+// Contract with the controller (controller/proxy_state.cc): a proxy that cannot bind its HTTP
+// port writes one line naming the address and the reason to ProxyStartupErrorFile() and
+// exits with kExitCannotListen; the controller shows that line as the proxy's status message.
+constexpr int kExitCannotListen = 73;  // EX_CANTCREAT
+
+std::string ProxyStartupErrorFile(const ProxyOptions& o) {
+  return o.session_dir + "/proxy_" + o.node_id + ".error";
+}
+
+// The reason alone ("Address already in use"), without Boost's source location.
+std::string ListenErrorReason(const std::exception& e) {
+  if (auto* se = dynamic_cast<const boost::system::system_error*>(&e)) return se->code().message();
+  std::string what = e.what();
+  if (auto bracket = what.find(" ["); bracket != std::string::npos) what.resize(bracket);
+  return what;
+}
+
+}  // namespace
 
 int RunProxy(const ProxyOptions& options) {
   std::string log_file = options.session_dir + "/logs/serve/proxy_" + LocalNodeIp() + ".log";
@@ -54,10 +77,15 @@ int RunProxy(const ProxyOptions& options) {
     // proxy does not answer 404 for routes it has not heard of yet.
     port = server.Listen(/*accept_now=*/false);
   } catch (const std::exception& e) {
-    spdlog::critical("Cannot listen on {}:{}: {}", options.http_host, options.http_port, e.what());
+    std::string line = "Cannot listen on " + options.http_host + ":" +
+                       std::to_string(options.http_port) + ": " + ListenErrorReason(e);
+    spdlog::critical("{}", line);
+    WriteFileAtomic(ProxyStartupErrorFile(options), line);
     ShutdownLogging();
-    return 1;
+    return kExitCannotListen;
   }
+  std::error_code ignored;
+  std::filesystem::remove(ProxyStartupErrorFile(options), ignored);
   spdlog::info("Proxy listening on http://{}:{}.", options.http_host, port);
 
   std::set<std::string> watched;

@@ -19,6 +19,7 @@ namespace serve::config {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using json = nlohmann::json;
@@ -1062,6 +1063,159 @@ TEST(SchemaBuildYamlTest, NoApplications) {
   auto c = ParseServeDeployConfig(yaml);
   ASSERT_TRUE(c.ok()) << c.status() << "\n" << yaml;
   EXPECT_TRUE(c->applications.empty());
+}
+
+// ---- Unknown fields: warned about by path and line (Ray ignores them); strict rejects them.
+
+constexpr char kMisspelledYaml[] = R"(applications:
+  - name: greeter
+    import_path: greeter:build
+    rout_prefix: /greet
+    deployments:
+      - name: Greeter
+        num_replica: 3
+        autoscaling_config: null
+        ray_actor_options: {num_cpus: 1}
+http_options:
+  port: 8000
+  timeout: 3
+grpc_options: {port: 9000, servicers: []}
+target_capacty: 50
+)";
+
+TEST(SchemaUnknownFieldsTest, WarnedByPathAndLineAndIgnored) {
+  std::vector<std::string> warnings;
+  auto c = ParseServeDeployConfig(std::string(kMisspelledYaml),
+                                  {.strict = false, .warnings = &warnings});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(OnlyDeployment(*c).fields.find("num_replicas") == OnlyDeployment(*c).fields.end());
+  EXPECT_EQ(c->applications[0].route_prefix, "/");  // the default: the typo is not a prefix
+  EXPECT_THAT(warnings,
+              ::testing::UnorderedElementsAre(
+                  "applications[0].rout_prefix: unknown field (did you mean 'route_prefix'?); "
+                  "ignored (line 4)",
+                  "applications[0].deployments[0].num_replica: unknown field (did you mean "
+                  "'num_replicas'?); ignored (line 7)",
+                  "http_options.timeout: unknown field; ignored (line 12)",
+                  "grpc_options.servicers: unknown field; ignored (line 13)",
+                  "target_capacty: unknown field (did you mean 'target_capacity'?); ignored "
+                  "(line 14)"));
+}
+
+TEST(SchemaUnknownFieldsTest, StrictRejectsTheFirstOne) {
+  std::vector<std::string> warnings;
+  auto c = ParseServeDeployConfig(std::string(kMisspelledYaml),
+                                  {.strict = true, .warnings = &warnings});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()),
+              AnyOf(HasSubstr("rout_prefix: unknown field"), HasSubstr("target_capacty"),
+                    HasSubstr("http_options.timeout"), HasSubstr("grpc_options.servicers")));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("(line "));
+}
+
+TEST(SchemaUnknownFieldsTest, StrictAcceptsAValidConfig) {
+  std::vector<std::string> warnings;
+  auto c = ParseServeDeployConfig(std::string(R"(
+proxy_location: EveryNode
+http_options: {host: 127.0.0.1, port: 8000, request_timeout_s: 30}
+grpc_options: {port: 9000, grpc_servicer_functions: []}
+logging_config: {log_level: INFO}
+target_capacity: 100
+applications:
+  - name: greeter
+    route_prefix: /greet
+    import_path: greeter:build
+    args: {greeting: Hola}
+    runtime_env: {env_vars: {A: b}}
+    deployments:
+      - name: Greeter
+        num_replicas: auto
+        max_concurrent_queries: 5
+        autoscaling_config: {min_replicas: 1, max_replicas: 3, upscale_delay_s: 1}
+        user_config: {anything: [1, 2]}
+        ray_actor_options: {num_cpus: 0.5}
+)"),
+                                  {.strict = true, .warnings = &warnings});
+  EXPECT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(warnings, ::testing::IsEmpty());
+}
+
+TEST(SchemaUnknownFieldsTest, NestedAutoscalingAndRouterFieldsAndJsonDocuments) {
+  std::vector<std::string> warnings;
+  json doc = OneDeployment({{"autoscaling_config", {{"min_replica", 1}, {"max_replicas", 2}}},
+                            {"request_router_config", {{"request_router_klass", "X"}}},
+                            {"max_concurrent_queries", 5}});
+  auto c = ParseServeDeployConfig(doc, {.warnings = &warnings});
+  ASSERT_TRUE(c.ok()) << c.status();
+  // JSON documents (the REST body) have no lines.
+  EXPECT_THAT(warnings, ::testing::UnorderedElementsAre(
+                            "applications[0].deployments[0].autoscaling_config.min_replica: "
+                            "unknown field (did you mean 'min_replicas'?); ignored",
+                            "applications[0].deployments[0].request_router_config."
+                            "request_router_klass: unknown field (did you mean "
+                            "'request_router_class'?); ignored"));
+  EXPECT_EQ(OnlyDeployment(*c).fields["max_ongoing_requests"], 5);  // an alias, not unknown
+  EXPECT_FALSE(ParseServeDeployConfig(doc, {.strict = true}).ok());
+}
+
+TEST(SchemaUnknownFieldsTest, RayFieldsNotSupportedYetAreWarningsEvenWhenStrict) {
+  std::vector<std::string> warnings;
+  auto c = ParseServeDeployConfig(OneDeployment({{"max_constructor_retry_count", 5}}),
+                                  {.strict = true, .warnings = &warnings});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(warnings, ::testing::ElementsAre("applications[0].deployments[0]."
+                                               "max_constructor_retry_count: not supported yet; "
+                                               "ignored"));
+}
+
+TEST(SchemaUnknownFieldsTest, LegacySingleAppFormKnowsItsTopLevelFields) {
+  std::vector<std::string> warnings;
+  auto c = ParseServeDeployConfig(std::string("import_path: m:a\nhost: 127.0.0.1\nport: 9\n"
+                                              "route_prefix: /x\nnum_replicas: 2\n"),
+                                  {.warnings = &warnings});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(warnings, ::testing::ElementsAre("num_replicas: unknown field; ignored (line 5)"));
+}
+
+TEST(SchemaUnknownFieldsTest, WithoutOptionsNothingChanges) {
+  EXPECT_TRUE(ParseServeDeployConfig(std::string(kMisspelledYaml)).ok());
+}
+
+TEST(SchemaUnknownFieldsTest, StrictFromEnvironment) {
+  ::unsetenv("SERVE_STRICT_CONFIG");
+  EXPECT_FALSE(StrictConfigFromEnv());
+  ::setenv("SERVE_STRICT_CONFIG", "1", 1);
+  EXPECT_TRUE(StrictConfigFromEnv());
+  ::setenv("SERVE_STRICT_CONFIG", "0", 1);
+  EXPECT_FALSE(StrictConfigFromEnv());
+  ::unsetenv("SERVE_STRICT_CONFIG");
+}
+
+// ---- `serve config`: the schema's field order, not alphabetical.
+
+TEST(SchemaAppConfigYamlTest, SchemaOrderForAppAndDeployments) {
+  json app = {{"name", "greeter"},
+              {"route_prefix", "/greet"},
+              {"import_path", "greeter:build"},
+              {"args", {{"greeting", "Hola"}}},
+              {"deployments",
+               {{{"user_config", {{"punctuation", "?"}}},
+                 {"num_replicas", 2},
+                 {"name", "Greeter"},
+                 {"zzz_extra", 1}}}}};
+  EXPECT_EQ(AppConfigToYaml(app),
+            "name: greeter\n"
+            "route_prefix: /greet\n"
+            "import_path: greeter:build\n"
+            "args:\n"
+            "  greeting: Hola\n"
+            "deployments:\n"
+            "  - name: Greeter\n"
+            "    num_replicas: 2\n"
+            "    user_config:\n"
+            "      punctuation: \"?\"\n"
+            "    zzz_extra: 1\n");
 }
 
 }  // namespace

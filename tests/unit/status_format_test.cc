@@ -201,5 +201,20 @@ TEST(FormatStatusTest, KnownAppNamePrintsOnlyThatApp) {
   EXPECT_EQ(out.find("broken"), std::string::npos);
 }
 
+TEST(FormatStatusTest, ProxyMessageIsACommentNextToItsStatus) {
+  json details = {{"applications", json::object()}, {"target_capacity", nullptr}};
+  details["proxies"]["node-1"] = {{"status", "UNHEALTHY"},
+                                  {"message", "The HTTP proxy failed to start: Cannot listen on "
+                                              "127.0.0.1:8000: Address already in use."}};
+  details["proxies"]["node-2"] = {{"status", "HEALTHY"}, {"message", "ignored"}};
+  std::string out = FormatStatus(details);
+  EXPECT_THAT(out, HasSubstr("node-1: UNHEALTHY  # The HTTP proxy failed to start: Cannot "
+                             "listen on 127.0.0.1:8000: Address already in use.\n"));
+  EXPECT_THAT(out, HasSubstr("node-2: HEALTHY\n"));
+  YAML::Node doc = YAML::Load(out);  // still Ray's shape: node -> status
+  EXPECT_EQ(doc["proxies"]["node-1"].as<std::string>(), "UNHEALTHY");
+  EXPECT_EQ(Keys(doc), (std::vector<std::string>{"proxies", "applications", "target_capacity"}));
+}
+
 }  // namespace
 }  // namespace serve::cli
