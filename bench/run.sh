@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark script (see docs/benchmarks.md). Loopback only, bounded in time.
+# Not run here: the controller benchmarks, build/bin/bench_controller_loop (bench/controller_loop.cc)
+# and python3 bench/autoscale_reaction.py (docs/benchmarks.md, "Controller and autoscaling").
 #
 #   bash bench/run.sh                 # BENCH_DURATION=3 bash bench/run.sh for a quicker run
 #

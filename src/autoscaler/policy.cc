@@ -86,4 +86,10 @@ int DefaultPolicy(const PolicyInput& in, PolicyState& state) {
   return ApplyBounds(ApplyDelay(wanted, in, state), bounds);
 }
 
+int ApplyCustomDecision(int wanted, const PolicyInput& in, PolicyState& state) {
+  if (in.config == nullptr) return in.target_replicas;
+  const Bounds bounds = ScalingBounds(*in.config, in.target_capacity, in.capacity_scaling_up);
+  return ApplyBounds(ApplyDelay(ApplyBounds(wanted, bounds), in, state), bounds);
+}
+
 }  // namespace serve::autoscaler

@@ -61,6 +61,10 @@ int InitialTarget(const config::AutoscalingConfig& c, std::optional<int> current
 ///   only from 1). Equal to T resets the state; applying a change resets it too.
 int DefaultPolicy(const PolicyInput& in, PolicyState& state);
 
+/// The library's wrapper around a custom policy's answer `wanted` (R > 0): clamped to
+/// ScalingBounds, then subject to the same delays as DefaultPolicy. Returns the new target.
+int ApplyCustomDecision(int wanted, const PolicyInput& in, PolicyState& state);
+
 /// A custom policy: same contract as DefaultPolicy.
 using PolicyFn = std::function<int(const PolicyInput&, PolicyState&)>;
 

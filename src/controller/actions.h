@@ -43,6 +43,12 @@ struct ReconfigureAction {
   int config_version = 0;
   v1::ReconfigureRequest request;
 };
+/// Asks a replica of `deployment` to run its custom autoscaling policy.
+struct RunPolicyAction {
+  DeploymentId deployment;
+  std::string address;  ///< the replica's control address
+  v1::PolicyRequest request;
+};
 /// Stops the proxies, then the node agent (after `serve shutdown` deleted everything).
 struct ShutdownNodeAction {
   std::vector<int> proxy_pids;
@@ -50,7 +56,7 @@ struct ShutdownNodeAction {
 
 using Action = std::variant<StartReplicaAction, StartBuildAction, StartProxyAction,
                             StopProcessAction, CheckHealthAction, ReconfigureAction,
-                            ShutdownNodeAction>;
+                            RunPolicyAction, ShutdownNodeAction>;
 using Actions = std::vector<Action>;
 
 }  // namespace serve::controller

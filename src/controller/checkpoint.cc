@@ -1,8 +1,7 @@
 #include "controller/checkpoint.h"
 
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "common/ids.h"
 #include "config/deployment_config.h"
@@ -12,15 +11,15 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string Bytes(const Json& j) {
-  const auto& b = j.get_binary();
+std::string Bytes(const Json &j) {
+  const auto &b = j.get_binary();
   return std::string(b.begin(), b.end());
 }
-Json Binary(const std::string& s) { return Json::binary({s.begin(), s.end()}); }
+Json Binary(const std::string &s) { return Json::binary({s.begin(), s.end()}); }
 
-Json EncodeApp(const AppState& a) {
+Json EncodeApp(const AppState &a) {
   Json overrides = Json::array();
-  for (auto& o : a.overrides) overrides.push_back({{"name", o.name}, {"fields", o.fields}});
+  for (auto &o : a.overrides) overrides.push_back({{"name", o.name}, {"fields", o.fields}});
   return {{"name", a.name},
           {"route_prefix", a.route_prefix ? Json(*a.route_prefix) : Json(nullptr)},
           {"import_path", a.import_path},
@@ -45,7 +44,7 @@ Json EncodeApp(const AppState& a) {
           {"deployments", a.deployments}};
 }
 
-AppState DecodeApp(const Json& j) {
+AppState DecodeApp(const Json &j) {
   AppState a;
   a.name = j.at("name");
   if (!j.at("route_prefix").is_null()) a.route_prefix = j.at("route_prefix").get<std::string>();
@@ -57,7 +56,7 @@ AppState DecodeApp(const Json& j) {
   a.runtime_env = j.at("runtime_env");
   a.prepared_env.env_vars = j.at("env_vars").get<std::map<std::string, std::string>>();
   a.prepared_env.working_dir = j.at("working_dir");
-  for (const Json& o : j.at("overrides")) {
+  for (const Json &o : j.at("overrides")) {
     a.overrides.push_back({o.at("name").get<std::string>(), o.at("fields")});
   }
   a.code_key = j.at("code_key");
@@ -74,50 +73,56 @@ AppState DecodeApp(const Json& j) {
   return a;
 }
 
-Json EncodeDeployment(const DeploymentState& d) {
+Json EncodeDeployment(const DeploymentState &d) {
   Json replicas = Json::array();
-  for (auto& [id, r] : d.replicas) {
+  for (auto &[id, r] : d.replicas) {
     if (r.pid == 0) continue;
-    replicas.push_back({{"id", r.id}, {"state", static_cast<int>(r.state)}, {"pid", r.pid},
-                        {"node_id", r.node_id}, {"data_address", r.data_address},
-                        {"control_address", r.control_address}, {"log_file", r.log_file},
-                        {"start_time_s", r.start_time_s}, {"version", r.version},
+    replicas.push_back({{"id", r.id},
+                        {"state", static_cast<int>(r.state)},
+                        {"pid", r.pid},
+                        {"node_id", r.node_id},
+                        {"data_address", r.data_address},
+                        {"control_address", r.control_address},
+                        {"log_file", r.log_file},
+                        {"start_time_s", r.start_time_s},
+                        {"version", r.version},
                         {"config_version", r.config_version}});
   }
-  const DeploymentSpec& s = d.spec;
-  return {{"app", d.id.app},
-          {"name", d.id.name},
-          {"options", config::ToJson(s.cfg)},
-          {"factory_key", s.factory_key},
-          {"init_args", Binary(s.init_args)},
-          {"library_path", s.library_path},
-          {"app_dir", s.app_dir},
-          {"working_dir", s.working_dir},
-          {"env", s.env},
-          {"fingerprint", s.fingerprint},
-          {"config_fingerprint", s.config_fingerprint},
-          {"version", d.version},
-          {"config_version", d.config_version},
-          {"ingress", s.ingress},
-          {"deleting", d.deleting},
-          {"status", static_cast<int>(d.status.status)},
-          {"trigger", static_cast<int>(d.status.trigger)},
-          {"message", d.message},
-          {"startup_failures", d.startup_failures},
-          {"version_started", d.version_started},
-          {"terminally_failed", d.terminally_failed},
-          {"target_num_replicas", d.target_num_replicas},
-          {"replicas", replicas}};
+  const DeploymentSpec &s = d.spec;
+  Json j = {{"app", d.id.app},
+            {"name", d.id.name},
+            {"options", config::ToJson(s.cfg)},
+            {"factory_key", s.factory_key},
+            {"init_args", Binary(s.init_args)},
+            {"library_path", s.library_path},
+            {"app_dir", s.app_dir},
+            {"working_dir", s.working_dir},
+            {"env", s.env},
+            {"fingerprint", s.fingerprint},
+            {"config_fingerprint", s.config_fingerprint},
+            {"version", d.version},
+            {"config_version", d.config_version},
+            {"ingress", s.ingress},
+            {"deleting", d.deleting},
+            {"status", static_cast<int>(d.status.status)},
+            {"trigger", static_cast<int>(d.status.trigger)},
+            {"message", d.message},
+            {"startup_failures", d.startup_failures},
+            {"version_started", d.version_started},
+            {"terminally_failed", d.terminally_failed},
+            {"target_num_replicas", d.target_num_replicas}};
+  j["replicas"] = std::move(replicas);  // moved, not copied through an initializer list
+  return j;
 }
 
 /// The deployment of `j`; its replicas reconciled with `alive`.
-DeploymentState DecodeDeployment(const Json& j, const std::map<int, std::string>& alive,
-                                 Actions& actions) {
+DeploymentState DecodeDeployment(const Json &j, const std::map<int, std::string> &alive,
+                                 Actions &actions) {
   DeploymentState d;
   d.id = {j.at("app").get<std::string>(), j.at("name").get<std::string>()};
   auto cfg = config::ResolveDeploymentConfig(j.at("options"));
   if (!cfg.ok()) throw std::runtime_error(std::string(cfg.status().message()));
-  DeploymentSpec& s = d.spec;
+  DeploymentSpec &s = d.spec;
   s.cfg = *cfg;
   s.factory_key = j.at("factory_key");
   s.init_args = Bytes(j.at("init_args"));
@@ -138,7 +143,7 @@ DeploymentState DecodeDeployment(const Json& j, const std::map<int, std::string>
   d.version_started = j.at("version_started");
   d.terminally_failed = j.at("terminally_failed");
   d.target_num_replicas = j.value("target_num_replicas", s.cfg.num_replicas);
-  for (const Json& rj : j.at("replicas")) {
+  for (const Json &rj : j.at("replicas")) {
     ReplicaInfo r;
     r.id = rj.at("id");
     r.deployment = d.id;
@@ -161,8 +166,9 @@ DeploymentState DecodeDeployment(const Json& j, const std::map<int, std::string>
     r.version = rj.at("version");
     r.config_version = rj.at("config_version");
     if (state == ReplicaState::kStopping || r.control_address.empty()) {
-      // Stopping, or not ready in the checkpoint: it may have reported to the old controller
-      // already, so it cannot be adopted; it is stopped and scaling replaces it.
+      // Stopping, or not ready in the checkpoint: it may have reported to the
+      // old controller already, so it cannot be adopted; it is stopped and
+      // scaling replaces it.
       actions.push_back(StopProcessAction{r.pid, 0});
       r.state = ReplicaState::kStopping;
     } else {
@@ -175,46 +181,45 @@ DeploymentState DecodeDeployment(const Json& j, const std::map<int, std::string>
 
 }  // namespace
 
-std::string EncodeCheckpoint(const ApplicationStateManager& apps,
-                             const DeploymentStateManager& deployments,
-                             const ProxyStateManager& proxies) {
+std::string EncodeCheckpoint(const ApplicationStateManager &apps,
+                             const DeploymentStateManager &deployments,
+                             const ProxyStateManager &proxies) {
   Json japps = Json::array();
-  for (auto& [name, a] : apps.apps()) japps.push_back(EncodeApp(a));
+  for (auto &[name, a] : apps.apps()) japps.push_back(EncodeApp(a));
   Json jdeps = Json::array();
-  for (auto& [id, d] : deployments.deployments()) jdeps.push_back(EncodeDeployment(d));
+  for (auto &[id, d] : deployments.deployments()) jdeps.push_back(EncodeDeployment(d));
   Json jproxies = Json::object();
-  for (auto& [node, p] : proxies.proxies()) {
+  for (auto &[node, p] : proxies.proxies()) {
     jproxies[node] = {{"pid", p.pid}, {"http_port", p.http_port}, {"log_file", p.log_file}};
   }
   auto tc = deployments.target_capacity();
   // shutting_down is not saved: a controller started later serves again.
-  Json doc = {{"version", 1},
-              {"apps", japps},
-              {"deployments", jdeps},
-              {"proxies", jproxies},
-              {"target_capacity", tc ? Json(*tc) : Json(nullptr)}};
+  Json doc = {{"version", 1}, {"target_capacity", tc ? Json(*tc) : Json(nullptr)}};
+  doc["apps"] = std::move(japps);
+  doc["deployments"] = std::move(jdeps);
+  doc["proxies"] = std::move(jproxies);
   std::vector<std::uint8_t> packed = Json::to_msgpack(doc);
   return std::string(packed.begin(), packed.end());
 }
 
-void RestoreCheckpoint(const std::string& blob, const std::map<int, std::string>& alive,
-                       ApplicationStateManager& apps, DeploymentStateManager& deployments,
-                       ProxyStateManager& proxies, Actions& actions) {
+void RestoreCheckpoint(const std::string &blob, const std::map<int, std::string> &alive,
+                       ApplicationStateManager &apps, DeploymentStateManager &deployments,
+                       ProxyStateManager &proxies, Actions &actions) {
   Json snap = Json::from_msgpack(blob, true, false);
   if (snap.is_discarded() || !snap.is_object()) throw std::runtime_error("not msgpack");
   if (auto it = snap.find("target_capacity"); it != snap.end() && !it->is_null()) {
     deployments.SetTargetCapacity(it->get<double>());
   }
-  for (const Json& j : snap.at("apps")) {
+  for (const Json &j : snap.at("apps")) {
     AppState a = DecodeApp(j);
     bool build_running = false;
-    for (auto& [pid, tag] : alive) build_running |= tag == ProcessTag::Build(a.name).Encode();
+    for (auto &[pid, tag] : alive) build_running |= tag == ProcessTag::Build(a.name).Encode();
     apps.Restore(std::move(a), build_running, actions);
   }
-  for (const Json& j : snap.at("deployments")) {
+  for (const Json &j : snap.at("deployments")) {
     deployments.Restore(DecodeDeployment(j, alive, actions));
   }
-  for (auto& [node, p] : snap.at("proxies").items()) {
+  for (auto &[node, p] : snap.at("proxies").items()) {
     ProxyInfo proxy;
     proxy.pid = p.at("pid");
     proxy.http_port = p.at("http_port");

@@ -41,6 +41,9 @@ class ReplicaClient {
   /// Applies user_config / max_ongoing_requests in place; OK or the reason.
   virtual void Reconfigure(const std::string& address, const v1::ReconfigureRequest& request,
                            std::function<void(absl::Status)> done) = 0;
+  /// Runs a custom autoscaling policy in the replica; the reply, or why none came.
+  virtual void RunPolicy(const std::string& address, const v1::PolicyRequest& request,
+                         std::function<void(absl::StatusOr<v1::PolicyReply>)> done) = 0;
 };
 
 }  // namespace serve::controller

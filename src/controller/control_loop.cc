@@ -1,7 +1,9 @@
 #include "controller/control_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <variant>
 
 #include <spdlog/spdlog.h>
 
@@ -22,7 +24,7 @@ ControlLoop::ControlLoop(ControllerOptions options, Clock& clock, Random& random
       kv_(kv),
       deployments_(context_, clock, random),
       apps_(context_, clock, random, deployments_),
-      proxies_(context_),
+      proxies_(context_, clock),
       long_poll_([&random] { return static_cast<int64_t>(random.Uniform(1, 1000001)); }),
       executor_(agent, replicas, *this) {}
 
@@ -32,6 +34,7 @@ void ControlLoop::set_log_file(std::string log_file) { context_.log_file = std::
 void ControlLoop::Recover() {
   auto blob = kv_.Get(kCheckpointKey);
   std::lock_guard lock(mu_);
+  ++events_;
   if (!blob.ok()) {
     if (blob.status().code() != absl::StatusCode::kNotFound) {
       spdlog::error("Cannot read the checkpoint: {}; starting with an empty state.",
@@ -80,9 +83,20 @@ void ControlLoop::Recover() {
                apps_.apps().size(), deployments_.deployments().size(), replicas);
 }
 
+namespace {
+
+/// Whether performing `a` changes what is checkpointed or published (health checks and policy
+/// calls only read).
+bool ChangesState(const Action& a) {
+  return !std::holds_alternative<CheckHealthAction>(a) &&
+         !std::holds_alternative<RunPolicyAction>(a);
+}
+
+}  // namespace
+
 void ControlLoop::Step() {
   Actions actions;
-  std::string blob;
+  bool encode = false;
   {
     std::lock_guard lock(mu_);
     actions.swap(pending_);
@@ -93,14 +107,23 @@ void ControlLoop::Step() {
       return d != nullptr && d->autoscaling() ? d->spec.cfg.autoscaling_config->metrics_interval_s
                                               : 10.0;
     });
-    deployments_.Autoscale(metrics_);
+    deployments_.Autoscale(metrics_, actions);
     for (const DeploymentId& gone : deployments_.Step(actions)) metrics_.DropDeployment(gone.Key());
     apps_.Step();
-    long_poll_.Publish(LongPollObjects(apps_, deployments_, LocalNodeIp()),
-                       deployments_.Recovering());
+    proxies_.Step(shutting_down_, actions);
+    // Only a step where something changed re-publishes and re-encodes: at thousands of
+    // replicas encoding dominates a step, and most steps change nothing.
+    encode = deployments_.generation() != encoded_generation_ || events_ != encoded_events_ ||
+             std::any_of(actions.begin(), actions.end(), ChangesState);
+    if (encode) {
+      encoded_generation_ = deployments_.generation();
+      encoded_events_ = events_;
+      long_poll_.Publish(LongPollObjects(apps_, deployments_, LocalNodeIp()),
+                         deployments_.Recovering());
+      // Checkpoint before acting (spec: target state is saved before replicas start or stop).
+      encoded_checkpoint_ = EncodeCheckpoint(apps_, deployments_, proxies_);
+    }
     long_poll_.Expire(now);
-    // Checkpoint before acting (spec: target state is saved before replicas start or stop).
-    blob = EncodeCheckpoint(apps_, deployments_, proxies_);
     if (shutting_down_ && apps_.apps().empty() && deployments_.deployments().empty() &&
         !finished_) {
       finished_ = true;
@@ -110,7 +133,7 @@ void ControlLoop::Step() {
       actions.push_back(std::move(shutdown));
     }
   }
-  CheckpointIfChanged(std::move(blob));
+  if (encode || checkpoint_failing_) CheckpointIfChanged(encoded_checkpoint_);
   executor_.Execute(std::move(actions));
 }
 
@@ -131,13 +154,13 @@ bool ControlLoop::finished() {
   return finished_;
 }
 
-void ControlLoop::CheckpointIfChanged(std::string blob) {
+void ControlLoop::CheckpointIfChanged(const std::string& blob) {
   if (blob == last_checkpoint_) return;
   absl::Status st = kv_.Put(kCheckpointKey, blob);
   if (st.ok()) {
     if (checkpoint_failing_) spdlog::info("Checkpointing works again.");
     checkpoint_failing_ = false;
-    last_checkpoint_ = std::move(blob);
+    last_checkpoint_ = blob;
   } else if (!checkpoint_failing_) {
     checkpoint_failing_ = true;
     spdlog::error("Cannot write the checkpoint: {}; serving continues, retrying.",
@@ -152,6 +175,7 @@ absl::Status ControlLoop::Deploy(const config::ServeDeployConfig& cfg, const std
   absl::Status st;
   {
     std::lock_guard lock(mu_);
+    ++events_;
     st = apps_.Deploy(cfg, source, app_dir, pending_);
   }
   cv_.notify_all();
@@ -166,6 +190,7 @@ absl::Status ControlLoop::DeleteApplication(const std::string& name) {
   absl::Status st;
   {
     std::lock_guard lock(mu_);
+    ++events_;
     st = apps_.Delete(name);
   }
   cv_.notify_all();
@@ -175,6 +200,7 @@ absl::Status ControlLoop::DeleteApplication(const std::string& name) {
 void ControlLoop::DeleteAllApplications() {
   {
     std::lock_guard lock(mu_);
+    ++events_;
     spdlog::info("Deleting all applications.");
     apps_.DeleteAll();
   }
@@ -184,6 +210,7 @@ void ControlLoop::DeleteAllApplications() {
 void ControlLoop::Shutdown() {
   {
     std::lock_guard lock(mu_);
+    ++events_;
     if (!shutting_down_) spdlog::info("Shutdown requested: deleting all applications.");
     shutting_down_ = true;
     apps_.set_shutting_down();
@@ -238,6 +265,7 @@ void ControlLoop::OnReplicaStarted(const v1::ReplicaStarted& msg) {
 void ControlLoop::OnBuildResult(const v1::BuildResult& msg) {
   {
     std::lock_guard lock(mu_);
+    ++events_;
     apps_.OnBuildResult(msg);
   }
   cv_.notify_all();
@@ -246,6 +274,7 @@ void ControlLoop::OnBuildResult(const v1::BuildResult& msg) {
 void ControlLoop::OnProcessExit(const v1::ProcessExit& msg) {
   {
     std::lock_guard lock(mu_);
+    ++events_;
     ProcessTag tag = ProcessTag::Parse(msg.tag());
     switch (tag.kind) {
       case ProcessTag::Kind::kProxy:
@@ -268,6 +297,7 @@ void ControlLoop::OnProcessExit(const v1::ProcessExit& msg) {
 
 void ControlLoop::OnProxyReady(const v1::ProxyReady& msg) {
   std::lock_guard lock(mu_);
+  ++events_;
   proxies_.OnReady(msg);
 }
 
@@ -324,12 +354,14 @@ void ControlLoop::OnReplicaProcessStarted(const std::string& replica_id,
 void ControlLoop::OnBuildProcessStarted(const std::string& app, const std::string& build_id,
                                         const absl::StatusOr<int>& pid) {
   std::lock_guard lock(mu_);
+  ++events_;
   apps_.OnBuildProcessStarted(app, build_id, pid);
 }
 
 void ControlLoop::OnProxyProcessStarted(const std::string& node_id,
                                         const absl::StatusOr<int>& pid) {
   std::lock_guard lock(mu_);
+  ++events_;
   proxies_.OnProcessStarted(node_id, pid);
 }
 
@@ -348,6 +380,15 @@ void ControlLoop::OnReconfigureResult(const DeploymentId& deployment,
   {
     std::lock_guard lock(mu_);
     deployments_.OnReconfigureResult(deployment, replica_id, config_version, result, pending_);
+  }
+  cv_.notify_all();
+}
+
+void ControlLoop::OnPolicyResult(const DeploymentId& deployment,
+                                 const absl::StatusOr<v1::PolicyReply>& reply) {
+  {
+    std::lock_guard lock(mu_);
+    deployments_.OnPolicyResult(deployment, reply);
   }
   cv_.notify_all();
 }

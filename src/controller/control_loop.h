@@ -92,10 +92,12 @@ class ControlLoop final : public ControllerApi, private ActionResults {
                       const absl::Status& result) override;
   void OnReconfigureResult(const DeploymentId& deployment, const std::string& replica_id,
                            int config_version, const absl::Status& result) override;
+  void OnPolicyResult(const DeploymentId& deployment,
+                      const absl::StatusOr<v1::PolicyReply>& reply) override;
 
   /// Writes the checkpoint when it changed since the last successful write; a failed write
   /// (e.g. Redis down) is retried next step. Loop thread only.
-  void CheckpointIfChanged(std::string blob);
+  void CheckpointIfChanged(const std::string& blob);
 
   ControllerContext context_;
   Clock& clock_;
@@ -113,9 +115,15 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   Actions pending_;  ///< decided by event handlers, performed at the next step
   bool shutting_down_ = false;
   bool finished_ = false;
+  /// Counts commands and reports that may change applications or proxies (the deployment
+  /// manager keeps its own generation); Step re-encodes when either moved.
+  uint64_t events_ = 0;
+  uint64_t encoded_events_ = ~uint64_t{0};
+  uint64_t encoded_generation_ = ~uint64_t{0};
 
   ActionExecutor executor_;
-  std::string last_checkpoint_;      // loop thread only
+  std::string encoded_checkpoint_;   // loop thread only: the newest encoding
+  std::string last_checkpoint_;      // loop thread only: the last one written
   bool checkpoint_failing_ = false;  // loop thread only
 };
 

@@ -61,6 +61,7 @@ void DeploymentStateManager::SetTargetCapacity(std::optional<double> target_capa
     capacity_scaling_up_ = level(target_capacity) > level(target_capacity_);
   }
   target_capacity_ = target_capacity;
+  ++generation_;
 }
 
 int DeploymentStateManager::TargetFor(const DeploymentState& d,
@@ -79,6 +80,7 @@ int DeploymentStateManager::TargetFor(const DeploymentState& d,
 void DeploymentStateManager::ApplyApp(const std::string& app,
                                       std::map<std::string, DeploymentSpec> incoming,
                                       const std::vector<std::string>& previous) {
+  ++generation_;
   for (const std::string& old : previous) {
     if (!incoming.count(old)) Delete({app, old});
   }
@@ -109,7 +111,11 @@ void DeploymentStateManager::ApplyApp(const std::string& app,
     d.version = cur->version;
     d.config_version = cur->config_version;
     d.target_num_replicas = TargetFor(d, cur);
-    if (d.autoscaling() && cur->autoscaling()) d.policy = cur->policy;
+    if (d.autoscaling() && cur->autoscaling()) {
+      d.policy = cur->policy;
+      d.policy_state = cur->policy_state;
+      d.policy_in_flight = cur->policy_in_flight;
+    }
     Json old_cfg = config::ToJson(cur->spec.cfg), new_cfg = config::ToJson(d.spec.cfg);
     old_cfg.erase("num_replicas");
     new_cfg.erase("num_replicas");
@@ -147,9 +153,11 @@ void DeploymentStateManager::Delete(const DeploymentId& id) {
   if (d == nullptr || d->deleting) return;
   d->deleting = true;
   d->status = Transition(d->status, DeploymentEvent::kDelete);
+  ++generation_;
 }
 
-void DeploymentStateManager::Autoscale(const autoscaler::MetricsStore& metrics) {
+void DeploymentStateManager::Autoscale(const autoscaler::MetricsStore& metrics,
+                                       Actions& actions) {
   double now = clock_.Now();
   for (auto& [id, dep] : deployments_) {
     if (dep.deleting || !dep.autoscaling() || dep.terminally_failed) continue;
@@ -169,10 +177,23 @@ void DeploymentStateManager::Autoscale(const autoscaler::MetricsStore& metrics) 
     in.config = &cfg;
     in.target_capacity = target_capacity_;
     in.capacity_scaling_up = capacity_scaling_up_;
-    int decision = autoscaler::DefaultPolicy(in, dep.policy);
+    int decision;
+    if (cfg.policy.empty() || running.empty()) {
+      decision = autoscaler::DefaultPolicy(in, dep.policy);  // also the cold start
+    } else {
+      decision = dep.policy_answer
+                     ? autoscaler::ApplyCustomDecision(*dep.policy_answer, in, dep.policy)
+                     : dep.target_num_replicas;
+      dep.policy_answer.reset();
+      if (!dep.policy_in_flight) {
+        dep.policy_in_flight = true;
+        actions.push_back(PolicyCall(dep, in, running.front()));
+      }
+    }
     if (decision == dep.target_num_replicas) continue;
     spdlog::info("Autoscaling {}:{} from {} to {} replica(s) (load {:.2f}, {} running).", id.app,
                  id.name, dep.target_num_replicas, decision, in.total_requests, running.size());
+    ++generation_;
     bool upscale = decision > dep.target_num_replicas;
     dep.target_num_replicas = decision;
     // The status moves only once the deployment is not still rolling out its version.
@@ -184,6 +205,56 @@ void DeploymentStateManager::Autoscale(const autoscaler::MetricsStore& metrics) 
   }
 }
 
+RunPolicyAction DeploymentStateManager::PolicyCall(const DeploymentState& dep,
+                                                   const autoscaler::PolicyInput& in,
+                                                   const std::string& replica_id) const {
+  const config::AutoscalingConfig& cfg = *dep.spec.cfg.autoscaling_config;
+  auto bounds = autoscaler::ScalingBounds(cfg, in.target_capacity, in.capacity_scaling_up);
+  Json context = {{"app_name", dep.id.app},
+                  {"deployment_name", dep.id.name},
+                  {"current_num_replicas", in.running_replicas},
+                  {"target_num_replicas", in.target_replicas},
+                  {"total_num_requests", in.total_requests},
+                  {"capacity_adjusted_min_replicas", bounds.lower},
+                  {"capacity_adjusted_max_replicas", bounds.upper},
+                  {"target_ongoing_requests", cfg.target_ongoing_requests},
+                  {"policy_state", dep.policy_state}};
+  RunPolicyAction a;
+  a.deployment = dep.id;
+  a.address = dep.replicas.Find(replica_id)->control_address;
+  a.request.set_policy(cfg.policy);
+  a.request.set_context_json(context.dump());
+  return a;
+}
+
+void DeploymentStateManager::OnPolicyResult(const DeploymentId& id,
+                                            const absl::StatusOr<v1::PolicyReply>& reply) {
+  DeploymentState* dep = Find(id);
+  if (dep == nullptr) return;
+  dep->policy_in_flight = false;
+  std::string error = !reply.ok() ? std::string(reply.status().message())
+                                  : (reply->ok() ? "" : reply->error());
+  if (error.empty()) {
+    dep->policy_answer = reply->num_replicas();
+    Json state = Json::parse(reply->policy_state_json(), nullptr, false);
+    dep->policy_state = state.is_object() ? state : Json::object();
+    if (!dep->policy_error.empty()) {
+      dep->message.clear();
+      ++generation_;
+    }
+    dep->policy_error.clear();
+    return;
+  }
+  if (error != dep->policy_error) {
+    spdlog::error("The autoscaling policy of {}:{} failed: {}", id.app, id.name, error);
+  }
+  dep->policy_error = error;
+  ++generation_;
+  dep->message = "The custom autoscaling policy '" + dep->spec.cfg.autoscaling_config->policy +
+                 "' failed; keeping " + std::to_string(dep->target_num_replicas) +
+                 " replica(s): " + error;
+}
+
 std::vector<DeploymentId> DeploymentStateManager::Step(Actions& actions) {
   std::vector<DeploymentId> gone;
   for (auto& [id, dep] : deployments_) {
@@ -193,6 +264,7 @@ std::vector<DeploymentId> DeploymentStateManager::Step(Actions& actions) {
   for (auto& id : gone) {
     spdlog::info("Deployment {} deleted.", id.Key());
     deployments_.erase(id);
+    ++generation_;
   }
   return gone;
 }
@@ -285,6 +357,7 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
     if (!(next == dep.status)) {
       dep.status = next;
       dep.message.clear();
+      ++generation_;
       dep.startup_failures = 0;
       spdlog::info("Deployment {}:{} is {}.", dep.id.app, dep.id.name, ToString(next.status));
     }
@@ -299,6 +372,7 @@ void DeploymentStateManager::StartReplica(DeploymentState& dep, Actions& actions
   r.version = dep.version;
   r.config_version = dep.config_version;
   r.start_time_s = clock_.UnixNow();
+  ++generation_;
   r.last_health_s = clock_.Now();
   replica_index_[r.id] = dep.id;
   StartReplicaAction a;
@@ -326,6 +400,7 @@ void DeploymentStateManager::StartReplica(DeploymentState& dep, Actions& actions
 void DeploymentStateManager::StopReplica(DeploymentState& dep, ReplicaInfo& r, Actions& actions) {
   bool graceful = r.state == ReplicaState::kRunning;
   r.state = ReplicaState::kStopping;
+  ++generation_;
   if (r.pid == 0) return;  // not started yet; stopped once the agent answers
   actions.push_back(
       StopProcessAction{r.pid, graceful ? dep.spec.cfg.graceful_shutdown_timeout_s : 0});
@@ -334,6 +409,7 @@ void DeploymentStateManager::StopReplica(DeploymentState& dep, ReplicaInfo& r, A
 void DeploymentStateManager::RemoveReplica(DeploymentState& dep, const std::string& replica_id) {
   dep.replicas.Erase(replica_id);
   replica_index_.erase(replica_id);
+  ++generation_;
 }
 
 void DeploymentStateManager::BackOff(DeploymentState& dep, bool crash_loop) {
@@ -348,6 +424,7 @@ void DeploymentStateManager::BackOff(DeploymentState& dep, bool crash_loop) {
 
 void DeploymentStateManager::OnStartupFailure(DeploymentState& dep, const std::string& error) {
   ++dep.startup_failures;
+  ++generation_;
   BackOff(dep);
   int threshold = std::min(kMaxConstructorRetries,
                            std::max(1, dep.target_num_replicas) * kMaxPerReplicaRetries);
@@ -377,6 +454,7 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
   if (r == nullptr || r->state != ReplicaState::kStarting) return;
   r->pid = msg.pid();
   r->log_file = msg.log_file_path();
+  ++generation_;
   if (!msg.ok()) {
     RemoveReplica(dep, msg.replica_id());
     OnStartupFailure(dep, msg.error());
@@ -409,7 +487,10 @@ void DeploymentStateManager::OnReplicaProcessStarted(const std::string& replica_
     OnStartupFailure(dep, "cannot start the replica process: " + std::string(pid.status().message()));
     return;
   }
-  if (r->pid == 0) r->pid = *pid;
+  if (r->pid == 0) {
+    r->pid = *pid;
+    ++generation_;
+  }
   if (r->state == ReplicaState::kStopping) actions.push_back(StopProcessAction{*pid, 0});
 }
 
@@ -419,6 +500,7 @@ void DeploymentStateManager::OnReplicaExit(const std::string& replica_id, int ex
   DeploymentState& dep = deployments_.at(idx->second);
   ReplicaInfo* r = dep.replicas.Find(replica_id);
   if (r == nullptr) return;
+  ++generation_;
   std::string how = exit_code < 0 ? "was killed by signal " + std::to_string(-exit_code)
                                   : "exited with code " + std::to_string(exit_code);
   if (r->state == ReplicaState::kStarting) {
@@ -446,6 +528,7 @@ void DeploymentStateManager::OnHealthResult(const DeploymentId& id, const std::s
   r->health_in_flight = false;
   std::string error(result.message());
   if (r->state == ReplicaState::kRecovering) {
+    ++generation_;
     if (result.ok()) {
       r->state = ReplicaState::kRunning;
       spdlog::info("Replica {} recovered (adopted, pid {}).", replica_id, r->pid);
@@ -466,6 +549,7 @@ void DeploymentStateManager::OnHealthResult(const DeploymentId& id, const std::s
   spdlog::warn("Health check for replica {} failed ({} in a row): {}", replica_id,
                r->health_failures, error);
   if (r->health_failures >= kHealthFailureThreshold && r->state == ReplicaState::kRunning) {
+    ++generation_;
     dep->status = Transition(dep->status, DeploymentEvent::kHealthCheckFailed);
     dep->message = "Replica " + replica_id + " failed health checks " +
                    std::to_string(r->health_failures) + " times in a row: " + error;
@@ -481,6 +565,7 @@ void DeploymentStateManager::OnReconfigureResult(const DeploymentId& id,
   ReplicaInfo* r = dep->replicas.Find(replica_id);
   if (r == nullptr) return;
   r->updating = false;
+  ++generation_;
   if (result.ok()) {
     r->config_version = config_version;
     spdlog::info("Replica {} reconfigured.", replica_id);
@@ -495,10 +580,12 @@ void DeploymentStateManager::OnReconfigureResult(const DeploymentId& id,
 void DeploymentStateManager::Restore(DeploymentState state) {
   DeploymentId id = state.id;
   for (auto& [rid, r] : state.replicas) replica_index_[rid] = id;
+  ++generation_;
   deployments_[id] = std::move(state);
 }
 
 void DeploymentStateManager::Clear() {
+  ++generation_;
   deployments_.clear();
   replica_index_.clear();
 }

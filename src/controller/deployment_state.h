@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "autoscaler/metrics_store.h"
@@ -68,7 +70,13 @@ struct DeploymentState {
   /// the earliest time a replacement may start (restart backoff).
   int consecutive_failures = 0;
   double next_start_s = 0;
-  autoscaler::PolicyState policy;  ///< the autoscaling policy's memory
+  autoscaler::PolicyState policy;  ///< the autoscaling policy's memory (delays)
+  // A custom policy (autoscaling_config.policy) runs in a replica: at most one call in flight;
+  // its latest answer is applied at the next step.
+  bool policy_in_flight = false;
+  std::optional<int> policy_answer;
+  nlohmann::json policy_state = nlohmann::json::object();  ///< the user policy's own state
+  std::string policy_error;
   ReplicaStateContainer replicas;
 
   bool autoscaling() const { return spec.cfg.autoscaling_config.has_value(); }
@@ -88,8 +96,9 @@ class DeploymentStateManager {
   void SetTargetCapacity(std::optional<double> target_capacity);
   std::optional<double> target_capacity() const { return target_capacity_; }
 
-  /// Runs the autoscaling policy of every autoscaling deployment against `metrics`.
-  void Autoscale(const autoscaler::MetricsStore& metrics);
+  /// Runs the autoscaling policy of every autoscaling deployment against `metrics`; custom
+  /// policies are asked for through RunPolicyAction and their answers applied next time.
+  void Autoscale(const autoscaler::MetricsStore& metrics, Actions& actions);
   /// Reconciles every deployment towards its target; drops deleted ones once empty. Returns
   /// the ids dropped.
   std::vector<DeploymentId> Step(Actions& actions);
@@ -104,6 +113,7 @@ class DeploymentStateManager {
                       const absl::Status& result, Actions& actions);
   void OnReconfigureResult(const DeploymentId& id, const std::string& replica_id,
                            int config_version, const absl::Status& result, Actions& actions);
+  void OnPolicyResult(const DeploymentId& id, const absl::StatusOr<v1::PolicyReply>& reply);
 
   // Queries.
   const std::map<DeploymentId, DeploymentState>& deployments() const { return deployments_; }
@@ -112,6 +122,9 @@ class DeploymentStateManager {
   const DeploymentState* OwnerOf(const std::string& replica_id) const;
   /// Some adopted replica is still RECOVERING (long-poll listeners wait meanwhile).
   bool Recovering() const;
+  /// Changes whenever anything checkpointed or published changes (not health-check timing,
+  /// in-flight flags or backoff), so a step with nothing new can skip re-encoding.
+  uint64_t generation() const { return generation_; }
 
   // Recovery.
   /// Inserts a restored deployment and indexes its replicas.
@@ -121,6 +134,8 @@ class DeploymentStateManager {
  private:
   DeploymentState* Find(const DeploymentId& id);
   int TargetFor(const DeploymentState& d, const DeploymentState* previous) const;
+  RunPolicyAction PolicyCall(const DeploymentState& dep, const autoscaler::PolicyInput& in,
+                             const std::string& replica_id) const;
   void Reconcile(DeploymentState& dep, Actions& actions);
   void StartReplica(DeploymentState& dep, Actions& actions);
   void StopReplica(DeploymentState& dep, ReplicaInfo& r, Actions& actions);
@@ -137,6 +152,7 @@ class DeploymentStateManager {
   bool capacity_scaling_up_ = false;
   std::map<DeploymentId, DeploymentState> deployments_;
   std::map<std::string, DeploymentId> replica_index_;  ///< replica id -> deployment
+  uint64_t generation_ = 0;
 };
 
 }  // namespace serve::controller

@@ -45,6 +45,12 @@ void ActionExecutor::Execute(Actions actions) {
                   [this, dep = a.deployment, id = a.replica_id, v = a.config_version](
                       absl::Status st) { results_.OnReconfigureResult(dep, id, v, st); });
             },
+            [&](RunPolicyAction& a) {
+              replicas_.RunPolicy(a.address, a.request,
+                                  [this, dep = a.deployment](absl::StatusOr<v1::PolicyReply> r) {
+                                    results_.OnPolicyResult(dep, r);
+                                  });
+            },
             [&](ShutdownNodeAction& a) {
               // The proxies first (so no new request arrives), then the agent and the rest.
               if (a.proxy_pids.empty()) {

@@ -27,6 +27,8 @@ class ActionResults {
                               const absl::Status& result) = 0;
   virtual void OnReconfigureResult(const DeploymentId& deployment, const std::string& replica_id,
                                    int config_version, const absl::Status& result) = 0;
+  virtual void OnPolicyResult(const DeploymentId& deployment,
+                              const absl::StatusOr<v1::PolicyReply>& reply) = 0;
 };
 
 class ActionExecutor {

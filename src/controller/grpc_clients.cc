@@ -102,4 +102,20 @@ void GrpcReplicaClient::Reconfigure(const std::string& address,
       });
 }
 
+void GrpcReplicaClient::RunPolicy(const std::string& address, const v1::PolicyRequest& request,
+                                  std::function<void(absl::StatusOr<v1::PolicyReply>)> done) {
+  struct PolicyCall : Call<v1::PolicyRequest, v1::PolicyReply> {
+    std::unique_ptr<v1::AutoscalingPolicy::Stub> stub;
+  };
+  auto call = std::make_shared<PolicyCall>();
+  call->ctx = rpc::ContextWithDeadline(10);
+  call->request = request;
+  call->stub = v1::AutoscalingPolicy::NewStub(rpc::ChannelTo(address));
+  call->stub->async()->Decide(call->ctx.get(), &call->request, &call->reply,
+                              [call, done = std::move(done)](grpc::Status st) {
+                                if (!st.ok()) return done(FromGrpc(st));
+                                done(std::move(call->reply));
+                              });
+}
+
 }  // namespace serve::controller

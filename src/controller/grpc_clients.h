@@ -30,6 +30,8 @@ class GrpcReplicaClient final : public ReplicaClient {
                    std::function<void(absl::Status)> done) override;
   void Reconfigure(const std::string& address, const v1::ReconfigureRequest& request,
                    std::function<void(absl::Status)> done) override;
+  void RunPolicy(const std::string& address, const v1::PolicyRequest& request,
+                 std::function<void(absl::StatusOr<v1::PolicyReply>)> done) override;
 };
 
 }  // namespace serve::controller

@@ -274,3 +274,52 @@ def test_autoscaling_config_update_keeps_replicas(serve_instance, tmp_path):
     inst.wait_running("scaled")
     assert inst.replica_pids("scaled", "Scaled") == pids
     assert get(inst.http + "/").status_code == 200
+
+
+def policy_app(policy):
+    return {"name": "policy", "route_prefix": "/", "import_path": "policyapps:policy_builder",
+            "args": {"policy": policy}}
+
+
+def test_custom_policy_runs_in_a_replica(serve_instance, tmp_path):
+    # The policy (registered by the app library) asks for 3 replicas without any load.
+    inst = serve_instance(TEST_APP_DIR)
+    inst.cli("deploy", write_config(tmp_path, {"applications": [policy_app("three_replicas")]}),
+             check=True)
+    wait_for(lambda: len(running(deployment(inst, "policy"))) == 3, 30, what="3 replicas")
+    dep = deployment(inst, "policy")
+    assert dep["target_num_replicas"] == 3
+    assert dep["deployment_config"]["autoscaling_config"]["policy"] == "three_replicas"
+    assert get(inst.http + "/").text == "ok"
+
+
+def test_failing_custom_policy_keeps_the_target_and_says_why(serve_instance, tmp_path):
+    inst = serve_instance(TEST_APP_DIR)
+    inst.cli("deploy", write_config(tmp_path, {"applications": [policy_app("broken_policy")]}),
+             check=True)
+    wait_for(lambda: "the policy cannot decide" in deployment(inst, "policy")["message"], 30,
+             what="the policy's error in the status message")
+    dep = deployment(inst, "policy")
+    assert dep["target_num_replicas"] == 1
+    assert len(running(dep)) == 1
+    assert get(inst.http + "/").text == "ok"
+
+
+def test_replica_side_metrics_when_handle_collection_is_off(serve_instance, tmp_path,
+                                                            monkeypatch):
+    # With handle-side collection off the routers report queued requests only; the ongoing
+    # requests the upscale needs come from the replicas' own reports.
+    monkeypatch.setenv("RAY_SERVE_COLLECT_AUTOSCALING_METRICS_ON_HANDLE", "0")
+    inst = serve_instance(TEST_APP_DIR)
+    doc = {"applications": [scaled_app(
+        args={"min": 1, "max": 3, "target": 1, "up_delay": 0.5, "down_delay": 600,
+              "look_back": 1, "interval": 0.3})]}
+    inst.cli("deploy", write_config(tmp_path, doc), check=True)
+    inst.wait_running("scaled")
+    load = Load(inst.http + "/?sleep_ms=200", clients=6, max_s=25)
+    try:
+        wait_for(lambda: len(running(deployment(inst, "scaled"))) >= 2, 20,
+                 what=">= 2 RUNNING replicas from replica-side metrics")
+    finally:
+        load.stop()
+    assert load.errors == [], load.errors[:5]

@@ -71,9 +71,11 @@ def test_failing_health_check_replaces_the_replica(serve_run):
     first = get(url + "/").json()["replica"]
     assert get(url + "/?sick=1").json()["replica"] == first
     # 3 failed checks at 0.2 s -> UNHEALTHY -> replaced -> HEALTHY again with a new replica.
-    wait_for(lambda: run.status()["applications"]["default"]["deployments"]["Flaky"]["status"]
-             == "UNHEALTHY", 15, what="UNHEALTHY")
-    dep = run.status()["applications"]["default"]["deployments"]["Flaky"]
+    # Status and trigger from one read: the replacement may be HEALTHY by the next one.
+    def unhealthy():
+        dep = run.status()["applications"]["default"]["deployments"]["Flaky"]
+        return dep if dep["status"] == "UNHEALTHY" else None
+    dep = wait_for(unhealthy, 15, interval=0.02, what="UNHEALTHY")
     assert dep["status_trigger"] == "HEALTH_CHECK_FAILED"
     assert "replica feels sick" in dep["message"]
     wait_for(lambda: get(url + "/").json()["replica"] != first, 15, what="a new replica")

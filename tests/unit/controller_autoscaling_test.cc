@@ -129,5 +129,54 @@ TEST_F(ControllerTest, HandleReportsOfADeadProxyAreDropped) {
   EXPECT_EQ(Dep().target_num_replicas, 1);
 }
 
+TEST_F(ControllerTest, CustomPolicyRunsInAReplicaAndIsBoundedAndDelayed) {
+  ASSERT_TRUE(Deploy({Autoscaled({{"max_replicas", 5}, {"upscale_delay_s", 0},
+                                  {"policy", "m:by_queue"}})})
+                  .ok());
+  ReportStarted();
+  std::string first = Replicas(ReplicaState::kRunning).at(0);
+  // The first call went out as soon as a replica ran, before any load.
+  ASSERT_EQ(replicas_.policy_calls.size(), 1u);
+  v1::PolicyReply keep;
+  keep.set_ok(true);
+  keep.set_num_replicas(1);
+  replicas_.policy_calls.front().done(keep);
+  replicas_.policy_calls.pop_front();
+  PushLoad("D", 7);
+  loop_->Step();
+  ASSERT_EQ(replicas_.policy_calls.size(), 1u);
+  auto call = std::move(replicas_.policy_calls.front());
+  replicas_.policy_calls.pop_front();
+  EXPECT_EQ(call.address, Dep().replicas.Find(first)->control_address);
+  EXPECT_EQ(call.request.policy(), "m:by_queue");
+  Json context = Json::parse(call.request.context_json());
+  EXPECT_EQ(context["current_num_replicas"], 1);
+  EXPECT_EQ(context["total_num_requests"], 7.0);
+  EXPECT_EQ(context["capacity_adjusted_max_replicas"], 5);
+  EXPECT_EQ(context["policy_state"], Json::object());
+  loop_->Step();
+  EXPECT_TRUE(replicas_.policy_calls.empty());  // one call in flight at a time
+  v1::PolicyReply reply;
+  reply.set_ok(true);
+  reply.set_num_replicas(9);  // above max_replicas: clamped
+  reply.set_policy_state_json(R"({"calls": 1})");
+  call.done(reply);
+  loop_->Step();
+  EXPECT_EQ(Dep().target_num_replicas, 5);
+  EXPECT_EQ(Dep().status.trigger, StatusTrigger::kAutoscaling);
+  ASSERT_EQ(replicas_.policy_calls.size(), 1u);
+  EXPECT_EQ(Json::parse(replicas_.policy_calls.front().request.context_json())["policy_state"],
+            Json({{"calls", 1}}));
+  // A failing policy keeps the target and says why.
+  v1::PolicyReply failed;
+  failed.set_ok(false);
+  failed.set_error("std::runtime_error: bad model");
+  replicas_.policy_calls.front().done(failed);
+  replicas_.policy_calls.pop_front();
+  loop_->Step();
+  EXPECT_EQ(Dep().target_num_replicas, 5);
+  EXPECT_NE(Dep().message.find("bad model"), std::string::npos) << Dep().message;
+}
+
 }  // namespace
 }  // namespace serve::controller::testing

@@ -92,6 +92,12 @@ class FakeReplicaClient final : public ReplicaClient {
   };
   std::deque<Call> health_checks;
   std::deque<Call> reconfigures;
+  struct PolicyCall {
+    std::string address;
+    v1::PolicyRequest request;
+    std::function<void(absl::StatusOr<v1::PolicyReply>)> done;
+  };
+  std::deque<PolicyCall> policy_calls;
 
   void CheckHealth(const std::string& address, double,
                    std::function<void(absl::Status)> done) override {
@@ -100,6 +106,10 @@ class FakeReplicaClient final : public ReplicaClient {
   void Reconfigure(const std::string& address, const v1::ReconfigureRequest&,
                    std::function<void(absl::Status)> done) override {
     reconfigures.push_back({address, std::move(done)});
+  }
+  void RunPolicy(const std::string& address, const v1::PolicyRequest& request,
+                 std::function<void(absl::StatusOr<v1::PolicyReply>)> done) override {
+    policy_calls.push_back({address, request, std::move(done)});
   }
   /// Answers every pending health check with `status`; returns how many.
   int AnswerHealth(const absl::Status& status) {
