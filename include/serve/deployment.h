@@ -34,13 +34,64 @@ class SERVE_EXPORT Args {
   std::map<std::string, std::string> values_;
 };
 
+/// How a replica runs the handlers of a deployment class.
+///
+/// Threading contract. A replica runs user code on its executor: a pool of threads that also
+/// does the replica's network I/O, one thread when nothing blocks.
+/// - Synchronous handlers (returning a value, serve::HttpResponse or serve::Stream) run on a
+///   pool thread from start to end; blocking blocks only that thread. The pool grows on demand
+///   (lazily, about a thread per millisecond while every thread is stuck in user code) up to
+///   max_ongoing_requests threads ($SERVE_REPLICA_THREADS caps it), as with Ray's
+///   RAY_SERVE_RUN_SYNC_IN_THREADPOOL=1, so up to max_ongoing_requests blocking calls run at
+///   once. A call starts on the thread that read its request, without a hand-off.
+/// - Coroutine handlers (serve::Task) run on the pool until they co_await; while suspended they
+///   hold no thread, so max_ongoing_requests of them may await downstream calls at once. They
+///   resume on the executor (see task.h).
+/// - kConcurrent (the default): handlers and coroutine steps of different requests run at the
+///   same time on different threads; guard shared members with a mutex or atomics. One request's
+///   coroutine never runs on two threads at once. reconfigure() and check_health() run on a
+///   control thread, concurrently with handlers.
+/// - kSerialized: one strand per replica, like an asyncio event loop: one piece of user code at
+///   a time (a synchronous handler, a coroutine's step between two suspensions, reconfigure(),
+///   check_health()), in arrival order; coroutines interleave only at their co_awaits. A
+///   synchronous handler, or a blocking .result(), holds the strand until it returns. The
+///   replica still reads requests, answers probes and delivers cancellations meanwhile.
+/// - The constructor and the destructor run alone.
+/// A class opts into kSerialized with a static member:
+///   class Counter {
+///    public:
+///     static constexpr serve::Concurrency serve_concurrency = serve::Concurrency::kSerialized;
+///     ...
+///   };
+enum class Concurrency {
+  kConcurrent,
+  kSerialized,
+};
+
 namespace detail {
 
-/// What a handler receives: an HTTP request (ingress over HTTP) or positional arguments.
+/// The concurrency a deployment class asks for (T::serve_concurrency, else kConcurrent).
+template <class T>
+constexpr Concurrency ConcurrencyOf() {
+  if constexpr (requires { T::serve_concurrency; }) {
+    static_assert(std::is_convertible_v<decltype(T::serve_concurrency), Concurrency>,
+                  "serve_concurrency must be a serve::Concurrency");
+    return T::serve_concurrency;
+  } else {
+    return Concurrency::kConcurrent;
+  }
+}
+
+/// What a handler receives: an HTTP request (ingress over HTTP) or positional arguments. For a
+/// coroutine handler (CallOutput::pending) `*http` must stay valid until the pending call
+/// finished; `args` are decoded at once.
 struct CallInput {
   const HttpRequest* http = nullptr;
   const Json* args = nullptr;  ///< JSON array of positional arguments.
 };
+
+struct PendingCall;
+
 /// What a handler produced.
 struct CallOutput {
   std::optional<HttpResponse> http;  ///< Set when the handler returned serve::HttpResponse.
@@ -48,6 +99,14 @@ struct CallOutput {
   /// Set for streaming handlers (serve::Stream<T>): each call runs the generator to its next
   /// value; nullopt when it finished.
   std::function<std::optional<Json>()> stream;
+  /// Set for coroutine handlers (serve::Task<T>), instead of the fields above: the call, not
+  /// started yet. The host starts it (task.Start) and takes its CallOutput when it finished.
+  std::shared_ptr<PendingCall> pending;
+};
+
+/// A coroutine handler's call: `task` runs the user's Task and converts its value.
+struct PendingCall {
+  Task<CallOutput> task;
 };
 
 /// A live user object inside a replica, type-erased.
@@ -62,6 +121,8 @@ class SERVE_EXPORT Instance {
   /// Calls `check_health()` when the class has one; throws when unhealthy.
   virtual void CheckHealth() = 0;
   virtual bool HasReconfigure() const = 0;
+  /// True when the class asks for Concurrency::kSerialized.
+  virtual bool Serialized() const { return false; }
 };
 
 /// Builds an Instance from msgpack-encoded constructor arguments.
@@ -100,17 +161,27 @@ CallOutput Wrap(T&& value) {
   return out;
 }
 
+/// Runs coroutine handler `fn` with `args`, which live in this frame (by value, or as
+/// std::reference_wrapper to host storage) until the handler finished.
+template <class R, class Obj, class Fn, class... P>
+Task<CallOutput> RunTask(Obj* obj, Fn fn, P... args) {
+  if constexpr (std::is_void_v<typename R::value_type>) {
+    co_await std::invoke(fn, *obj, std::move(args)...);
+    co_return CallOutput{};
+  } else {
+    co_return Wrap(co_await std::invoke(fn, *obj, std::move(args)...));
+  }
+}
+
 template <class Obj, class Fn, class R, class... A>
 CallOutput Invoke(const std::string& name, Obj& obj, const Fn& fn, const CallInput& in) {
   auto call = [&](auto&&... args) -> CallOutput {
     if constexpr (IsTask<R>::value) {
-      // Coroutine handler: run it to completion on this (user) thread.
-      if constexpr (std::is_void_v<typename R::value_type>) {
-        std::invoke(fn, obj, std::forward<decltype(args)>(args)...).Get();
-        return CallOutput{};
-      } else {
-        return Wrap(std::invoke(fn, obj, std::forward<decltype(args)>(args)...).Get());
-      }
+      // Coroutine handler: the host starts it, without blocking a thread while it awaits.
+      CallOutput out;
+      out.pending = std::make_shared<PendingCall>(
+          PendingCall{RunTask<R>(&obj, fn, std::forward<decltype(args)>(args)...)});
+      return out;
     } else if constexpr (std::is_void_v<R>) {
       std::invoke(fn, obj, std::forward<decltype(args)>(args)...);
       return CallOutput{};
@@ -123,7 +194,8 @@ CallOutput Invoke(const std::string& name, Obj& obj, const Fn& fn, const CallInp
       return call();
     } else if constexpr (sizeof...(A) == 1 &&
                          (std::is_same_v<std::decay_t<A>, HttpRequest> && ...)) {
-      return call(*in.http);
+      if constexpr (IsTask<R>::value) return call(std::cref(*in.http));  // kept by the host
+      else return call(*in.http);
     } else {
       ThrowNotHttp(name);
     }
@@ -211,6 +283,7 @@ class TypedInstance final : public Instance {
   bool HasReconfigure() const override {
     return requires(T& t, const Json& j) { t.reconfigure(j); };
   }
+  bool Serialized() const override { return ConcurrencyOf<T>() == Concurrency::kSerialized; }
 
  private:
   std::unique_ptr<T> obj_;

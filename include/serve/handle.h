@@ -1,18 +1,41 @@
 #pragma once
 
-// DeploymentHandle: calls another deployment from a replica (composition). Calls return a
-// DeploymentResponse<R>: block with .result(timeout) in synchronous code, or co_await it in a
-// serve::Task coroutine handler. Code after a co_await resumes on serve's I/O thread: keep it
-// non-blocking (as with asyncio in Ray Serve), or call .result() from synchronous handlers.
+// DeploymentHandle: calls another deployment from a replica (composition) or from a client
+// program. Calls return a DeploymentResponse<R>: co_await it in a serve::Task coroutine handler
+// (the coroutine holds no thread while it waits), or block on .result(timeout) in synchronous
+// code.
+//
+// Threading:
+// - remote() and remote_stream() never block: the call is handed to serve's handle runtime
+//   (its own I/O thread), which routes it. A DeploymentResponse passed as an argument (chaining)
+//   is not waited for either: the downstream call is sent once it resolves.
+// - Inside a replica, code after `co_await response` (or `co_await stream.next_async()`) resumes
+//   on the replica's executor, with the request context restored; never on the handle runtime's
+//   I/O thread (see task.h). In a client program it resumes on that I/O thread: keep such code
+//   short there.
+// - Handles, responses and streams may be used from any thread; one DeploymentResponse or
+//   ResponseStream must not be awaited by two coroutines at once.
+// - Cancellation (spec §9.3): DeploymentResponse::cancel() drops a call that is still queued
+//   and cancels one that runs (its handler sees is_request_cancelled(); coroutine handlers
+//   get RequestCancelledError at their pending await); the response then fails with
+//   RequestCancelledError. Destroying a ResponseStream before its end cancels the remote
+//   generator. When the request being served is cancelled, the calls it made are cancelled
+//   too, unless made with HandleOptions{.shield = true}.
+// - A call to a deployment or application the controller does not know fails with
+//   DeploymentUnavailableError ("Deployment 'D' does not exist in application 'A'." /
+//   "Application 'A' does not exist.") after about half a second; a deployment that exists
+//   but has no replica (scaled to zero, starting) is waited for.
 
 #include <chrono>
 #include <coroutine>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <serve/errors.h>
 #include <serve/json.h>
@@ -36,15 +59,23 @@ class SERVE_EXPORT ResponseState {
  public:
   ResponseState();
   ~ResponseState();
-  /// Stores the result; returns the coroutine to resume (null if none is waiting). The
-  /// runtime resumes it on its own thread.
-  std::coroutine_handle<> Complete(CallResult result);
+  /// Stores the result (the first one wins; later ones are ignored), runs the WhenComplete
+  /// callbacks on this thread, then resumes a waiting coroutine: through the executor it
+  /// suspended on (see task.h), inline when it suspended outside one.
+  void Complete(CallResult result);
   bool Ready() const;
   /// Waits until completed or `timeout_s` passes (nullopt: forever). True when completed.
   bool Wait(std::optional<double> timeout_s) const;
   /// Registers `h` to resume on completion; false when already complete (do not suspend).
   bool Suspend(std::coroutine_handle<> h);
   const CallResult& result() const;  ///< requires Ready()
+  /// Runs `fn` once completed: now on this thread if it is, else on the completing thread.
+  void WhenComplete(std::function<void()> fn);
+  /// Installed by the runtime that carries the call: asks it to cancel the call. False when
+  /// the state is already complete (e.g. cancelled before it was handed over): do not send it.
+  bool SetCanceller(std::function<void()> cancel);
+  /// Completes with kCancelled now (unless complete) and asks the runtime to cancel the call.
+  void Cancel();
 
  private:
   struct Impl;
@@ -56,17 +87,24 @@ class SERVE_EXPORT StreamState {
  public:
   StreamState();
   ~StreamState();
-  /// Adds one msgpack-encoded item; returns the coroutine to resume (null if none waits).
-  [[nodiscard]] std::coroutine_handle<> Push(std::string item);
-  /// No more items; `failure` (code != kOk) when the stream failed. Returns the coroutine to
-  /// resume, if one waits.
-  [[nodiscard]] std::coroutine_handle<> Finish(CallResult failure = {});
+  /// Adds one msgpack-encoded item (ignored once finished) and resumes a waiting coroutine as
+  /// ResponseState::Complete does.
+  void Push(std::string item);
+  /// No more items; `failure` (code != kOk) when the stream failed. Only the first call counts.
+  void Finish(CallResult failure = {});
   /// True when Next() would not block.
   bool Ready() const;
+  /// True once finished (items may still be queued).
+  bool Finished() const;
   /// Registers `h` to resume when an item or the end arrives; false when one already has.
   bool Suspend(std::coroutine_handle<> h);
   /// Next item; nullopt at the end. Throws the failure, or TimeoutError after `timeout_s`.
   std::optional<std::string> Next(std::optional<double> timeout_s);
+  /// As ResponseState::SetCanceller.
+  bool SetCanceller(std::function<void()> cancel);
+  /// The reader gave up: finishes with kCancelled now (unless finished) and asks the runtime
+  /// to cancel the remote generator.
+  void Cancel();
 
  private:
   struct Impl;
@@ -82,13 +120,23 @@ struct CallTarget {
   bool shield = false;     ///< not cancelled when the calling request is
 };
 
-/// Sends one call through the runtime of this process (installed by the replica). Throws
-/// serve::ServeException when no runtime is installed (handles only work inside replicas).
+/// Sends one call through the runtime of this process (installed by the replica or the client
+/// library). Throws serve::ServeException when no runtime is installed.
 SERVE_EXPORT std::shared_ptr<ResponseState> StartCall(const CallTarget& target,
                                                       std::string encoded_args);
 /// Same for a streaming call (the method is a serve::Stream generator).
 SERVE_EXPORT std::shared_ptr<StreamState> StartStream(const CallTarget& target,
                                                       std::string encoded_args);
+/// An argument that is the result of another call (chaining): position in the arguments.
+using ChainedArgs = std::vector<std::pair<size_t, std::shared_ptr<ResponseState>>>;
+/// A call whose `args` (a JSON array) still lack the results of `upstream`: returns at once and
+/// sends the call, with the request context of the caller, once every upstream call succeeded;
+/// the first upstream failure becomes this call's failure.
+SERVE_EXPORT std::shared_ptr<ResponseState> StartChainedCall(const CallTarget& target, Json args,
+                                                             ChainedArgs upstream);
+/// Same for a streaming call.
+SERVE_EXPORT std::shared_ptr<StreamState> StartChainedStream(const CallTarget& target, Json args,
+                                                             ChainedArgs upstream);
 /// Throws the exception matching a failed CallResult.
 [[noreturn]] SERVE_EXPORT void ThrowCallError(const CallResult& result);
 SERVE_EXPORT std::string EncodeMsgpack(const Json& value);
@@ -113,12 +161,26 @@ template <class R>
 class DeploymentResponse;
 
 /// The items of a streaming handle call (Ray's DeploymentResponseGenerator), in order.
+/// Move-only. Destroying it before the end cancels the remote generator (the reader stopped).
 template <class T = Json>
 class ResponseStream {
  public:
   explicit ResponseStream(std::shared_ptr<detail::StreamState> state) : state_(std::move(state)) {}
+  ResponseStream(ResponseStream&&) noexcept = default;
+  ResponseStream& operator=(ResponseStream&& o) noexcept {
+    if (this != &o) {
+      cancel();
+      state_ = std::move(o.state_);
+    }
+    return *this;
+  }
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+  ~ResponseStream() { cancel(); }
+
   /// The next item, or nullopt when the stream ended. Blocks (up to `timeout_s`: then
-  /// serve::TimeoutError); rethrows a failure of the remote generator as DeploymentError.
+  /// serve::TimeoutError); rethrows a failure of the remote generator as DeploymentError, and
+  /// RequestCancelledError after cancel().
   std::optional<T> next(std::optional<double> timeout_s = std::nullopt) {
     std::optional<std::string> item = state_->Next(timeout_s);
     if (!item) return std::nullopt;
@@ -137,6 +199,13 @@ class ResponseStream {
     return Awaiter{this};
   }
 
+  /// Stops the stream: the remote generator is cancelled before its next item, and next()
+  /// throws RequestCancelledError once the items already received are read. No effect once the
+  /// stream ended.
+  void cancel() {
+    if (state_ && !state_->Finished()) state_->Cancel();
+  }
+
  private:
   std::shared_ptr<detail::StreamState> state_;
 };
@@ -153,9 +222,11 @@ class SERVE_EXPORT DeploymentHandle {
   DeploymentHandle method(std::string name) const;
   DeploymentHandle options(const HandleOptions& o) const;
 
-  /// Calls the deployment with `args` (a DeploymentResponse argument is resolved first).
-  /// Throws std::invalid_argument on a handle with options(stream=true): its calls return a
-  /// ResponseStream, so they are spelled remote_stream<T>().
+  /// Calls the deployment with `args`; returns at once. A DeploymentResponse argument is
+  /// chained: this call is sent once it resolved, with its value in its place (its failure
+  /// becomes this call's failure). Throws std::invalid_argument on a handle with
+  /// options(stream=true): its calls return a ResponseStream, so they are spelled
+  /// remote_stream<T>().
   template <class R = Json, class... A>
   DeploymentResponse<R> remote(A&&... args) const {
     if (target_.stream) {
@@ -163,19 +234,32 @@ class SERVE_EXPORT DeploymentHandle {
           "this handle has options(stream=true): call remote_stream<T>() to get its items");
     }
     Json arr = Json::array();
-    (arr.push_back(ResolveArg(std::forward<A>(args))), ...);
-    return DeploymentResponse<R>(detail::StartCall(target_, detail::EncodeMsgpack(arr)));
+    if constexpr ((detail::IsDeploymentResponse<std::decay_t<A>>::value || ...)) {
+      detail::ChainedArgs upstream;
+      (AddArg(arr, upstream, std::forward<A>(args)), ...);
+      return DeploymentResponse<R>(
+          detail::StartChainedCall(target_, std::move(arr), std::move(upstream)));
+    } else {
+      (arr.push_back(Json(std::forward<A>(args))), ...);
+      return DeploymentResponse<R>(detail::StartCall(target_, detail::EncodeMsgpack(arr)));
+    }
   }
 
   /// Calls a streaming method (one returning serve::Stream<T>); items arrive as produced. The
-  /// C++ spelling of `handle.options(stream=True).remote(...)`.
+  /// C++ spelling of `handle.options(stream=True).remote(...)`. Arguments as for remote().
   template <class T = Json, class... A>
   ResponseStream<T> remote_stream(A&&... args) const {
     Json arr = Json::array();
-    (arr.push_back(ResolveArg(std::forward<A>(args))), ...);
     detail::CallTarget t = target_;
     t.stream = true;
-    return ResponseStream<T>(detail::StartStream(t, detail::EncodeMsgpack(arr)));
+    if constexpr ((detail::IsDeploymentResponse<std::decay_t<A>>::value || ...)) {
+      detail::ChainedArgs upstream;
+      (AddArg(arr, upstream, std::forward<A>(args)), ...);
+      return ResponseStream<T>(detail::StartChainedStream(t, std::move(arr), std::move(upstream)));
+    } else {
+      (arr.push_back(Json(std::forward<A>(args))), ...);
+      return ResponseStream<T>(detail::StartStream(t, detail::EncodeMsgpack(arr)));
+    }
   }
 
   const std::string& deployment_name() const { return target_.deployment; }
@@ -184,7 +268,7 @@ class SERVE_EXPORT DeploymentHandle {
 
  private:
   template <class A>
-  static Json ResolveArg(A&& a);
+  static void AddArg(Json& arr, detail::ChainedArgs& upstream, A&& a);
 
   detail::CallTarget target_;
 };
@@ -204,11 +288,17 @@ class DeploymentResponse {
     return Decode();
   }
 
+  /// Cancels the call (spec §9.3): dropped if still queued, cancelled on its replica if
+  /// running; result() and co_await then throw RequestCancelledError. Returns at once; no
+  /// effect once the result arrived.
+  void cancel() const { state_->Cancel(); }
+
   bool await_ready() const { return state_->Ready(); }
   bool await_suspend(std::coroutine_handle<> h) { return state_->Suspend(h); }
   R await_resume() const { return Decode(); }
 
  private:
+  friend class DeploymentHandle;
   R Decode() const {
     const detail::CallResult& r = state_->result();
     if (r.code != detail::CallResult::Code::kOk) detail::ThrowCallError(r);
@@ -229,11 +319,12 @@ struct IsDeploymentResponse<DeploymentResponse<R>> : std::true_type {};
 }  // namespace detail
 
 template <class A>
-Json DeploymentHandle::ResolveArg(A&& a) {
+void DeploymentHandle::AddArg(Json& arr, detail::ChainedArgs& upstream, A&& a) {
   if constexpr (detail::IsDeploymentResponse<std::decay_t<A>>::value) {
-    return Json(a.result());  // chaining: the upstream result is passed on
+    upstream.emplace_back(arr.size(), a.state_);  // filled in once it resolves
+    arr.push_back(nullptr);
   } else {
-    return Json(std::forward<A>(a));
+    arr.push_back(Json(std::forward<A>(a)));
   }
 }
 

@@ -5,8 +5,11 @@
 //     for (int i = 0; i < 10; ++i) co_yield std::to_string(i) + "\n";
 //   }
 // Over HTTP each yielded value is sent as it is produced (chunked transfer encoding): strings
-// as raw bytes, other values as JSON text. When the client goes away the stream stops at the
-// next co_yield and the generator is destroyed (serve::is_request_cancelled() turns true).
+// as raw bytes, other values as JSON text. When the request is cancelled (the HTTP client went
+// away, a handle caller destroyed or cancel()ed its ResponseStream, or its calling request was
+// cancelled) the stream stops at the next co_yield and the generator is destroyed
+// (serve::is_request_cancelled() turns true). A generator is synchronous: it runs on one replica
+// thread from its first item to its last and cannot co_await.
 
 #include <coroutine>
 #include <exception>

@@ -2,15 +2,35 @@
 
 // serve::Task<T>: the return type of coroutine handlers. A handler written as
 //   serve::Task<std::string> operator()(serve::HttpRequest r) { co_return co_await h.remote(...); }
-// may co_await DeploymentResponse values (and other Tasks).
+// may co_await DeploymentResponse values, ResponseStream::next_async(), serve::sleep_for() and
+// other Tasks.
+//
+// Execution in a replica (the full threading contract is in deployment.h, next to
+// serve::Concurrency):
+// - The replica starts a Task handler on one of its executor threads and runs it until its first
+//   co_await that suspends. While suspended it holds no thread: one replica can have up to
+//   max_ongoing_requests coroutine handlers awaiting downstream calls at once.
+// - serve's awaitables (DeploymentResponse, ResponseStream::next_async, sleep_for) resume the
+//   coroutine on the executor of the replica that started it (its strand in serialized mode),
+//   never on serve's handle I/O thread, with the request context (request id, cancellation,
+//   logger) restored. Awaitables of other libraries resume wherever they complete.
+// - Outside a replica (a client program) serve's awaitables resume on the thread that
+//   completes them.
+// - A coroutine parameter taken by reference refers to storage the replica keeps alive until
+//   the handler finishes (the request, decoded arguments); references to locals of a caller
+//   that does not co_await the Task at once dangle, as with any lazy coroutine.
 
+#include <chrono>
 #include <condition_variable>
 #include <coroutine>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include <serve/version.h>
 
 namespace serve {
 
@@ -26,18 +46,48 @@ struct TaskWaiter {
   bool done = false;
 };
 
+/// While alive, serve's awaitables suspended on this thread resume inline on the thread that
+/// completes them instead of on the replica's executor: Task::Get() blocks its thread, and
+/// resuming on an executor whose threads (or strand) it holds could deadlock.
+class SERVE_EXPORT InlineResumeScope {
+ public:
+  InlineResumeScope();
+  ~InlineResumeScope();
+  InlineResumeScope(const InlineResumeScope&) = delete;
+  InlineResumeScope& operator=(const InlineResumeScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+/// Resumes `h` after `delay` on the executor of the code that suspends (inline on serve's timer
+/// thread when there is none). When the request being served is cancelled first, sets
+/// `*cancelled` and resumes early.
+SERVE_EXPORT void ResumeAfter(std::chrono::nanoseconds delay, std::coroutine_handle<> h,
+                              bool* cancelled);
+/// Throws serve::RequestCancelledError for the request being served.
+[[noreturn]] SERVE_EXPORT void ThrowRequestCancelled();
+
 template <class T>
 struct TaskPromiseBase {
   std::coroutine_handle<> continuation;
   TaskWaiter* waiter = nullptr;
+  std::function<void()> on_done;  ///< Task::Start
   std::exception_ptr error;
   std::suspend_always initial_suspend() noexcept { return {}; }
   struct FinalAwaiter {
     bool await_ready() noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      if (auto c = h.promise().continuation) return c;
-      if (TaskWaiter* w = h.promise().waiter) {
+      auto& promise = h.promise();
+      if (auto c = promise.continuation) return c;
+      if (promise.on_done) {
+        // The frame may be destroyed inside `done`: touch nothing of it afterwards.
+        auto done = std::move(promise.on_done);
+        done();
+        return std::noop_coroutine();
+      }
+      if (TaskWaiter* w = promise.waiter) {
         // The frame may be destroyed by the waiting thread as soon as it sees `done`.
         std::lock_guard lock(w->mu);
         w->done = true;
@@ -74,7 +124,8 @@ struct TaskPromise<void> : TaskPromiseBase<void> {
 
 }  // namespace detail
 
-/// A lazily started coroutine producing T. Move-only; awaiting it starts it.
+/// A lazily started coroutine producing T. Move-only; awaiting it starts it, on the awaiting
+/// thread, and the awaiter continues on the thread where it finishes.
 template <class T>
 class [[nodiscard]] Task {
  public:
@@ -102,16 +153,31 @@ class [[nodiscard]] Task {
   }
   T await_resume() { return h_.promise().take(); }
 
-  /// Runs the task to completion on this thread (blocking while it awaits remote results,
-  /// which resume it on another thread) and returns its value or rethrows its exception.
+  /// Runs the task to completion on this thread, blocking while it awaits (its awaits then
+  /// resume on the threads that complete them), and returns its value or rethrows its
+  /// exception. Blocks a thread: inside handlers co_await the task instead.
   T Get() && {
     detail::TaskWaiter waiter;
     h_.promise().waiter = &waiter;
-    h_.resume();
+    {
+      detail::InlineResumeScope inline_resume;
+      h_.resume();
+    }
     std::unique_lock lock(waiter.mu);
     waiter.cv.wait(lock, [&] { return waiter.done; });
     return h_.promise().take();
   }
+
+  /// Starts the task without waiting for it (used by hosts such as the replica): runs it on
+  /// this thread until it first suspends or finishes. `on_done` (must not throw) runs once, on
+  /// the thread that finishes the task, possibly before Start returns; the Task may be
+  /// destroyed from inside it. Take() then gives the result.
+  void Start(std::function<void()> on_done) & {
+    h_.promise().on_done = std::move(on_done);
+    h_.resume();
+  }
+  /// The value of a finished task, or rethrows its exception.
+  T Take() && { return h_.promise().take(); }
 
  private:
   template <class U>
@@ -131,5 +197,23 @@ template <class T>
 struct IsTask : std::false_type {};
 template <class T>
 struct IsTask<Task<T>> : std::true_type {};
+
+/// `co_await serve::sleep_for(std::chrono::milliseconds(100))` in a coroutine handler: resumes
+/// after `delay` without holding a thread meanwhile (asyncio.sleep). Throws
+/// serve::RequestCancelledError when the request being served is cancelled first. A delay <= 0
+/// still suspends once (lets other work of the executor run).
+template <class Rep, class Period>
+auto sleep_for(std::chrono::duration<Rep, Period> delay) {
+  struct Awaiter {
+    std::chrono::nanoseconds delay;
+    bool cancelled = false;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) { detail::ResumeAfter(delay, h, &cancelled); }
+    void await_resume() const {
+      if (cancelled) detail::ThrowRequestCancelled();
+    }
+  };
+  return Awaiter{std::chrono::duration_cast<std::chrono::nanoseconds>(delay)};
+}
 
 }  // namespace serve

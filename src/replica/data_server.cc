@@ -1,6 +1,8 @@
 #include "replica/data_server.h"
 
 #include <chrono>
+#include <cstring>
+#include <future>
 #include <typeinfo>
 
 #include <boost/asio/defer.hpp>
@@ -58,17 +60,35 @@ HttpResponse ToHttpResponse(detail::CallOutput&& out) {
   return HttpResponse::json(out.value);
 }
 
-struct Reply {
-  v1::ResponseHead head;
-  std::string body;
-};
-
 }  // namespace
+
+/// One request from the moment it is accepted until its reply is sent. It is the request's
+/// sdk::Resumer: coroutines suspended in its handler resume as jobs of this server.
+struct DataServer::Call final : sdk::Resumer {
+  Call(DataServer* server, std::shared_ptr<rpc::FramedConnection> conn, uint64_t id)
+      : server(server), conn(std::move(conn)), id(id) {}
+  void Resume(std::coroutine_handle<> h) override {
+    server->Schedule(Job{std::static_pointer_cast<Call>(shared_from_this()), h, {}});
+  }
+  std::string_view body() const { return std::string_view(payload).substr(body_offset); }
+
+  DataServer* const server;
+  const std::shared_ptr<rpc::FramedConnection> conn;
+  const uint64_t id;
+  v1::RequestHead req;
+  std::string payload;  // the request frame; the body is its tail
+  size_t body_offset = 0;
+  std::atomic<bool> cancelled{false};
+  sdk::RequestContext ctx;  // installed around every job of this call
+  std::chrono::steady_clock::time_point start;
+  HttpRequest http;  // the input of an HTTP call (kept while a coroutine handler runs)
+  std::shared_ptr<detail::PendingCall> pending;  // a coroutine handler under way
+};
 
 DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance& instance,
                        DataServerOptions options)
-    : io_(io), user_threads_(std::max(1, user_threads)), instance_(instance),
-      options_(std::move(options)), acceptor_(io),
+    : io_(io), user_threads_(options.serialized ? 1 : std::max(1, user_threads)),
+      instance_(instance), options_(std::move(options)), acceptor_(io),
       max_ongoing_(options_.max_ongoing_requests) {}
 
 unsigned short DataServer::Listen(const std::string& host) {
@@ -77,32 +97,64 @@ unsigned short DataServer::Listen(const std::string& host) {
   return port;
 }
 
+void DataServer::set_max_ongoing_requests(int n) {
+  max_ongoing_.store(n);
+  if (!options_.serialized && !options_.fixed_threads && n > 0) user_threads_.store(n);
+}
+
 void DataServer::Schedule(Job job) {
   {
     std::lock_guard lock(mu_);
-    if (running_ >= user_threads_) {
+    if (running_ >= user_threads_.load(std::memory_order_relaxed)) {
       queued_.push_back(std::move(job));
       return;
     }
     ++running_;
   }
-  // A continuation: this thread runs it as soon as the read handler returns, without waking
-  // another thread; any other ready handler goes to an idle thread meanwhile.
-  asio::defer(io_, [this, job = std::move(job)]() mutable { RunJobs(std::move(job)); });
+  // A continuation: this thread runs it as soon as the current handler returns, without waking
+  // another thread; any other ready handler goes to an idle thread meanwhile. From a thread
+  // outside the executor (a resumption), it is posted.
+  asio::defer(io_, [this, job = std::move(job)]() mutable { RunJob(std::move(job)); });
 }
 
-void DataServer::RunJobs(Job job) {
-  for (;;) {
-    job();
-    ++finished_;
+void DataServer::RunJob(Job job) {
+  if (job.fn) {
+    job.fn();
+  } else if (job.resume) {
+    sdk::ScopedRequestContext scope(&job.call->ctx);
+    job.resume.resume();
+  } else {
+    Start(job.call);
+  }
+  ++finished_;
+  Job next;
+  {
     std::lock_guard lock(mu_);
     if (queued_.empty()) {
       --running_;
       return;
     }
-    job = std::move(queued_.front());
+    next = std::move(queued_.front());
     queued_.pop_front();
   }
+  asio::defer(io_, [this, next = std::move(next)]() mutable { RunJob(std::move(next)); });
+}
+
+void DataServer::RunUserCode(const std::function<void()>& fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> result = done->get_future();
+  Schedule(Job{nullptr, {}, [fn, done] {  // a copy: the wait below may give up first
+                 try {
+                   fn();
+                   done->set_value();
+                 } catch (...) {
+                   done->set_exception(std::current_exception());
+                 }
+               }});
+  while (result.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+    if (io_.stopped()) throw std::runtime_error("the replica is stopping");
+  }
+  result.get();
 }
 
 void DataServer::Accept() {
@@ -129,18 +181,18 @@ void DataServer::Accept() {
             std::string request_id;
             {
               std::lock_guard lock(mu_);
-              auto it = cancels_.find({conn.get(), frame.id});
-              if (it == cancels_.end()) return;
-              it->second.cancelled->store(true);
-              request_id = it->second.request_id;
+              auto it = calls_.find({conn.get(), frame.id});
+              if (it == calls_.end()) return;
+              it->second->cancelled.store(true);
+              request_id = it->second->req.request_id();
             }
             if (options_.on_cancel) options_.on_cancel(request_id);
             return;
           }
           if (frame.type != FrameType::kRequest) return;
-          auto req = std::make_shared<v1::RequestHead>();
+          auto call = std::make_shared<Call>(this, conn, frame.id);
           std::string_view body;
-          if (!rpc::DecodeEnvelope(frame.payload, *req, body)) {
+          if (!rpc::DecodeEnvelope(frame.payload, call->req, body)) {
             v1::ResponseHead head;
             head.set_accepted(true);
             head.set_error_type("ValueError");
@@ -160,28 +212,27 @@ void DataServer::Accept() {
           // Before any user code runs: from now on the caller fails the request rather than
           // retrying it elsewhere if this replica dies.
           uint64_t accepted_at = conn->Send(FrameType::kAccepted, frame.id, {});
-          auto cancelled = std::make_shared<std::atomic<bool>>(false);
+          call->ctx.request_id = call->req.request_id();
+          call->ctx.route = call->req.route();
+          call->ctx.cancelled = &call->cancelled;
+          call->ctx.resumer = call.get();
+          // The body is moved out of the frame: `body` views its tail.
+          call->body_offset = static_cast<size_t>(body.data() - frame.payload.data());
+          call->payload = std::move(frame.payload);
           {
             std::lock_guard lock(mu_);
-            cancels_[{conn.get(), frame.id}] = InFlight{req->request_id(), cancelled};
+            calls_[{conn.get(), frame.id}] = call;
           }
-          // The body is moved out of the frame: `body` views its tail.
-          size_t body_offset = static_cast<size_t>(body.data() - frame.payload.data());
-          uint64_t id = frame.id;
-          auto payload = std::make_shared<std::string>(std::move(frame.payload));
           // User code starts only once the caller can know it started. Run from the write's
           // completion, the call then goes on this thread with no hand-off and no waiting.
-          conn->WhenWritten(accepted_at, [this, conn, req, payload, body_offset, id,
-                                          cancelled](bool written) {
+          conn->WhenWritten(accepted_at, [this, call = std::move(call)](bool written) mutable {
             if (!written) {  // connection lost first: the caller retries it elsewhere
               --ongoing_;
               std::lock_guard lock(mu_);
-              cancels_.erase({conn.get(), id});
+              calls_.erase({call->conn.get(), call->id});
               return;
             }
-            Schedule([this, conn, req, payload, body_offset, id, cancelled] {
-              Execute(conn, *req, std::string_view(*payload).substr(body_offset), id, cancelled);
-            });
+            Schedule(Job{std::move(call), {}, {}});
           });
         },
         [] {});
@@ -189,35 +240,72 @@ void DataServer::Accept() {
   });
 }
 
-void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
-                         const v1::RequestHead& req, std::string_view body, uint64_t id,
-                         const std::shared_ptr<std::atomic<bool>>& cancelled) {
-  auto start = std::chrono::steady_clock::now();
+void DataServer::Start(const std::shared_ptr<Call>& call) {
+  Call& c = *call;
+  c.start = std::chrono::steady_clock::now();
+  sdk::ScopedRequestContext scope(&c.ctx);
+  detail::CallOutput out;
+  std::exception_ptr error;
+  if (c.cancelled.load()) {
+    // Cancelled while it waited for a thread: the handler never runs.
+    error = std::make_exception_ptr(TypedError(
+        "RequestCancelledError", "Request " + c.req.request_id() + " was cancelled."));
+  } else {
+    try {
+      Json args;
+      detail::CallInput in;
+      if (c.req.has_http()) {
+        c.http = ToHttpRequest(c.req.http(), c.body());
+        in.http = &c.http;
+      } else {
+        args = c.body().empty() ? Json::array() : detail::DecodeMsgpack(std::string(c.body()));
+        in.args = &args;
+      }
+      out = instance_.Call(c.req.method(), in);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  if (!error && out.pending) {
+    // A coroutine handler: runs here until it first suspends; FinishPending replies.
+    c.pending = std::move(out.pending);
+    c.pending->task.Start([this, call] { FinishPending(call); });
+    return;
+  }
+  Reply(c, std::move(out), error);
+}
+
+void DataServer::FinishPending(const std::shared_ptr<Call>& call) {
+  std::shared_ptr<detail::PendingCall> pending = std::move(call->pending);
+  detail::CallOutput out;
+  std::exception_ptr error;
+  try {
+    out = std::move(pending->task).Take();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  pending.reset();  // destroys the finished coroutine (we run inside its final suspension)
+  Reply(*call, std::move(out), error);
+}
+
+void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr error) {
+  const v1::RequestHead& req = call.req;
+  const std::shared_ptr<rpc::FramedConnection>& conn = call.conn;
+  const uint64_t id = call.id;
   // Runs inline when no other thread holds the connection's strand.
-  auto send = [conn, id](FrameType type, std::string payload) {
+  auto send = [&conn, id](FrameType type, std::string payload) {
     asio::dispatch(conn->executor(), [conn, type, id, payload = std::move(payload)]() mutable {
       conn->Send(type, id, std::move(payload));
     });
   };
-  Reply reply;
-  reply.head.set_accepted(true);
-  reply.head.set_num_ongoing(ongoing_.load());
-  sdk::RequestContext ctx{req.request_id(), req.route(), cancelled.get()};
-  sdk::ScopedRequestContext scope(&ctx);
+  v1::ResponseHead head;
+  std::string reply_body;
+  head.set_accepted(true);
+  head.set_num_ongoing(ongoing_.load());
   std::string status_text;
   bool streamed = false;
   try {
-    HttpRequest http;
-    Json args;
-    detail::CallInput in;
-    if (req.has_http()) {
-      http = ToHttpRequest(req.http(), body);
-      in.http = &http;
-    } else {
-      args = body.empty() ? Json::array() : detail::DecodeMsgpack(std::string(body));
-      in.args = &args;
-    }
-    detail::CallOutput out = instance_.Call(req.method(), in);
+    if (error) std::rethrow_exception(error);
     if (out.stream && !req.has_http() && !req.stream()) {
       // As in Ray Serve: a generator must be called as one.
       throw TypedError("TypeError", "Method '" + req.method() +
@@ -227,19 +315,19 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
     if (out.stream) {
       // Streaming: head now, one chunk per yielded value, then kEnd (or kError).
       streamed = true;
-      reply.head.set_ok(true);
-      reply.head.set_streaming(true);
+      head.set_ok(true);
+      head.set_streaming(true);
       if (req.has_http()) {
-        auto* h = reply.head.mutable_http();
+        auto* h = head.mutable_http();
         h->set_status(200);
         auto* kv = h->add_headers();
         kv->set_key("content-type");
         kv->set_value("text/plain; charset=utf-8");
       }
-      send(FrameType::kResponseHead, rpc::EncodeEnvelope(reply.head, {}));
+      send(FrameType::kResponseHead, rpc::EncodeEnvelope(head, {}));
       size_t chunks = 0;
       try {
-        while (!cancelled->load()) {
+        while (!call.cancelled.load()) {
           std::optional<Json> item = out.stream();
           if (!item) break;
           std::string chunk = !req.has_http() ? detail::EncodeMsgpack(*item)
@@ -249,7 +337,7 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
           ++chunks;
         }
         send(FrameType::kEnd, {});
-        status_text = cancelled->load() ? "CANCELLED" : (req.has_http() ? "200" : "OK");
+        status_text = call.cancelled.load() ? "CANCELLED" : (req.has_http() ? "200" : "OK");
       } catch (...) {
         std::string type;
         std::string what = ExceptionText(std::current_exception(), &type);
@@ -265,40 +353,43 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
       }
     } else if (req.has_http()) {
       HttpResponse resp = ToHttpResponse(std::move(out));
-      reply.head.set_ok(true);
-      auto* h = reply.head.mutable_http();
+      head.set_ok(true);
+      auto* h = head.mutable_http();
       h->set_status(resp.status);
       for (auto& [k, v] : resp.headers) {
         auto* kv = h->add_headers();
         kv->set_key(k);
         kv->set_value(v);
       }
-      reply.body = std::move(resp.body);
+      reply_body = std::move(resp.body);
       status_text = std::to_string(resp.status);
     } else {
-      reply.head.set_ok(true);
-      reply.body = detail::EncodeMsgpack(out.http ? Json(*out.http) : out.value);
+      head.set_ok(true);
+      reply_body = detail::EncodeMsgpack(out.http ? Json(*out.http) : out.value);
       status_text = "OK";
     }
   } catch (...) {
     std::string type;
     std::string what = ExceptionText(std::current_exception(), &type);
-    reply.head.set_ok(false);
-    reply.head.set_error_type(type);
-    reply.head.set_error_message(what);
+    head.set_ok(false);
+    head.set_error_type(type);
+    head.set_error_message(what);
     if (req.has_http()) {
-      reply.head.mutable_http()->set_status(500);
-      reply.body = "Internal Server Error\n\n" + type + ": " + what + "\n";
+      head.mutable_http()->set_status(500);
+      reply_body = "Internal Server Error\n\n" + type + ": " + what + "\n";
       status_text = "500";
     } else {
       status_text = "ERROR";
     }
-    spdlog::error("{}_{} {} {} {} -- Request failed: {}: {}", options_.app_name,
-                  options_.deployment, options_.replica_id, req.request_id(), req.route(), type,
-                  what);
+    if (!call.cancelled.load()) {
+      spdlog::error("{}_{} {} {} {} -- Request failed: {}: {}", options_.app_name,
+                    options_.deployment, options_.replica_id, req.request_id(), req.route(),
+                    type, what);
+    }
   }
-  if (cancelled->load()) status_text = "CANCELLED";
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+  if (call.cancelled.load()) status_text = "CANCELLED";
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                        call.start)
                   .count();
   if (options_.access_log) {
     std::string verb = req.has_http() ? req.http().method() : "CALL";
@@ -306,10 +397,10 @@ void DataServer::Execute(const std::shared_ptr<rpc::FramedConnection>& conn,
     spdlog::info("{}_{} {} {} {} -- {} {} {} {:.1f}ms", options_.app_name, options_.deployment,
                  options_.replica_id, req.request_id(), req.route(), verb, what, status_text, ms);
   }
-  if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(reply.head, reply.body));
+  if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(head, reply_body));
   --ongoing_;
   std::lock_guard lock(mu_);
-  cancels_.erase({conn.get(), id});
+  calls_.erase({conn.get(), id});
 }
 
 }  // namespace serve::replica

@@ -1,5 +1,7 @@
 #include "replica/elastic_io.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -10,19 +12,21 @@ constexpr auto kIdleTick = std::chrono::milliseconds(20);  // after a while with
 constexpr auto kHelperSlice = std::chrono::milliseconds(200);
 }  // namespace
 
-ElasticIoThreads::ElasticIoThreads(boost::asio::io_context& io, int extra, Load load)
-    : io_(io), extra_(std::max(0, extra)), load_(std::move(load)) {
-  for (int i = 0; i < extra_; ++i) helpers_.emplace_back([this] { Helper(); });
+ElasticIoThreads::ElasticIoThreads(boost::asio::io_context& io, Load load)
+    : io_(io), load_(std::move(load)) {
   monitor_ = std::thread([this] { Monitor(); });
 }
 
-ElasticIoThreads::~ElasticIoThreads() {
+ElasticIoThreads::~ElasticIoThreads() { StopAndJoin(); }
+
+void ElasticIoThreads::StopAndJoin() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
   if (monitor_.joinable()) monitor_.join();
+  // The monitor is gone: no helper is added any more.
   for (auto& t : helpers_) {
     if (t.joinable()) t.join();
   }
@@ -32,13 +36,7 @@ void ElasticIoThreads::Run() {
   ++in_io_;
   io_.run();
   --in_io_;
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  monitor_.join();
-  for (auto& t : helpers_) t.join();
+  StopAndJoin();
 }
 
 void ElasticIoThreads::Monitor() {
@@ -51,11 +49,15 @@ void ElasticIoThreads::Monitor() {
     int busy = load_.busy();
     bool progress = finished != last_finished;
     last_finished = finished;
-    // Every thread in the event loop is stuck in a user call: let one more in.
+    // Every thread in the event loop is stuck in a user job: let one more in.
     if (!progress && busy > 0 && busy >= in_io_.load() && promotions_ == 0 &&
-        in_io_.load() < 1 + extra_) {
+        in_io_.load() < 1 + std::max(1, load_.limit())) {
       ++promotions_;
-      cv_.notify_all();
+      if (parked_ > 0) {
+        cv_.notify_all();
+      } else {
+        helpers_.emplace_back([this] { Helper(); });
+      }
     }
     // Poll every tick while calls run; slow down when the replica is idle.
     quiet_ticks = (progress || busy > 0) ? 0 : quiet_ticks + 1;
@@ -64,9 +66,12 @@ void ElasticIoThreads::Monitor() {
 }
 
 void ElasticIoThreads::Helper() {
+  ::pthread_setname_np(::pthread_self(), "serve-user");
   std::unique_lock lock(mu_);
   while (true) {
+    ++parked_;
     cv_.wait(lock, [this] { return stop_ || promotions_ > 0; });
+    --parked_;
     if (stop_) return;
     --promotions_;
     ++in_io_;

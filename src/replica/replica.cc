@@ -24,6 +24,7 @@
 #include "replica/elastic_io.h"
 #include "replica/handle_runtime.h"
 #include "replica/loader.h"
+#include "replica/policy_service.h"
 #include "router/metrics_reporter.h"
 #include "rpc/grpc_util.h"
 #include "sdk/host.h"
@@ -40,7 +41,7 @@ class ControlService final : public v1::ReplicaControl::Service {
   ControlService(detail::Instance& instance, DataServer& data) : instance_(instance), data_(data) {}
   grpc::Status CheckHealth(grpc::ServerContext*, const v1::Empty*, v1::HealthReply* reply) override {
     try {
-      instance_.CheckHealth();
+      RunUserCode([this] { instance_.CheckHealth(); });
       reply->set_ok(true);
     } catch (...) {
       reply->set_ok(false);
@@ -52,7 +53,10 @@ class ControlService final : public v1::ReplicaControl::Service {
                            v1::ReconfigureReply* reply) override {
     try {
       if (req->max_ongoing_requests() > 0) data_.set_max_ongoing_requests(req->max_ongoing_requests());
-      if (req->has_user_config()) instance_.Reconfigure(Json::parse(req->user_config_json()));
+      if (req->has_user_config()) {
+        Json config = Json::parse(req->user_config_json());
+        RunUserCode([&] { instance_.Reconfigure(config); });
+      }
       reply->set_ok(true);
     } catch (...) {
       reply->set_ok(false);
@@ -62,6 +66,16 @@ class ControlService final : public v1::ReplicaControl::Service {
   }
 
  private:
+  // User code of a serialized deployment runs on the replica's strand; otherwise here, on a
+  // gRPC thread, concurrently with handlers (the contract in serve/deployment.h).
+  void RunUserCode(const std::function<void()>& fn) {
+    if (data_.serialized()) {
+      data_.RunUserCode(fn);
+    } else {
+      fn();
+    }
+  }
+
   detail::Instance& instance_;  // Not owned; must outlive this.
   DataServer& data_;            // Not owned; must outlive this.
 };
@@ -234,13 +248,19 @@ int RunReplica(const ReplicaOptions& options) {
     return 1;
   }
 
+  // User code runs on `io` (serve/deployment.h states the contract): up to `threads` jobs at
+  // once on a pool that grows on demand (max_ongoing_requests, or $SERVE_REPLICA_THREADS), or
+  // one at a time for a Concurrency::kSerialized class.
   int max_ongoing = spec.max_ongoing_requests() > 0 ? spec.max_ongoing_requests() : 100;
-  int threads = static_cast<int>(EnvDouble("SERVE_REPLICA_THREADS", std::min(max_ongoing, 16)));
-  threads = std::max(1, threads);
-  asio::io_context io(threads + 1);
+  int env_threads = static_cast<int>(EnvDouble("SERVE_REPLICA_THREADS", 0));
+  bool fixed_threads = env_threads > 0;
+  int threads = fixed_threads ? env_threads : max_ongoing;
+  asio::io_context io(2);  // > 1: more than one thread may run it
   DataServerOptions data_options{spec.app_name(), spec.deployment(), options.replica_id,
                                  max_ongoing, access_log, nullptr};
   data_options.on_cancel = [&handles](const std::string& id) { handles.CancelChildren(id); };
+  data_options.serialized = instance->Serialized();
+  data_options.fixed_threads = fixed_threads;
   DataServer data(io, threads, *instance, data_options);
   std::string host = LocalNodeIp();
   unsigned short data_port = data.Listen(host);
@@ -253,8 +273,9 @@ int RunReplica(const ReplicaOptions& options) {
   }
 
   ControlService control(*instance, data);
+  PolicyService policy;
   int control_port = 0;
-  auto server = rpc::StartGrpcServer(host, 0, {&control}, &control_port);
+  auto server = rpc::StartGrpcServer(host, 0, {&control, &policy}, &control_port);
   if (!server) {
     started.set_ok(false);
     started.set_error("cannot start the replica control server");
@@ -288,9 +309,11 @@ int RunReplica(const ReplicaOptions& options) {
   spdlog::info("Replica {} is ready: data plane {}, control {}.", options.replica_id,
                started.data_address(), started.control_address());
 
-  // The data plane runs on this thread, joined by up to `threads` more while calls block.
-  ElasticIoThreads io_threads(io, threads,
-                              {[&data] { return data.busy(); }, [&data] { return data.finished(); }});
+  // The data plane runs on this thread, joined by up to data.user_threads() more while user
+  // code blocks.
+  ElasticIoThreads io_threads(io, {[&data] { return data.busy(); },
+                                   [&data] { return data.finished(); },
+                                   [&data] { return data.user_threads(); }});
   io_threads.Run();
   metrics.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));

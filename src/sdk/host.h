@@ -4,7 +4,9 @@
 // user's deployments after dlopen-ing an application library. Not part of include/serve.
 
 #include <atomic>
+#include <coroutine>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,11 +31,24 @@ SERVE_EXPORT detail::Factory FindFactory(const std::string& key);
 /// Installs the identity returned by serve::get_replica_context() in this process.
 SERVE_EXPORT void SetReplicaContext(ReplicaContext context);
 
-/// Per-request context read by the user logger; thread-local, set around each user call.
+/// Resumes coroutines suspended in user code on the host's executor (the replica's). A host
+/// gives each request one (RequestContext::resumer); serve's awaitables keep it
+/// (shared_from_this) while they wait and resume through it, from whatever thread completes
+/// them. The host must own it through a std::shared_ptr.
+class SERVE_EXPORT Resumer : public std::enable_shared_from_this<Resumer> {
+ public:
+  virtual ~Resumer();
+  /// Resumes `h` soon on the executor, with this request's context installed; never inline.
+  virtual void Resume(std::coroutine_handle<> h) = 0;
+};
+
+/// Per-request context read by the user logger; thread-local, set around each piece of user
+/// code (a call, each resumption of its coroutine).
 struct RequestContext {
   std::string request_id;
   std::string route;
   const std::atomic<bool>* cancelled = nullptr;  ///< set by the host when the caller gives up
+  Resumer* resumer = nullptr;  ///< where suspended coroutines resume; null: inline
 };
 class SERVE_EXPORT ScopedRequestContext {
  public:
@@ -46,8 +61,11 @@ class SERVE_EXPORT ScopedRequestContext {
   const RequestContext* previous_;
 };
 
-/// Carries handle calls of this process (installed by the replica). Implementations complete
-/// `state` exactly once, from any thread, and resume the coroutine Complete() returns.
+/// Carries handle calls of this process (installed by the replica or the client library).
+/// Called on the caller's thread with its RequestContext installed (the parent request);
+/// must not block. Implementations install a canceller on the state (SetCanceller; a false
+/// return means the call was cancelled already: drop it) and complete it, from any thread;
+/// completing resumes the waiting coroutine on the executor it suspended on.
 class HandleRuntime {
  public:
   virtual ~HandleRuntime() = default;

@@ -123,6 +123,9 @@ SERVE_APP(function_app, serve::deployment<&hello_fn>().bind());
 // Health checks: GET /?sick=1 makes check_health() fail from then on.
 class Flaky {
  public:
+  // A slow start keeps the deployment UNHEALTHY long enough for the test to see it while the
+  // replacement starts.
+  Flaky() { std::this_thread::sleep_for(std::chrono::milliseconds(500)); }
   serve::Json operator()(const serve::HttpRequest& r) {
     if (r.query("sick") == "1") sick_ = true;
     return {{"replica", serve::get_replica_context().replica_id}, {"pid", static_cast<int>(::getpid())}};
@@ -254,3 +257,179 @@ class AsyncConsumer {
 SERVE_DEPLOYMENT(AsyncConsumer);
 SERVE_APP(async_stream_consumer,
           serve::deployment<AsyncConsumer>().bind(serve::deployment<Producer>().bind()));
+
+// ---- Asynchronous execution (test_async.py) ---------------------------------------------------
+
+#include <pthread.h>
+
+namespace {
+std::string ThreadName() {
+  char name[32] = {0};
+  ::pthread_getname_np(::pthread_self(), name, sizeof(name));
+  return name;
+}
+double MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+// Sleeps `ms` without holding a thread (a timer resumes it).
+class AsyncSleeper {
+ public:
+  serve::Task<std::string> operator()(int ms) {
+    co_await serve::sleep_for(std::chrono::milliseconds(ms));
+    co_return "slept";
+  }
+};
+SERVE_DEPLOYMENT(AsyncSleeper);
+
+class Shout {
+ public:
+  std::string operator()(const std::string& s) { return s + "!"; }
+};
+SERVE_DEPLOYMENT(Shout);
+
+// A generator that yields 0, 1, ... every `ms` (blocking between items), stopping when its
+// request is cancelled.
+class Ticker {
+ public:
+  serve::Stream<int> ticks(int n, int ms) {
+    for (int i = 0; i < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      co_yield i;
+    }
+  }
+};
+SERVE_DEPLOYMENT(Ticker, serve::method("ticks", &Ticker::ticks));
+
+// The ingress of async_app; `op` picks the behaviour:
+//   fan     awaits AsyncSleeper(ms) and reports the peak of its requests in flight at once and the
+//           thread names before and after the co_await
+//   chain   AsyncSleeper(ms) chained into Shout: how long issuing the chained call took
+//   cancel  calls Sleeper(5000), cancels it after 200 ms and awaits it
+//   stream  reads `take` items of Ticker.ticks(n, 20) then drops the stream (all of them with
+//           take=-1)
+//   lost    calls deployment `deployment` of application `app`
+class AsyncIngress {
+ public:
+  AsyncIngress(serve::DeploymentHandle sleeper, serve::DeploymentHandle shout,
+               serve::DeploymentHandle blocking_sleeper, serve::DeploymentHandle ticker)
+      : sleeper_(std::move(sleeper)), shout_(std::move(shout)),
+        blocking_sleeper_(std::move(blocking_sleeper)), ticker_(std::move(ticker)) {}
+
+  serve::Task<serve::Json> operator()(serve::HttpRequest r) {
+    std::string op = r.query("op", "fan");
+    int ms = std::stoi(r.query("ms", "1000"));
+    auto start = std::chrono::steady_clock::now();
+    if (op == "fan") {
+      int now = ++in_flight_;
+      int peak = peak_.load();
+      while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+      }
+      std::string before = ThreadName();
+      std::string reply;
+      std::string error;
+      try {
+        reply = co_await sleeper_.remote<std::string>(ms);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      --in_flight_;
+      co_return serve::Json{{"reply", reply}, {"error", error}, {"peak", peak_.load()},
+                            {"before", before}, {"after", ThreadName()},
+                            {"pid", static_cast<int>(::getpid())}};
+    }
+    if (op == "chain") {
+      serve::DeploymentResponse<std::string> slow = sleeper_.remote<std::string>(ms);
+      serve::DeploymentResponse<std::string> chained = shout_.remote<std::string>(slow);
+      double issue_ms = MsSince(start);
+      std::string value = co_await chained;
+      co_return serve::Json{{"value", value}, {"issue_ms", issue_ms}, {"total_ms", MsSince(start)}};
+    }
+    if (op == "cancel") {
+      serve::DeploymentResponse<std::string> slow = blocking_sleeper_.remote<std::string>(5000);
+      co_await serve::sleep_for(std::chrono::milliseconds(200));
+      slow.cancel();
+      std::string error;
+      try {
+        (void)co_await slow;
+      } catch (const serve::RequestCancelledError& e) {
+        error = std::string("RequestCancelledError: ") + e.what();
+      }
+      co_return serve::Json{{"error", error}, {"total_ms", MsSince(start)}};
+    }
+    if (op == "stream") {
+      int take = std::stoi(r.query("take", "3"));
+      serve::Json items = serve::Json::array();
+      {
+        auto s = ticker_.method("ticks").remote_stream<int>(std::stoi(r.query("n", "1000")), 20);
+        while (take < 0 || static_cast<int>(items.size()) < take) {
+          std::optional<int> v = co_await s.next_async();
+          if (!v) break;
+          items.push_back(*v);
+        }
+      }  // the reader stops here: the rest of the stream is cancelled
+      co_return serve::Json{{"items", items}};
+    }
+    if (op == "lost") {
+      auto h = serve::get_deployment_handle(r.query("deployment"), r.query("app"));
+      std::string error;
+      try {
+        (void)co_await h.remote<std::string>("x");
+      } catch (const serve::DeploymentUnavailableError& e) {
+        error = e.what();
+      }
+      co_return serve::Json{{"error", error}, {"total_ms", MsSince(start)}};
+    }
+    co_return serve::Json{{"error", "unknown op " + op}};
+  }
+
+ private:
+  serve::DeploymentHandle sleeper_;
+  serve::DeploymentHandle shout_;
+  serve::DeploymentHandle blocking_sleeper_;
+  serve::DeploymentHandle ticker_;
+  std::atomic<int> in_flight_{0};
+  std::atomic<int> peak_{0};
+};
+SERVE_DEPLOYMENT(AsyncIngress);
+
+serve::Application async_builder(const serve::Args& args) {
+  int max_ongoing = std::stoi(args.get("max_ongoing", "1000"));
+  return serve::deployment<AsyncIngress>()
+      .max_ongoing_requests(max_ongoing)
+      .bind(serve::deployment<AsyncSleeper>().max_ongoing_requests(max_ongoing).bind(),
+            serve::deployment<Shout>().bind(), serve::deployment<Sleeper>().bind(),
+            serve::deployment<Ticker>().bind());
+}
+SERVE_APP_BUILDER(async_builder);
+
+// Concurrency::kSerialized against the default: each request runs two blocking 50 ms steps with
+// an asynchronous sleep between them, and counts the steps that overlapped another one.
+template <serve::Concurrency C>
+class Steps {
+ public:
+  static constexpr serve::Concurrency serve_concurrency = C;
+  serve::Task<serve::Json> operator()(serve::HttpRequest r) {
+    int ms = std::stoi(r.query("ms", "300"));
+    Step();
+    co_await serve::sleep_for(std::chrono::milliseconds(ms));
+    Step();
+    co_return serve::Json{{"overlaps", overlaps_.load()}, {"thread", ThreadName()}};
+  }
+
+ private:
+  void Step() {
+    if (active_.exchange(true)) ++overlaps_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    active_ = false;
+  }
+  std::atomic<bool> active_{false};
+  std::atomic<int> overlaps_{0};
+};
+using SerialSteps = Steps<serve::Concurrency::kSerialized>;
+using ConcurrentSteps = Steps<serve::Concurrency::kConcurrent>;
+SERVE_DEPLOYMENT(SerialSteps);
+SERVE_DEPLOYMENT(ConcurrentSteps);
+SERVE_APP(serial_steps, serve::deployment<SerialSteps>().bind());
+SERVE_APP(concurrent_steps, serve::deployment<ConcurrentSteps>().bind());
