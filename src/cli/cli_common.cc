@@ -1,0 +1,166 @@
+#include "cli/cli_internal.h"
+
+#include <cctype>
+#include <filesystem>
+#include <iostream>
+#include <string_view>
+
+#include "cli/rest_client.h"
+#include "common/util.h"
+#include "config/schema.h"
+
+namespace serve::cli::detail {
+namespace {
+
+// `s` quoted for a POSIX shell when it needs quoting.
+std::string ShellQuote(const std::string& s) {
+  bool plain = !s.empty();
+  for (char c : s) {
+    plain &= std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+             std::string_view("_/.:=@%+,-").find(c) != std::string_view::npos;
+  }
+  if (plain) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Prints each unknown-field warning of a config file to stderr.
+void PrintWarnings(const std::string& path, const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) std::cerr << "Warning: " << path << ": " << w << "\n";
+}
+
+}  // namespace
+
+std::optional<int> ReadyProxyPort(const nlohmann::json& details) {
+  bool healthy = false;
+  const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
+  for (auto& [node, p] : proxies.items()) healthy |= p.value("status", "") == "HEALTHY";
+  if (!healthy) return std::nullopt;
+  int port = details.value("http_options", nlohmann::json::object()).value("port", 0);
+  if (port <= 0) return std::nullopt;  // asked for port 0 and the real one is not known yet
+  return port;
+}
+
+std::optional<std::string> FailedProxy(const nlohmann::json& details,
+                                       const std::string& session_dir) {
+  const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
+  for (auto& [node, p] : proxies.items()) {
+    if (p.value("status", "") != "UNHEALTHY") continue;
+    std::string message = p.value("message", "");
+    if (message.empty()) {
+      if (auto text = ReadFile(session_dir + "/proxy_" + node + ".error")) {
+        message = *text;
+        while (!message.empty() && (message.back() == '\n' || message.back() == '.')) {
+          message.pop_back();
+        }
+        message = "The HTTP proxy failed to start: " + message + ".";
+      } else {
+        message = "The HTTP proxy failed to start; see " + session_dir + "/logs/serve/.";
+      }
+    }
+    return message;
+  }
+  return std::nullopt;
+}
+
+FollowUpFlags FollowUp(const std::string& root, const std::string& dashboard) {
+  FollowUpFlags f;
+  bool default_root = std::filesystem::path(root).lexically_normal() == "/tmp/serve";
+  std::string env = EnvString("SERVE_DASHBOARD_ADDRESS", EnvString("RAY_DASHBOARD_ADDRESS", ""));
+  if (!default_root || (!env.empty() && env != dashboard)) {
+    f.address = " -a " + ShellQuote(dashboard);
+  }
+  if (!default_root) f.temp_dir = " --temp-dir " + ShellQuote(root);
+  return f;
+}
+
+std::string AbsoluteDir(const std::string& dir) {
+  std::error_code ec;
+  auto p = std::filesystem::absolute(dir.empty() ? "." : dir, ec);
+  return ec ? dir : p.lexically_normal().string();
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "Error: " << message << "\n";
+  return 1;
+}
+
+bool LooksLikeConfigFile(const std::string& target) {
+  auto ends = [&](const char* ext) {
+    std::string e(ext);
+    return target.size() > e.size() && target.compare(target.size() - e.size(), e.size(), e) == 0;
+  };
+  return ends(".yaml") || ends(".yml") || ends(".json");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(
+    const std::vector<std::string>& items) {
+  std::map<std::string, std::string> args;
+  for (const auto& item : items) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError("Invalid argument '" + item +
+                                        "': arguments must be of the form '<key>=<val>'.");
+    }
+    args[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return args;
+}
+
+absl::StatusOr<nlohmann::json> LoadConfigDocument(const std::string& path, bool strict) {
+  auto text = ReadFile(path);
+  if (!text) return absl::NotFoundError("Cannot read config file '" + path + "'.");
+  auto doc = config::YamlToJson(*text);
+  if (!doc.ok()) {
+    return absl::InvalidArgumentError(path + ": " + std::string(doc.status().message()));
+  }
+  std::vector<std::string> warnings;
+  auto parsed = config::ParseServeDeployConfig(*text, {.strict = strict, .warnings = &warnings});
+  if (!parsed.ok()) {
+    std::string message(parsed.status().message());
+    if (strict && message.find("unknown field") != std::string::npos) {
+      message += " [strict mode: unknown fields are rejected]";
+    }
+    return absl::InvalidArgumentError(path + ": " + message);
+  }
+  PrintWarnings(path, warnings);
+  std::filesystem::path base = std::filesystem::path(AbsoluteDir(path)).parent_path();
+  auto fix = [&](nlohmann::json& app) {
+    if (!app.is_object() || !app.contains("runtime_env") || !app["runtime_env"].is_object()) return;
+    auto& env = app["runtime_env"];
+    if (env.contains("working_dir") && env["working_dir"].is_string()) {
+      std::string wd = env["working_dir"];
+      if (wd.find("://") == std::string::npos && !wd.empty() && wd[0] != '/') {
+        env["working_dir"] = (base / wd).lexically_normal().string();
+      }
+    }
+  };
+  if (doc->contains("applications") && (*doc)["applications"].is_array()) {
+    for (auto& app : (*doc)["applications"]) fix(app);
+  } else {
+    fix(*doc);
+  }
+  return *doc;
+}
+
+absl::StatusOr<nlohmann::json> GetDetailsRest(const std::string& dashboard) {
+  auto resp = RestCall("GET", dashboard + "/api/serve/applications/");
+  if (!resp.ok()) return resp.status();
+  if (resp->status != 200) {
+    return absl::UnavailableError("GET " + dashboard + "/api/serve/applications/ returned " +
+                                  std::to_string(resp->status) + ": " + resp->body);
+  }
+  auto j = nlohmann::json::parse(resp->body, nullptr, false);
+  if (j.is_discarded()) return absl::InternalError("the REST API returned invalid JSON");
+  return j;
+}
+
+absl::Status PutConfig(const std::string& dashboard, const nlohmann::json& doc) {
+  auto resp = RestCall("PUT", dashboard + "/api/serve/applications/", doc.dump());
+  if (!resp.ok()) return resp.status();
+  if (resp->status != 200) return absl::InvalidArgumentError(resp->body);
+  return absl::OkStatus();
+}
+
+}  // namespace serve::cli::detail

@@ -1,0 +1,106 @@
+#include "cli/cli_internal.h"
+
+#include <chrono>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "cli/rest_client.h"
+#include "common/util.h"
+#include "launch/cluster.h"
+
+namespace serve::cli::detail {
+using launch::ClusterOptions;
+using launch::CreateSessionDir;
+using launch::RequestClusterShutdown;
+using launch::StartLocalCluster;
+using launch::StopAgent;
+using launch::StopCluster;
+using launch::TempRoot;
+
+int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::string& app_dir,
+             const std::string& session_dir) {
+  options.detached = true;
+  options.app_dir = AbsoluteDir(app_dir);
+  std::string root = TempRoot(temp_dir);
+  if (auto running = ReadFile(root + "/session_latest/dashboard_address")) {
+    auto resp = RestCall("GET", *running + "/api/ray/version", "", 2);
+    if (resp.ok() && resp->status == 200) {
+      return Fail("Serve is already running (REST API at " + *running +
+                  "). Stop it first with `serve stop" + FollowUp(root, *running).temp_dir + "`.");
+    }
+  }
+  auto session = CreateSessionDir(root, session_dir);
+  if (!session.ok()) return Fail(std::string(session.status().message()));
+  auto cluster = StartLocalCluster(*session, options);
+  if (!cluster.ok()) return Fail(std::string(cluster.status().message()));
+  auto stop = [&](const std::string& message) {
+    std::cerr << "Error: " << message << "\n";
+    (void)RequestClusterShutdown(cluster->controller_address);
+    StopAgent(cluster->agent_pid, EnvDouble("SERVE_SHUTDOWN_TIMEOUT_S", 60));
+    std::cerr << "Stopped the serve instance it started (logs: " << *session << "/logs/).\n";
+    return 1;
+  };
+  // Wait until the proxy reports its port (it may take a while on a loaded machine), or fails.
+  std::string http = "(disabled: proxy_location Disabled)";
+  if (options.proxy_location != "Disabled") {
+    std::optional<int> port;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!port && std::chrono::steady_clock::now() < deadline) {
+      auto details = GetDetailsRest(cluster->dashboard_address);
+      if (details.ok()) {
+        port = ReadyProxyPort(*details);
+        if (auto failed = FailedProxy(*details, *session); failed && !port) {
+          return stop(*failed + " Free the port or choose another with --http-port.");
+        }
+      }
+      if (!port) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!port) {
+      return stop("the HTTP proxy did not report ready within 30 s (port " +
+                  std::to_string(options.http_port) + ")");
+    }
+    http = "http://" + options.http_host + ":" + std::to_string(*port);
+  }
+  FollowUpFlags follow = FollowUp(root, cluster->dashboard_address);
+  std::cout << "Started serve (session " << *session << ").\n"
+            << "  HTTP proxy:  " << http << "\n"
+            << "  REST API:    " << cluster->dashboard_address << "\n"
+            << "Next:\n"
+            << "  serve deploy config.yaml" << follow.address << "\n"
+            << "  serve status" << follow.address << "\n"
+            << "  serve stop" << follow.temp_dir << "\n";
+  return 0;
+}
+
+int CmdStop(const std::string& temp_dir) {
+  auto stopped = StopCluster(TempRoot(temp_dir), EnvDouble("SERVE_SHUTDOWN_TIMEOUT_S", 60));
+  if (!stopped.ok()) return Fail(std::string(stopped.status().message()));
+  std::cout << (*stopped ? "Stopped serve.\n" : "No running serve instance found.\n");
+  return 0;
+}
+
+int CmdShutdown(const std::string& address, bool yes) {
+  auto version = RestCall("GET", address + "/api/ray/version", "", 5);
+  if (!version.ok()) {
+    std::cerr << "Warning: " << version.status().message() << "\n";
+    return 0;
+  }
+  if (!yes) {
+    std::cout << "This will shut down Serve on the cluster at address \"" << address
+              << "\" and delete all applications there. Do you want to continue? [y/N]: "
+              << std::flush;
+    std::string answer;
+    if (!std::getline(std::cin, answer) || (answer != "y" && answer != "Y" && answer != "yes")) {
+      std::cerr << "Aborted!\n";
+      return 1;
+    }
+  }
+  auto resp = RestCall("DELETE", address + "/api/serve/applications/");
+  if (!resp.ok()) return Fail(std::string(resp.status().message()));
+  if (resp->status != 200) return Fail(resp->body);
+  std::cout << "Sent shutdown request; applications will be deleted asynchronously.\n";
+  return 0;
+}
+
+}  // namespace serve::cli::detail

@@ -1,0 +1,282 @@
+#include "config/yaml_json.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <regex>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace serve::config::detail {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kMaxDepth = 256;
+
+}  // namespace
+
+std::string Join(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+std::string Index(const std::string& prefix, size_t i) { return absl::StrCat(prefix, "[", i, "]"); }
+
+std::string Parent(const std::string& path) {
+  size_t pos = path.find_last_of(".[");
+  return pos == std::string::npos ? std::string() : path.substr(0, pos);
+}
+
+json ResolvePlainScalar(const std::string& s) {
+  static const std::set<std::string> kNull = {"", "~", "null", "Null", "NULL"};
+  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes",
+                                              "YES",  "on",   "On",   "ON"};
+  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No",
+                                               "NO",    "off",   "Off",   "OFF"};
+  static const std::regex kDecimal("[-+]?(0|[1-9][0-9_]*)");
+  static const std::regex kHex("[-+]?0x[0-9a-fA-F_]+");
+  static const std::regex kOctal("[-+]?0o[0-7_]+");
+  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9][0-9_]*(\\.[0-9_]*)?)([eE][-+]?[0-9]+)?");
+  static const std::regex kInf("[-+]?\\.(inf|Inf|INF)");
+  static const std::regex kNan("\\.(nan|NaN|NAN)");
+
+  if (kNull.count(s)) return nullptr;
+  if (kTrue.count(s)) return true;
+  if (kFalse.count(s)) return false;
+
+  auto strip = [](const std::string& in) {
+    std::string out;
+    for (char c : in) {
+      if (c != '_') out.push_back(c);
+    }
+    return out;
+  };
+  auto parse_int = [&](std::string digits, int base) -> std::optional<json> {
+    bool negative = false;
+    if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) {
+      negative = digits[0] == '-';
+      digits.erase(0, 1);
+    }
+    if (base != 10) digits.erase(0, 2);  // 0x / 0o
+    digits = strip(digits);
+    if (digits.empty()) return std::nullopt;
+    uint64_t value = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
+    if (ec != std::errc() || ptr != digits.data() + digits.size()) return std::nullopt;
+    if (!negative) {
+      if (value <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return json(static_cast<int64_t>(value));
+      }
+      return json(value);
+    }
+    if (value <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) + 1) {
+      return json(static_cast<int64_t>(0 - value));
+    }
+    return std::nullopt;
+  };
+
+  if (std::regex_match(s, kDecimal)) {
+    if (auto v = parse_int(s, 10)) return *v;
+  } else if (std::regex_match(s, kHex)) {
+    if (auto v = parse_int(s, 16)) return *v;
+  } else if (std::regex_match(s, kOctal)) {
+    if (auto v = parse_int(s, 8)) return *v;
+  }
+  if (std::regex_match(s, kDecimal) || std::regex_match(s, kFloat)) {
+    std::string digits = strip(s);
+    if (!digits.empty() && digits[0] == '+') digits.erase(0, 1);
+    double value = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ptr == digits.data() + digits.size() &&
+        (ec == std::errc() || ec == std::errc::result_out_of_range)) {
+      return value;
+    }
+  }
+  if (std::regex_match(s, kInf)) {
+    return s[0] == '-' ? -std::numeric_limits<double>::infinity()
+                       : std::numeric_limits<double>::infinity();
+  }
+  if (std::regex_match(s, kNan)) return std::numeric_limits<double>::quiet_NaN();
+  return s;
+}
+
+namespace {
+
+absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int depth, json& out,
+                        LineMap& lines) {
+  if (depth > kMaxDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.empty() ? "config" : path, ": nested too deeply"));
+  }
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      out = nullptr;
+      return absl::OkStatus();
+    case YAML::NodeType::Scalar: {
+      const std::string& tag = node.Tag();
+      if (tag == "!" || tag == "tag:yaml.org,2002:str") {
+        out = node.Scalar();  // quoted or explicitly tagged: always a string
+      } else {
+        out = ResolvePlainScalar(node.Scalar());
+      }
+      return absl::OkStatus();
+    }
+    case YAML::NodeType::Sequence: {
+      out = json::array();
+      size_t i = 0;
+      for (const auto& item : node) {
+        std::string item_path = Index(path, i++);
+        if (!item.Mark().is_null()) lines[item_path] = item.Mark().line + 1;
+        json value;
+        if (auto st = YamlToJson(item, item_path, depth + 1, value, lines); !st.ok()) return st;
+        out.push_back(std::move(value));
+      }
+      return absl::OkStatus();
+    }
+    case YAML::NodeType::Map: {
+      out = json::object();
+      for (const auto& kv : node) {
+        if (!kv.first.IsScalar()) {
+          int line = kv.first.Mark().is_null() ? 0 : kv.first.Mark().line + 1;
+          return absl::InvalidArgumentError(
+              absl::StrCat(path.empty() ? "config" : path, ": mapping keys must be scalars",
+                           line > 0 ? absl::StrCat(" (line ", line, ")") : ""));
+        }
+        std::string key = kv.first.Scalar();
+        std::string key_path = Join(path, key);
+        if (!kv.first.Mark().is_null()) lines[key_path] = kv.first.Mark().line + 1;
+        json value;
+        if (auto st = YamlToJson(kv.second, key_path, depth + 1, value, lines); !st.ok()) {
+          return st;
+        }
+        out[key] = std::move(value);
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<json> YamlToJsonWithLines(const std::string& text, LineMap& lines) {
+  json doc;
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (auto st = YamlToJson(root, "", 0, doc, lines); !st.ok()) return st;
+  } catch (const YAML::Exception& e) {
+    if (e.mark.is_null()) return absl::InvalidArgumentError("invalid YAML: " + e.msg);
+    return absl::InvalidArgumentError(absl::StrCat("invalid YAML at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid YAML: ", e.what()));
+  }
+  return doc;
+}
+
+std::vector<std::string> OrderedKeys(const json& j, const std::vector<std::string>* key_order) {
+  std::vector<std::string> keys;
+  if (key_order != nullptr) {
+    for (const auto& k : *key_order) {
+      if (j.contains(k)) keys.push_back(k);
+    }
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) keys.push_back(it.key());
+  }
+  return keys;
+}
+
+void EmitString(YAML::Emitter& out, const std::string& s) {
+  // A string that would read back as another type (or empty) is quoted.
+  if (s.empty() || !ResolvePlainScalar(s).is_string()) {
+    out << YAML::DoubleQuoted << s;
+  } else {
+    out << s;
+  }
+}
+
+namespace {
+
+void EmitObject(YAML::Emitter& out, const json& j, const std::vector<std::string>* key_order) {
+  if (j.empty()) {
+    out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+    return;
+  }
+  out << YAML::BeginMap;
+  for (const auto& k : OrderedKeys(j, key_order)) {
+    out << YAML::Key;
+    EmitString(out, k);
+    out << YAML::Value;
+    EmitJson(out, j.at(k), nullptr);
+  }
+  out << YAML::EndMap;
+}
+
+}  // namespace
+
+void EmitJson(YAML::Emitter& out, const json& j, const std::vector<std::string>* key_order) {
+  switch (j.type()) {
+    case json::value_t::null:
+      out << YAML::Null;
+      break;
+    case json::value_t::boolean:
+      out << j.get<bool>();
+      break;
+    case json::value_t::number_integer:
+      out << j.get<int64_t>();
+      break;
+    case json::value_t::number_unsigned:
+      out << j.get<uint64_t>();
+      break;
+    case json::value_t::number_float: {
+      double d = j.get<double>();
+      if (std::isnan(d)) {
+        out << ".nan";
+      } else if (std::isinf(d)) {
+        out << (d > 0 ? ".inf" : "-.inf");
+      } else {
+        out << j.dump();  // shortest round-trip form, always with a '.' or exponent
+      }
+      break;
+    }
+    case json::value_t::string:
+      EmitString(out, j.get<std::string>());
+      break;
+    case json::value_t::array:
+      if (j.empty()) {
+        out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+      } else {
+        out << YAML::BeginSeq;
+        for (const auto& item : j) EmitJson(out, item, key_order);
+        out << YAML::EndSeq;
+      }
+      break;
+    case json::value_t::object:
+      EmitObject(out, j, key_order);
+      break;
+    default:
+      out << YAML::Null;
+      break;
+  }
+}
+
+std::string EmitTopLevel(const std::string& key, const json& value,
+                         const std::vector<std::string>* key_order) {
+  YAML::Emitter out;
+  out.SetNullFormat(YAML::LowerNull);
+  out.SetBoolFormat(YAML::TrueFalseBool);
+  out << YAML::Block << YAML::BeginMap << YAML::Key << key << YAML::Value;
+  EmitJson(out, value, key_order);
+  out << YAML::EndMap;
+  return out.c_str();
+}
+
+}  // namespace serve::config::detail
