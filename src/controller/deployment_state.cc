@@ -232,9 +232,14 @@ void DeploymentStateManager::OnPolicyResult(const DeploymentId& id,
   DeploymentState* dep = Find(id);
   if (dep == nullptr) return;
   dep->policy_in_flight = false;
-  std::string error = !reply.ok() ? std::string(reply.status().message())
-                                  : (reply->ok() ? "" : reply->error());
-  if (error.empty()) {
+  bool ok = reply.ok() && reply->ok();
+  std::string error;
+  if (!reply.ok()) {
+    error = reply.status().ToString();  // never empty, unlike some transports' messages
+  } else if (!reply->ok()) {
+    error = reply->error().empty() ? "the policy failed without a message" : reply->error();
+  }
+  if (ok) {
     dep->policy_answer = reply->num_replicas();
     Json state = Json::parse(reply->policy_state_json(), nullptr, false);
     dep->policy_state = state.is_object() ? state : Json::object();
@@ -408,6 +413,7 @@ void DeploymentStateManager::StopReplica(DeploymentState& dep, ReplicaInfo& r, A
 
 void DeploymentStateManager::RemoveReplica(DeploymentState& dep, const std::string& replica_id) {
   dep.replicas.Erase(replica_id);
+  dep.multiplexed_model_ids.erase(replica_id);
   replica_index_.erase(replica_id);
   ++generation_;
 }
@@ -444,6 +450,25 @@ void DeploymentStateManager::OnStartupFailure(DeploymentState& dep, const std::s
     dep.message = "A replica failed to start with exception. Retrying " +
                   std::to_string(threshold - dep.startup_failures) + " more time(s).\n" + error;
   }
+}
+
+void DeploymentStateManager::OnMultiplexedModelIds(const std::string& replica_id,
+                                                   std::vector<std::string> model_ids) {
+  auto idx = replica_index_.find(replica_id);
+  if (idx == replica_index_.end()) return;
+  DeploymentState& dep = deployments_.at(idx->second);
+  const ReplicaInfo* r = dep.replicas.Find(replica_id);
+  if (r == nullptr || r->state == ReplicaState::kStopping) return;
+  std::sort(model_ids.begin(), model_ids.end());
+  model_ids.erase(std::unique(model_ids.begin(), model_ids.end()), model_ids.end());
+  auto it = dep.multiplexed_model_ids.find(replica_id);
+  if (it != dep.multiplexed_model_ids.end() ? it->second == model_ids : model_ids.empty()) return;
+  if (model_ids.empty()) {
+    dep.multiplexed_model_ids.erase(replica_id);
+  } else {
+    dep.multiplexed_model_ids[replica_id] = std::move(model_ids);
+  }
+  ++generation_;  // routers see the new set with the next broadcast
 }
 
 void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {

@@ -176,6 +176,13 @@ TEST_F(ControllerTest, CustomPolicyRunsInAReplicaAndIsBoundedAndDelayed) {
   loop_->Step();
   EXPECT_EQ(Dep().target_num_replicas, 5);
   EXPECT_NE(Dep().message.find("bad model"), std::string::npos) << Dep().message;
+  // So does a replica that cannot run policies at all (a transport error without a message).
+  ASSERT_EQ(replicas_.policy_calls.size(), 1u);
+  replicas_.policy_calls.front().done(absl::UnimplementedError(""));
+  replicas_.policy_calls.pop_front();
+  loop_->Step();
+  EXPECT_EQ(Dep().target_num_replicas, 5);
+  EXPECT_NE(Dep().message.find("UNIMPLEMENTED"), std::string::npos) << Dep().message;
 }
 
 }  // namespace
