@@ -72,6 +72,29 @@ int RunCli(int argc, char** argv) {
   add_strict(run_cmd);
   add_http(run_cmd, run.cluster);
   add_temp(run_cmd);
+  run_cmd->add_option("-a,--address", run.address,
+                      "deploy onto the instance with this REST API (default: the one "
+                      "$SERVE_DASHBOARD_ADDRESS, $RAY_DASHBOARD_ADDRESS or the latest live "
+                      "local session names, when it answers; else start a local instance)");
+  run_cmd->add_flag("--non-blocking", run.non_blocking,
+                    "return once the application(s) are RUNNING (a started instance keeps "
+                    "running; stop it with `serve stop`)");
+  std::string runtime_env_file, runtime_env_json, working_dir;
+  auto add_runtime_env = [&](CLI::App* cmd) {
+    cmd->add_option("--runtime-env", runtime_env_file, "runtime_env from a YAML or JSON file");
+    cmd->add_option("--runtime-env-json", runtime_env_json, "runtime_env as inline JSON");
+    cmd->add_option("--working-dir", working_dir,
+                    "runtime_env.working_dir: a directory (or .zip) copied for the replicas, "
+                    "also searched for lib<module>.so");
+  };
+  add_runtime_env(run_cmd);
+  run_cmd->add_flag("-r,--reload", run.reload,
+                    "watch the sources, rebuild with --reload-command and redeploy on change");
+  run_cmd->add_option("--reload-command", run.reload_command,
+                      "build command for --reload (default: cmake --build <app-dir>)");
+  run_cmd->add_option("--reload-dir", run.reload_dir,
+                      "sources watched by --reload (default: the CMake source directory of "
+                      "<app-dir>, else <app-dir>)");
 
   ClusterOptions start;
   std::string start_app_dir = ".";
@@ -81,6 +104,12 @@ int RunCli(int argc, char** argv) {
   add_http(start_cmd, start);
   start_cmd->add_option("--proxy-location", start.proxy_location)
       ->check(CLI::IsMember({"EveryNode", "HeadOnly", "Disabled"}));
+  std::string http_location;
+  auto* http_location_opt =
+      start_cmd->add_option("--http-location", http_location,
+                            "deprecated form of --proxy-location (NoServer = Disabled); "
+                            "overrides it when given")
+          ->check(CLI::IsMember({"HeadOnly", "EveryNode", "NoServer"}));
   start_cmd->add_option("--grpc-port", start.grpc_port);
   start_cmd->add_option("-d,--app-dir", start_app_dir, "where applications' libraries are found");
   std::string start_session;
@@ -109,6 +138,7 @@ int RunCli(int argc, char** argv) {
                          "machine; sent as runtime_env.env_vars.SERVE_APP_PATH)");
   add_strict(deploy_cmd);
   add_address(deploy_cmd);
+  add_runtime_env(deploy_cmd);
 
   std::string name;
   auto* config_cmd = app.add_subcommand("config", "Print the deployed config(s).");
@@ -140,16 +170,25 @@ int RunCli(int argc, char** argv) {
   if (*run_cmd) {
     run.temp_dir = temp_dir;
     run.strict = strict;
+    run.runtime_env_file = runtime_env_file;
+    run.runtime_env_json = runtime_env_json;
+    run.working_dir = working_dir;
+    if (run.reload && run.non_blocking) return Fail("--reload cannot be used with --non-blocking.");
     return CmdRun(run);
   }
   if (*start_cmd) {
     if (!head) return Fail("joining an existing cluster (worker nodes) is not supported yet");
+    if (http_location_opt->count() > 0) {
+      start.proxy_location = http_location == "NoServer" ? "Disabled" : http_location;
+    }
     return CmdStart(start, temp_dir, start_app_dir, start_session);
   }
   if (*stop_cmd) return CmdStop(temp_dir);
   if (*deploy_cmd) {
+    auto env = detail::RuntimeEnvFromFlags(runtime_env_file, runtime_env_json, working_dir);
+    if (!env.ok()) return Fail(std::string(env.status().message()));
     return CmdDeploy(deploy_target, deploy_kv, DashboardAddress(address, root), deploy_name,
-                     deploy_prefix, deploy_app_dir, strict);
+                     deploy_prefix, deploy_app_dir, strict, *env);
   }
   if (*config_cmd) return CmdConfig(DashboardAddress(address, root), name);
   if (*status_cmd) return CmdStatus(DashboardAddress(address, root), name);

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <string_view>
 
 #include "cli/rest_client.h"
@@ -161,6 +162,89 @@ absl::Status PutConfig(const std::string& dashboard, const nlohmann::json& doc) 
   if (!resp.ok()) return resp.status();
   if (resp->status != 200) return absl::InvalidArgumentError(resp->body);
   return absl::OkStatus();
+}
+
+bool RestReachable(const std::string& dashboard, double timeout_s) {
+  auto resp = RestCall("GET", dashboard + "/api/ray/version", "", timeout_s);
+  return resp.ok() && resp->status == 200;
+}
+
+absl::StatusOr<nlohmann::json> RuntimeEnvFromFlags(const std::string& file,
+                                                   const std::string& json_text,
+                                                   const std::string& working_dir) {
+  if (!file.empty() && !json_text.empty()) {
+    return absl::InvalidArgumentError("Only one of --runtime-env and --runtime-env-json can be given.");
+  }
+  nlohmann::json env = nlohmann::json::object();
+  if (!file.empty()) {
+    auto text = ReadFile(file);
+    if (!text) return absl::NotFoundError("Cannot read runtime env file '" + file + "'.");
+    auto doc = config::YamlToJson(*text);
+    if (!doc.ok()) {
+      return absl::InvalidArgumentError(file + ": " + std::string(doc.status().message()));
+    }
+    env = *doc;
+  } else if (!json_text.empty()) {
+    env = nlohmann::json::parse(json_text, nullptr, false);
+    if (env.is_discarded()) return absl::InvalidArgumentError("--runtime-env-json is not valid JSON.");
+  }
+  if (env.is_null()) env = nlohmann::json::object();
+  if (!env.is_object()) return absl::InvalidArgumentError("The runtime env must be a JSON object.");
+  if (!working_dir.empty()) env["working_dir"] = working_dir;
+  if (env.contains("working_dir") && env["working_dir"].is_string()) {
+    std::string wd = env["working_dir"];
+    if (wd.find("://") == std::string::npos) env["working_dir"] = AbsoluteDir(wd);
+  }
+  return env;
+}
+
+void MergeRuntimeEnv(nlohmann::json& app, const nlohmann::json& defaults) {
+  if (!app.is_object() || !defaults.is_object() || defaults.empty()) return;
+  nlohmann::json& env = app["runtime_env"];
+  if (!env.is_object()) env = nlohmann::json::object();
+  for (auto& [key, value] : defaults.items()) {
+    if (key == "env_vars" && value.is_object() && env.contains("env_vars") &&
+        env["env_vars"].is_object()) {
+      for (auto& [k, v] : value.items()) {
+        if (!env["env_vars"].contains(k)) env["env_vars"][k] = v;
+      }
+    } else if (!env.contains(key)) {
+      env[key] = value;
+    }
+  }
+}
+
+void AddAppPath(nlohmann::json& app, const std::string& dir) {
+  if (!app.is_object()) return;
+  nlohmann::json& env = app["runtime_env"];
+  if (!env.is_object()) env = nlohmann::json::object();
+  nlohmann::json& vars = env["env_vars"];
+  if (!vars.is_object()) vars = nlohmann::json::object();
+  std::string path = vars.value("SERVE_APP_PATH", "");
+  vars["SERVE_APP_PATH"] = path.empty() ? dir : dir + ":" + path;
+}
+
+absl::Status PutMerged(const std::string& dashboard, const nlohmann::json& add,
+                       const std::vector<std::string>& remove) {
+  auto details = GetDetailsRest(dashboard);
+  if (!details.ok()) return details.status();
+  std::set<std::string> skip(remove.begin(), remove.end());
+  for (const auto& app : add) skip.insert(app.value("name", "default"));
+  nlohmann::json apps = nlohmann::json::array();
+  const nlohmann::json current = details->value("applications", nlohmann::json::object());
+  for (auto& [name, app] : current.items()) {
+    if (app.value("source", "") != "declarative" || skip.count(name) ||
+        app.value("status", "") == "DELETING") {
+      continue;
+    }
+    nlohmann::json cfg = app.value("deployed_app_config", nlohmann::json());
+    if (cfg.is_object()) apps.push_back(cfg);
+  }
+  for (const auto& app : add) apps.push_back(app);
+  nlohmann::json doc = {{"applications", apps}};
+  nlohmann::json tc = details->value("target_capacity", nlohmann::json());
+  if (tc.is_number()) doc["target_capacity"] = tc;
+  return PutConfig(dashboard, doc);
 }
 
 }  // namespace serve::cli::detail

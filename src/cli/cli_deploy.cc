@@ -16,7 +16,8 @@ namespace serve::cli::detail {
 
 int CmdDeploy(const std::string& target, const std::vector<std::string>& kv_items,
               const std::string& address, const std::string& name,
-              const std::string& route_prefix, const std::string& app_dir, bool strict) {
+              const std::string& route_prefix, const std::string& app_dir, bool strict,
+              const nlohmann::json& runtime_env) {
   auto kv = ParseKeyValues(kv_items);
   if (!kv.ok()) return Fail(std::string(kv.status().message()));
   nlohmann::json doc;
@@ -25,12 +26,17 @@ int CmdDeploy(const std::string& target, const std::vector<std::string>& kv_item
     auto loaded = LoadConfigDocument(target, strict);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     doc = *loaded;
+    if (!runtime_env.empty()) {
+      std::cerr << "Warning: the runtime env flags are ignored for config files; set "
+                   "runtime_env in the config instead.\n";
+    }
   } else {
     auto import_path = config::ParseImportPath(target);
     if (!import_path.ok()) return Fail(std::string(import_path.status().message()));
     doc = {{"applications",
             {{{"name", name}, {"route_prefix", route_prefix}, {"import_path", target},
               {"args", *kv}}}}};
+    if (!runtime_env.empty()) doc["applications"][0]["runtime_env"] = runtime_env;
   }
   if (!app_dir.empty()) {
     std::string dir = AbsoluteDir(app_dir);
@@ -38,15 +44,7 @@ int CmdDeploy(const std::string& target, const std::vector<std::string>& kv_item
     if (!std::filesystem::is_directory(dir, ec)) {
       return Fail("--app-dir " + dir + " is not a directory.");
     }
-    auto add = [&](nlohmann::json& app) {
-      if (!app.is_object()) return;
-      nlohmann::json& env = app["runtime_env"];
-      if (!env.is_object()) env = nlohmann::json::object();
-      nlohmann::json& vars = env["env_vars"];
-      if (!vars.is_object()) vars = nlohmann::json::object();
-      std::string path = vars.value("SERVE_APP_PATH", "");
-      vars["SERVE_APP_PATH"] = path.empty() ? dir : dir + ":" + path;
-    };
+    auto add = [&](nlohmann::json& app) { AddAppPath(app, dir); };
     if (doc.contains("applications") && doc["applications"].is_array()) {
       for (auto& app : doc["applications"]) add(app);
     } else {

@@ -60,6 +60,31 @@ absl::StatusOr<nlohmann::json> GetDetailsRest(const std::string& dashboard);
 /// PUT /api/serve/applications/; a non-200 reply is kInvalidArgument with its body.
 absl::Status PutConfig(const std::string& dashboard, const nlohmann::json& doc);
 
+/// Whether a serve REST API answers at `dashboard` (GET /api/ray/version within `timeout_s`).
+bool RestReachable(const std::string& dashboard, double timeout_s = 2);
+
+/// The runtime_env given by `--runtime-env FILE` (YAML or JSON), `--runtime-env-json TEXT` and
+/// `--working-dir DIR` (the last wins for working_dir; a local one is made absolute against the
+/// current directory). An empty object when no flag is set; giving both FILE and TEXT is
+/// kInvalidArgument.
+absl::StatusOr<nlohmann::json> RuntimeEnvFromFlags(const std::string& file,
+                                                   const std::string& json_text,
+                                                   const std::string& working_dir);
+
+/// Fills `app`'s runtime_env with `defaults`: fields the app sets win, env_vars are merged
+/// (the app's values win).
+void MergeRuntimeEnv(nlohmann::json& app, const nlohmann::json& defaults);
+
+/// Prepends `dir` to runtime_env.env_vars.SERVE_APP_PATH of `app` (the library search path).
+void AddAppPath(nlohmann::json& app, const std::string& dir);
+
+/// Changes the declarative applications without touching the others: PUTs the instance's
+/// current declarative config (each app's deployed_app_config, target_capacity kept) with the
+/// applications in `add` added or replaced (by name) and those named in `remove` left out.
+/// Imperatively deployed applications are unaffected by a PUT.
+absl::Status PutMerged(const std::string& dashboard, const nlohmann::json& add,
+                       const std::vector<std::string>& remove);
+
 // ---- Commands ----------------------------------------------------------------------------------
 
 struct RunArgs {
@@ -71,10 +96,21 @@ struct RunArgs {
   launch::ClusterOptions cluster;
   std::string temp_dir;
   bool strict = false;
+  std::string address;           ///< -a: attach to the instance with this REST API
+  bool non_blocking = false;     ///< return once every application is RUNNING
+  std::string runtime_env_file;  ///< --runtime-env
+  std::string runtime_env_json;  ///< --runtime-env-json
+  std::string working_dir;       ///< --working-dir
+  bool reload = false;           ///< --reload: rebuild and redeploy on source changes
+  std::string reload_command;    ///< build command ("" = `cmake --build <app-dir>`)
+  std::string reload_dir;        ///< sources watched ("" = the app dir's CMake source dir)
 };
 
-/// `serve run` (cli_run.cc): starts a local instance, deploys, blocks until SIGINT/SIGTERM,
-/// then shuts the instance down.
+/// `serve run` (cli_run.cc). Attaches to a running instance (the one `-a` names, else the one
+/// $SERVE_DASHBOARD_ADDRESS / $RAY_DASHBOARD_ADDRESS / the latest live local session names,
+/// when it answers) and deploys there, or starts a local instance. Blocks until SIGINT/SIGTERM (unless
+/// non_blocking), then deletes the applications it deployed (attached) or shuts down the
+/// instance it started.
 int CmdRun(RunArgs a);
 
 /// `serve start` (cli_instance.cc): a detached instance; returns once its proxy is ready.
@@ -88,9 +124,12 @@ int CmdShutdown(const std::string& address, bool yes);
 /// `serve deploy` (cli_deploy.cc). `app_dir` (optional) is added to each application's library
 /// search path as runtime_env.env_vars.SERVE_APP_PATH (prepended to one the config sets), so
 /// it must be a directory the instance's machine can read.
+/// `runtime_env` (RuntimeEnvFromFlags) becomes an import path's runtime_env; with a config file
+/// it is ignored with a warning, as Ray's.
 int CmdDeploy(const std::string& target, const std::vector<std::string>& kv_items,
               const std::string& address, const std::string& name,
-              const std::string& route_prefix, const std::string& app_dir, bool strict);
+              const std::string& route_prefix, const std::string& app_dir, bool strict,
+              const nlohmann::json& runtime_env);
 /// `serve config` (cli_deploy.cc): the deployed config(s), or only application `name`.
 int CmdConfig(const std::string& address, const std::string& name);
 /// `serve status` (cli_deploy.cc).

@@ -187,6 +187,15 @@ bool ProcessAlive(pid_t pid) {
 }
 }  // namespace
 
+std::optional<std::string> LiveSessionDashboard(const std::string& root) {
+  std::string session = root + "/session_latest";
+  auto pid_text = ReadFile(session + "/agent_pid");
+  if (!pid_text) return std::nullopt;
+  pid_t pid = static_cast<pid_t>(std::atoi(pid_text->c_str()));
+  if (pid <= 0 || !ProcessAlive(pid)) return std::nullopt;
+  return ReadFile(session + "/dashboard_address");
+}
+
 absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s) {
   std::string session = root + "/session_latest";
   auto pid_text = ReadFile(session + "/agent_pid");

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -54,6 +55,11 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
 /// Address of the REST API: `flag`, else $SERVE_DASHBOARD_ADDRESS, else
 /// $RAY_DASHBOARD_ADDRESS, else the latest local session's, else http://localhost:8265.
 std::string DashboardAddress(const std::string& flag, const std::string& temp_root);
+
+/// The REST API address of the latest session under `root` when its node agent is alive on
+/// this machine (so a stale address file, whose port another program may own by now, is not
+/// taken for a running instance); nullopt otherwise.
+std::optional<std::string> LiveSessionDashboard(const std::string& root);
 
 /// Controller gRPC address of the latest session under `root`.
 absl::StatusOr<std::string> FindControllerAddress(const std::string& root);
