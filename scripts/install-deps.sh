@@ -10,6 +10,7 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev libcli11-dev
   libhiredis-dev redis-server libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev unzip zip curl procps python3 python3-pytest python3-requests python3-yaml
+  libxgboost-dev libopenblas-dev python3-numpy
 )
 
 missing=()
@@ -19,13 +20,27 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The examples' training data: the small data sets scikit-learn bundles (digits, iris, wine,
+# breast cancer), taken from Debian's python3-sklearn package without installing it (its
+# python3-scipy -> python3-pythran -> libboost-dev chain conflicts with libboost1.81-dev).
+DATA_DIR=/usr/local/share/serve/sklearn-data
+if [ ! -f "$DATA_DIR/digits.csv.gz" ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && { apt-get download python3-sklearn >/dev/null 2>&1 ||
+                  { $SUDO apt-get update -qq && apt-get download python3-sklearn; }; })
+  dpkg-deb -x "$tmp"/python3-sklearn_*.deb "$tmp/pkg"
+  $SUDO mkdir -p "$DATA_DIR"
+  $SUDO cp "$tmp"/pkg/usr/lib/python3/dist-packages/sklearn/datasets/data/*.csv* "$DATA_DIR"/
+  echo "install-deps: scikit-learn's bundled data sets in $DATA_DIR"
+fi

@@ -329,6 +329,12 @@ void ControlLoop::RecordReplicaMetrics(const v1::ReplicaMetricsReport& report) {
   metrics_.RecordReplica(dep->id.Key(), std::move(m), clock_.Now());
 }
 
+void ControlLoop::RecordMultiplexedModelIds(const v1::MultiplexedModelIds& msg) {
+  std::lock_guard lock(mu_);
+  deployments_.OnMultiplexedModelIds(msg.replica_id(),
+                                     {msg.model_ids().begin(), msg.model_ids().end()});
+}
+
 // ---------------------------------------------------------------- REST
 
 nlohmann::json ControlLoop::Details(const std::string& api_type) {

@@ -69,6 +69,8 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   void OnProxyReady(const v1::ProxyReady& msg);
   void RecordHandleMetrics(const v1::HandleMetricsBatch& batch);
   void RecordReplicaMetrics(const v1::ReplicaMetricsReport& report);
+  /// A replica's multiplexed models; published with the next step.
+  void RecordMultiplexedModelIds(const v1::MultiplexedModelIds& msg);
 
   // ControllerApi (REST).
   nlohmann::json Details(const std::string& api_type) override;

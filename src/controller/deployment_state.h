@@ -78,6 +78,9 @@ struct DeploymentState {
   nlohmann::json policy_state = nlohmann::json::object();  ///< the user policy's own state
   std::string policy_error;
   ReplicaStateContainer replicas;
+  /// Replica id -> the multiplexed models it reported loaded or loading, sorted (spec §9.2).
+  /// Published with the replica set; not checkpointed (replicas report again on change).
+  std::map<std::string, std::vector<std::string>> multiplexed_model_ids;
 
   bool autoscaling() const { return spec.cfg.autoscaling_config.has_value(); }
 };
@@ -114,6 +117,9 @@ class DeploymentStateManager {
   void OnReconfigureResult(const DeploymentId& id, const std::string& replica_id,
                            int config_version, const absl::Status& result, Actions& actions);
   void OnPolicyResult(const DeploymentId& id, const absl::StatusOr<v1::PolicyReply>& reply);
+  /// A replica's multiplexed models (loaded and loading); ignored for unknown or stopping
+  /// replicas.
+  void OnMultiplexedModelIds(const std::string& replica_id, std::vector<std::string> model_ids);
 
   // Queries.
   const std::map<DeploymentId, DeploymentState>& deployments() const { return deployments_; }

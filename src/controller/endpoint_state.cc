@@ -41,6 +41,9 @@ v1::Update TargetsObject(const DeploymentState& dep, const std::string& node_ip)
     rr->set_data_address(r.data_address);
     rr->set_max_ongoing_requests(dep.spec.cfg.max_ongoing_requests);
     rr->set_pid(r.pid);
+    if (auto m = dep.multiplexed_model_ids.find(r.id); m != dep.multiplexed_model_ids.end()) {
+      for (const auto& model : m->second) rr->add_multiplexed_model_ids(model);
+    }
   }
   return u;
 }

@@ -115,4 +115,10 @@ grpc::ServerUnaryReactor* ControllerService::RecordReplicaMetrics(
   return Done(ctx);
 }
 
+grpc::ServerUnaryReactor* ControllerService::RecordMultiplexedModelIds(
+    grpc::CallbackServerContext* ctx, const v1::MultiplexedModelIds* msg, v1::Empty*) {
+  loop_.RecordMultiplexedModelIds(*msg);
+  return Done(ctx);
+}
+
 }  // namespace serve::controller

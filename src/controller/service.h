@@ -43,6 +43,9 @@ class ControllerService final : public v1::Controller::CallbackService {
   grpc::ServerUnaryReactor* RecordReplicaMetrics(grpc::CallbackServerContext* ctx,
                                                  const v1::ReplicaMetricsReport* report,
                                                  v1::Empty*) override;
+  grpc::ServerUnaryReactor* RecordMultiplexedModelIds(grpc::CallbackServerContext* ctx,
+                                                      const v1::MultiplexedModelIds* msg,
+                                                      v1::Empty*) override;
 
  private:
   ControlLoop& loop_;

@@ -214,6 +214,7 @@ void DataServer::Accept() {
           uint64_t accepted_at = conn->Send(FrameType::kAccepted, frame.id, {});
           call->ctx.request_id = call->req.request_id();
           call->ctx.route = call->req.route();
+          call->ctx.multiplexed_model_id = call->req.multiplexed_model_id();
           call->ctx.cancelled = &call->cancelled;
           call->ctx.resumer = call.get();
           // The body is moved out of the frame: `body` views its tail.

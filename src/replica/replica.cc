@@ -17,6 +17,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include <serve/batching.h>
+
 #include "common/logging.h"
 #include "common/util.h"
 #include "config/import_path.h"
@@ -163,6 +165,80 @@ class ReplicaMetricsPusher {
   std::thread thread_;
 };
 
+// Reports this replica's multiplexed models (loaded and loading, every serve::Multiplexed
+// cache) to the controller when they change, at most every 0.1 s (spec §9.2); a non-empty set
+// is sent again every 10 s so that a restarted controller learns it. Failed pushes are retried.
+// Runs on its own thread until destroyed.
+class MultiplexedModelsPusher {
+ public:
+  MultiplexedModelsPusher(const std::string& controller_address, std::string replica_id)
+      : stub_(v1::Controller::NewStub(rpc::ChannelTo(controller_address))),
+        replica_id_(std::move(replica_id)),
+        state_(std::make_shared<State>()) {
+    // The listener may run after this is gone (the SDK calls a copy): it holds only state_.
+    sdk::SetMultiplexedModelsListener([state = state_] {
+      {
+        std::lock_guard lock(state->mu);
+        state->dirty = true;
+      }
+      state->cv.notify_all();
+    });
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~MultiplexedModelsPusher() {
+    sdk::SetMultiplexedModelsListener(nullptr);
+    {
+      std::lock_guard lock(state_->mu);
+      state_->stop = true;
+    }
+    state_->cv.notify_all();
+    thread_.join();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool dirty = false;
+    bool stop = false;
+  };
+
+  void Run() {
+    std::vector<std::string> sent;
+    std::unique_lock lock(state_->mu);
+    while (!state_->stop) {
+      bool changed = state_->cv.wait_for(lock, std::chrono::seconds(10),
+                                         [this] { return state_->stop || state_->dirty; });
+      if (state_->stop) break;
+      state_->dirty = false;
+      lock.unlock();
+      std::vector<std::string> ids = sdk::MultiplexedModelIds();
+      if (ids != sent || (!changed && !ids.empty())) {
+        v1::MultiplexedModelIds msg;
+        msg.set_replica_id(replica_id_);
+        for (const auto& id : ids) msg.add_model_ids(id);
+        auto ctx = rpc::ContextWithDeadline(5);
+        v1::Empty empty;
+        grpc::Status st = stub_->RecordMultiplexedModelIds(ctx.get(), msg, &empty);
+        if (st.ok()) {
+          sent = std::move(ids);
+        } else {
+          spdlog::debug("Cannot report multiplexed models to the controller: {}",
+                        st.error_message());
+        }
+      }
+      lock.lock();
+      if (sent != sdk::MultiplexedModelIds()) state_->dirty = true;  // changed meanwhile, or failed
+      state_->cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return state_->stop; });
+    }
+  }
+
+  std::unique_ptr<v1::Controller::Stub> stub_;
+  std::string replica_id_;
+  std::shared_ptr<State> state_;
+  std::thread thread_;
+};
+
 void Report(v1::Controller::Stub& stub, const v1::ReplicaStarted& msg) {
   for (int attempt = 0; attempt < 20; ++attempt) {
     auto ctx = rpc::ContextWithDeadline(5);
@@ -252,6 +328,7 @@ int RunReplica(const ReplicaOptions& options) {
   // once on a pool that grows on demand (max_ongoing_requests, or $SERVE_REPLICA_THREADS), or
   // one at a time for a Concurrency::kSerialized class.
   int max_ongoing = spec.max_ongoing_requests() > 0 ? spec.max_ongoing_requests() : 100;
+  detail::SetBatchingMaxOngoingRequests(max_ongoing);  // batchers warn when they exceed it
   int env_threads = static_cast<int>(EnvDouble("SERVE_REPLICA_THREADS", 0));
   bool fixed_threads = env_threads > 0;
   int threads = fixed_threads ? env_threads : max_ongoing;
@@ -272,6 +349,7 @@ int RunReplica(const ReplicaOptions& options) {
         [&data] { return data.ongoing(); });
   }
 
+  MultiplexedModelsPusher multiplexed(options.controller_address, options.replica_id);
   ControlService control(*instance, data);
   PolicyService policy;
   int control_port = 0;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -28,6 +30,10 @@ struct Router::Pending {
   bool finished = false;
   std::weak_ptr<ReplicaConnection> sent_to;  // set while a replica has it
   bool started = false;  // the replica accepted it (kAccepted): never routed again
+  // Multiplexing: until when only replicas holding the model are candidates, and whether this
+  // request is the one bringing its model to a fewest-models replica.
+  std::chrono::steady_clock::time_point match_deadline;
+  bool fallback_owner = false;
   std::unordered_map<uint64_t, std::weak_ptr<Pending>>* live = nullptr;
 
   void Finish(RouteResult&& r) {
@@ -191,10 +197,26 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
   bool broken_ = false;
 };
 
+namespace {
+double EnvSeconds(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  double x = std::strtod(v, &end);
+  return end != v && x >= 0 ? x : fallback;
+}
+}  // namespace
+
 Router::Router(asio::any_io_executor executor, std::string local_node_id)
     : executor_(std::move(executor)),
       local_node_id_(std::move(local_node_id)),
-      rng_(std::random_device{}()) {}
+      rng_(std::random_device{}()),
+      match_timeout_(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(
+              EnvSeconds("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S", 1.0)))) {
+  const char* aware = std::getenv("SERVE_MULTIPLEXED_ROUTING");
+  model_aware_ = aware == nullptr || std::string(aware) != "0";
+}
 
 Router::~Router() {
   metrics_.reset();
@@ -326,6 +348,11 @@ uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string
   uint64_t id = p->id;
   p->payload = rpc::EncodeEnvelope(head, body);
   p->head = std::move(head);
+  if (!p->head.multiplexed_model_id().empty()) {
+    auto t = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        match_timeout_ * std::uniform_real_distribution<double>(1.0, 2.0)(rng_));
+    p->match_deadline = std::chrono::steady_clock::now() + t;
+  }
   p->done = std::move(done);
   d.queue.push_back(std::move(p));
   if (metrics_ && d.replicas.empty()) metrics_->OnQueuedAtZero(key);  // cold start
@@ -368,23 +395,71 @@ Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
   return PickAmong(d, n, nullptr);
 }
 
+Router::ReplicaEntry* Router::PickFor(DeploymentEntry& d, Pending& p) {
+  const std::string& model = p.head.multiplexed_model_id();
+  if (model.empty() || !model_aware_) return Pick(d);
+  size_t n = d.replicas.size();
+  std::vector<size_t> holders, fewest;
+  int least = std::numeric_limits<int>::max();
+  for (size_t i = 0; i < n; ++i) {
+    const auto& ids = d.replicas[i].info.multiplexed_model_ids();
+    if (std::find(ids.begin(), ids.end(), model) != ids.end()) holders.push_back(i);
+    if (ids.size() < least) {
+      least = ids.size();
+      fewest.clear();
+    }
+    if (ids.size() == least) fewest.push_back(i);
+  }
+  if (std::chrono::steady_clock::now() < p.match_deadline) {
+    if (!holders.empty()) {
+      d.fallback_models.erase(model);
+      return PickAmong(d, holders.size(), holders.data());  // null: wait for a holder
+    }
+    if (d.fallback_models.count(model) && !p.fallback_owner) return nullptr;
+    ReplicaEntry* r = PickAmong(d, fewest.size(), fewest.data());
+    if (r != nullptr) {
+      d.fallback_models.insert(model);
+      p.fallback_owner = true;
+    }
+    return r;
+  }
+  if (ReplicaEntry* r = PickAmong(d, fewest.size(), fewest.data())) return r;
+  return Pick(d);
+}
+
 void Router::Drain(const std::string& key) {
   DeploymentEntry& d = deployments_[key];
-  while (!d.queue.empty()) {
-    if (d.queue.front()->finished) {
-      d.queue.pop_front();
+  // Every waiting request gets a chance, oldest first: one waiting for its model's replica
+  // does not hold up the others. After a miss, later requests of the same kind (no model, or
+  // the same model) wait without trying.
+  std::deque<std::shared_ptr<Pending>> queue;
+  queue.swap(d.queue);
+  std::deque<std::shared_ptr<Pending>> waiting;
+  bool plain_full = false;
+  std::set<std::string> models_waiting;
+  for (auto& p : queue) {
+    if (p->finished) continue;
+    const std::string& model = model_aware_ ? p->head.multiplexed_model_id() : std::string();
+    bool skip = model.empty() ? plain_full : models_waiting.count(model) > 0;
+    ReplicaEntry* replica = skip ? nullptr : PickFor(d, *p);
+    if (replica == nullptr) {
+      if (model.empty()) {
+        plain_full = true;
+      } else {
+        models_waiting.insert(model);
+      }
+      waiting.push_back(std::move(p));
       continue;
     }
-    ReplicaEntry* replica = Pick(d);
-    if (replica == nullptr) {
-      if (!d.replicas.empty()) ScheduleRetry(key);  // all full; else wait for a broadcast
-      return;
-    }
-    auto p = std::move(d.queue.front());
-    d.queue.pop_front();
     Dispatch(key, std::move(p), *replica);
   }
-  d.backoff_attempt = 0;
+  // Requests put back meanwhile (a replica lost before accepting) stay ahead.
+  for (auto& p : waiting) d.queue.push_back(std::move(p));
+  if (d.queue.empty()) {
+    d.backoff_attempt = 0;
+  } else if (!d.replicas.empty()) {
+    ScheduleRetry(key);  // all full or waiting for a model; else wait for a broadcast
+  }
 }
 
 void Router::ScheduleRetry(const std::string& key) {

@@ -1,10 +1,12 @@
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -47,6 +49,14 @@ using RouteCallback = std::function<void(RouteResult&&)>;
 /// two choices are drawn from them while one of them has room, from every replica otherwise.
 /// While an available deployment has no replica (not yet known, scaled to zero), requests
 /// wait in the router and are sent as soon as UpdateTargets brings one.
+///
+/// Model multiplexing (spec §9.2): a request with a multiplexed model id goes, for its
+/// matching timeout (uniform in [T, 2T], T = $RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S,
+/// default 1 s), only to replicas whose RunningReplica.multiplexed_model_ids hold that model
+/// (waiting while they are full). When none holds it, one request at a time per model goes to
+/// the replicas holding the fewest models (the others wait for it to be reported); after the
+/// timeout, the fewest-models replicas, then any replica. Power of two choices applies among
+/// the candidates. $SERVE_MULTIPLEXED_ROUTING=0 (for comparisons) ignores model ids.
 /// Not thread-safe: all calls on `executor`.
 class Router {
  public:
@@ -88,12 +98,17 @@ class Router {
     std::deque<std::shared_ptr<Pending>> queue;  // waiting for a free replica
     std::unique_ptr<boost::asio::steady_timer> backoff;
     int backoff_attempt = 0;
+    /// Models without a holder that one request is being sent to the fewest-models replicas
+    /// for (the others wait until it is reported or their timeout ends).
+    std::set<std::string> fallback_models;
   };
 
   void Drain(const std::string& key);
   void ScheduleRetry(const std::string& key);
   void Dispatch(const std::string& key, std::shared_ptr<Pending> p, ReplicaEntry& replica);
   ReplicaEntry* Pick(DeploymentEntry& d);
+  /// Pick for `p`: by its multiplexed model id when it has one, else Pick(d).
+  ReplicaEntry* PickFor(DeploymentEntry& d, Pending& p);
   /// Power of two choices among `n` replicas: d.replicas[idx[k]], or d.replicas[k] when `idx`
   /// is null. nullptr when both picks are full.
   ReplicaEntry* PickAmong(DeploymentEntry& d, size_t n, const size_t* idx);
@@ -109,6 +124,8 @@ class Router {
   /// The load of `key` as the metrics reporter records it.
   LoadSample SampleLoad(const std::string& key) const;
   std::mt19937 rng_;
+  std::chrono::steady_clock::duration match_timeout_;  // T of the multiplexing rules
+  bool model_aware_ = true;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::weak_ptr<Pending>> live_;  // by id, until finished
   std::unique_ptr<MetricsReporter> metrics_;  // last: destroyed first (it samples the rest)

@@ -49,6 +49,7 @@ struct RequestContext {
   std::string route;
   const std::atomic<bool>* cancelled = nullptr;  ///< set by the host when the caller gives up
   Resumer* resumer = nullptr;  ///< where suspended coroutines resume; null: inline
+  std::string multiplexed_model_id;  ///< serve::get_multiplexed_model_id(); "" when none
 };
 class SERVE_EXPORT ScopedRequestContext {
  public:
@@ -80,6 +81,14 @@ SERVE_EXPORT void SetHandleRuntime(HandleRuntime* runtime);
 
 /// The request context of the calling thread, or nullptr.
 SERVE_EXPORT const RequestContext* CurrentRequestContext();
+
+/// Installs `listener`, called whenever the multiplexed model ids loaded or loading in this
+/// process change (serve::Multiplexed caches); on any thread, under no lock of the caches;
+/// must not block (take note, read MultiplexedModelIds() elsewhere). nullptr uninstalls.
+SERVE_EXPORT void SetMultiplexedModelsListener(std::function<void()> listener);
+/// The loaded and loading model ids of every serve::Multiplexed cache in this process, sorted
+/// and unique.
+SERVE_EXPORT std::vector<std::string> MultiplexedModelIds();
 
 /// Builds the application `name` with `args`. Throws std::invalid_argument for an unknown name,
 /// for args given to a non-builder app, and whatever the builder throws.

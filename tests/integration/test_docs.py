@@ -301,6 +301,7 @@ def test_getting_started_samples_run_as_written(docs_tmp):
         ("composition", docs.take(6, "cpp", "class LanguageClassifier"),
          stub_deployment("SpanishResponder") + stub_deployment("FrenchResponder")),
         ("streaming", docs.take(8, "cpp", "class Counter"), ""),
+        ("batching", docs.take(9, "cpp", "#include <serve/batching.h>"), ""),
     ]
     pool = ThreadPoolExecutor(max_workers=2)
     compiled = [pool.submit(compile_fragment, tmp, *f) for f in fragments]
@@ -356,12 +357,12 @@ def test_getting_started_samples_run_as_written(docs_tmp):
     project.mkdir()
     (project / "quickstart.cc").write_text(readme.take(2, "cpp", "#include <serve/serve.h>"))
     (project / "caller.cc").write_text(docs.take(7, "cpp", "#include <serve/client.h>"))
-    (project / "CMakeLists.txt").write_text(docs.take(10, "cmake", "cmake_minimum_required"))
+    (project / "CMakeLists.txt").write_text(docs.take(11, "cmake", "cmake_minimum_required"))
     sh = Shell(tmp, "myapp")
     try:
-        for command in commands(docs.take(9, "sh", "cmake --install build --prefix /usr/local")):
+        for command in commands(docs.take(10, "sh", "cmake --install build --prefix /usr/local")):
             sh.run(command, view)
-        for command in commands(docs.take(11, "sh", "cmake -S . -B build")):
+        for command in commands(docs.take(12, "sh", "cmake -S . -B build")):
             sh.run(command, project)
     finally:
         sh.stop()

@@ -4,10 +4,12 @@
 // checked request by request.
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -342,6 +344,101 @@ TEST_F(RouterTest, BeyondMaxQueuedRequestsAtZeroReplicasIsBackPressure) {
   EXPECT_EQ(out.code, RouteResult::Code::kBackPressure);
   EXPECT_NE(out.error.find("num_queued_requests=1, max_queued_requests=1"), std::string::npos)
       << out.error;
+}
+
+// ------------------------------------------------------------------ model multiplexing
+
+class MultiplexRouterTest : public RouterTest {
+ protected:
+  /// Publishes `replicas` with the model ids each holds.
+  void SetModels(Router& router,
+                 const std::vector<std::pair<ScriptedReplica*, std::vector<std::string>>>& replicas,
+                 int max_ongoing = 100) {
+    v1::DeploymentTargets t;
+    t.set_is_available(true);
+    for (auto& [r, models] : replicas) {
+      v1::RunningReplica info = r->Info(max_ongoing);
+      for (auto& m : models) info.add_multiplexed_model_ids(m);
+      *t.add_replicas() = info;
+    }
+    router.UpdateTargets(kKey, t);
+  }
+  /// Routes one request for `model`; `*out` is set when it finishes.
+  void Send(Router& router, const std::string& model, std::optional<RouteResult>* out) {
+    v1::RequestHead head;
+    head.set_request_id("m" + std::to_string(++calls_));
+    head.set_multiplexed_model_id(model);
+    router.Route(kKey, head, "x", [out](RouteResult&& r) { *out = std::move(r); });
+  }
+  std::string CallModel(Router& router, const std::string& model) {
+    std::optional<RouteResult> out;
+    Send(router, model, &out);
+    EXPECT_TRUE(RunUntil([&] { return out.has_value(); }));
+    return out ? out->body : "";
+  }
+};
+
+TEST_F(MultiplexRouterTest, RequestsGoToTheReplicasHoldingTheirModel) {
+  ScriptedReplica a(io_, "a"), b(io_, "b"), c(io_, "c");
+  c.queue_len = 0;
+  a.queue_len = b.queue_len = 20;  // busier, yet they hold the models
+  SetModels(router_, {{&a, {"m1", "m3"}}, {&b, {"m2"}}, {&c, {}}});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1 && c.probes == 1; }));
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(CallModel(router_, "m1"), "a");
+    EXPECT_EQ(CallModel(router_, "m2"), "b");
+    EXPECT_EQ(CallModel(router_, "m3"), "a");
+  }
+  EXPECT_EQ(c.requests, 0);
+  for (int i = 0; i < 10; ++i) Call();  // no model id: power of two choices over all three
+  EXPECT_GT(c.requests, 0);
+}
+
+TEST_F(MultiplexRouterTest, AnUnheldModelGoesToTheFewestModelsReplicaOnceUntilReported) {
+  ScriptedReplica a(io_, "a"), b(io_, "b"), c(io_, "c");
+  SetModels(router_, {{&a, {"x", "y"}}, {&b, {"z"}}, {&c, {}}});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1 && c.probes == 1; }));
+  std::optional<RouteResult> first, second;
+  Send(router_, "new", &first);
+  Send(router_, "new", &second);
+  ASSERT_TRUE(RunUntil([&] { return first.has_value(); }));
+  EXPECT_EQ(first->body, "c");
+  // The second waits for "new" to be reported (well within its matching timeout)...
+  io_.run_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(second.has_value());
+  EXPECT_EQ(c.requests, 1);
+  // ...and follows it to its replica once it is.
+  SetModels(router_, {{&a, {"x", "y"}}, {&b, {"z"}}, {&c, {"new"}}});
+  ASSERT_TRUE(RunUntil([&] { return second.has_value(); }));
+  EXPECT_EQ(second->body, "c");
+  EXPECT_EQ(a.requests + b.requests, 0);
+}
+
+TEST_F(MultiplexRouterTest, FullHoldersAreAwaitedUntilTheMatchingTimeoutThenOthersServe) {
+  ::setenv("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S", "0.2", 1);
+  Router router(io_.get_executor(), "local");
+  ::unsetenv("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S");
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.queue_len = 5;  // holds the model but is full
+  SetModels(router, {{&a, {"m"}}, {&b, {}}}, /*max_ongoing=*/5);
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(CallModel(router, "m"), "b");
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(waited, 0.2);  // the timeout is uniform in [T, 2T]
+  EXPECT_LT(waited, 1.5);
+  EXPECT_EQ(a.requests, 0);
+}
+
+TEST_F(MultiplexRouterTest, ModelIdsAreIgnoredWhenMultiplexedRoutingIsOff) {
+  ::setenv("SERVE_MULTIPLEXED_ROUTING", "0", 1);
+  Router router(io_.get_executor(), "local");
+  ::unsetenv("SERVE_MULTIPLEXED_ROUTING");
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.queue_len = 20;
+  SetModels(router, {{&a, {"m"}}, {&b, {}}});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(CallModel(router, "m"), "b");
 }
 
 }  // namespace
