@@ -53,6 +53,7 @@
 #include "controller/endpoint_state.h"
 #include "controller/storage/file_kv_store.h"
 #include "controller_fakes.h"
+#include "stats.h"
 
 #if __has_include(<valgrind/callgrind.h>)
 #include <valgrind/callgrind.h>
@@ -98,16 +99,8 @@ double WallMs() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-double Mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
+using serve::bench::Mean;
+using serve::bench::Percentile;
 
 enum class Kind { kRamp, kSteady, kUp, kDown, kSettleUp, kSettleDown };
 /// The --profile name of a kind.

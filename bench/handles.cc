@@ -12,19 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "stats.h"
+
 namespace {
 using Clock = std::chrono::steady_clock;
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-double Mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
+using serve::bench::Mean;
+using serve::bench::Percentile;
 double Round1(double x) { return static_cast<double>(static_cast<long long>(x * 10 + 0.5)) / 10; }
 }  // namespace
 

@@ -112,6 +112,8 @@ class SERVE_EXPORT BatchQueue : public std::enable_shared_from_this<BatchQueue> 
 
   void SetMaxBatchSize(int n);
   void SetBatchWaitTimeout(std::chrono::nanoseconds timeout);
+  /// Seconds; throws std::invalid_argument unless s >= 0.
+  void SetBatchWaitTimeoutS(double s);
   int max_batch_size() const;
   std::chrono::nanoseconds batch_wait_timeout() const;
   int max_concurrent_batches() const;
@@ -211,14 +213,7 @@ class Batcher {
   /// Live setters (e.g. from reconfigure(user_config)); apply to batches formed afterwards.
   /// Throw std::invalid_argument for invalid values.
   void set_max_batch_size(int n) { queue_->SetMaxBatchSize(n); }
-  void set_batch_wait_timeout_s(double s) {
-    if (!(s >= 0)) {
-      throw std::invalid_argument("batch_wait_timeout_s must be a float >= 0, instead got " +
-                                  std::to_string(s));
-    }
-    queue_->SetBatchWaitTimeout(std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(s)));
-  }
+  void set_batch_wait_timeout_s(double s) { queue_->SetBatchWaitTimeoutS(s); }
   template <class Rep, class Period>
   void set_batch_wait_timeout(std::chrono::duration<Rep, Period> d) {
     set_batch_wait_timeout_s(std::chrono::duration<double>(d).count());
@@ -333,14 +328,7 @@ class StreamingBatcher {
   }
 
   void set_max_batch_size(int n) { queue_->SetMaxBatchSize(n); }
-  void set_batch_wait_timeout_s(double s) {
-    if (!(s >= 0)) {
-      throw std::invalid_argument("batch_wait_timeout_s must be a float >= 0, instead got " +
-                                  std::to_string(s));
-    }
-    queue_->SetBatchWaitTimeout(std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(s)));
-  }
+  void set_batch_wait_timeout_s(double s) { queue_->SetBatchWaitTimeoutS(s); }
   int max_batch_size() const { return queue_->max_batch_size(); }
   double batch_wait_timeout_s() const {
     return std::chrono::duration<double>(queue_->batch_wait_timeout()).count();

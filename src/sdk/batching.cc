@@ -301,6 +301,15 @@ void BatchQueue::SetMaxBatchSize(int n) {
   Pump(shared_from_this(), *impl_);  // a smaller size may fill the forming batch
 }
 
+void BatchQueue::SetBatchWaitTimeoutS(double s) {
+  if (!(s >= 0)) {
+    throw std::invalid_argument("batch_wait_timeout_s must be a float >= 0, instead got " +
+                                std::to_string(s));
+  }
+  SetBatchWaitTimeout(std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::duration<double>(s)));
+}
+
 void BatchQueue::SetBatchWaitTimeout(std::chrono::nanoseconds timeout) {
   {
     std::lock_guard lock(impl_->mu);

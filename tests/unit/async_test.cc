@@ -23,52 +23,15 @@
 #include <serve/serve.h>
 
 #include "sdk/host.h"
+#include "test_executor.h"
 
 namespace {
+
+using serve::testing::TestExecutor;
 
 using namespace std::chrono_literals;
 using serve::detail::CallResult;
 
-// One thread running posted functions in order: the "replica executor" of these tests.
-class TestExecutor {
- public:
-  TestExecutor() : thread_([this] { Run(); }) {}
-  ~TestExecutor() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void Post(std::function<void()> fn) {
-    {
-      std::lock_guard lock(mu_);
-      queue_.push_back(std::move(fn));
-    }
-    cv_.notify_all();
-  }
-  std::thread::id id() const { return thread_.get_id(); }
-
- private:
-  void Run() {
-    std::unique_lock lock(mu_);
-    while (true) {
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      auto fn = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      fn();
-      lock.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 // A request as a host sees it: its context, resuming coroutines on the executor with the
 // context installed.

@@ -25,8 +25,11 @@
 #include <serve/serve.h>
 
 #include "sdk/host.h"
+#include "test_executor.h"
 
 namespace {
+
+using Executor = serve::testing::TestExecutor;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -371,48 +374,6 @@ TEST(BatcherTest, BlockingCallersWithRealClock) {
   EXPECT_GE(Clock::now() - start, 50ms);
 }
 
-// A replica-like executor: `threads` threads; each request resumes its coroutines there.
-class Executor {
- public:
-  explicit Executor(int threads = 1) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~Executor() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  void Post(std::function<void()> fn) {
-    {
-      std::lock_guard lock(mu_);
-      queue_.push_back(std::move(fn));
-    }
-    cv_.notify_all();
-  }
-  std::thread::id id() const { return threads_.front().get_id(); }
-
- private:
-  void Run() {
-    std::unique_lock lock(mu_);
-    while (true) {
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      auto fn = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      fn();
-      lock.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
 
 class Request final : public serve::sdk::Resumer {
  public:

@@ -17,8 +17,11 @@
 #include <gtest/gtest.h>
 
 #include "sdk/host.h"
+#include "test_executor.h"
 
 namespace {
+
+using Pool = serve::testing::TestExecutor;
 
 using serve::Multiplexed;
 using serve::Task;
@@ -265,47 +268,6 @@ TEST(MultiplexTest, ChurnFromManyThreadsKeepsTheLimitAndEveryModelValid) {
 
 namespace {
 
-// A pool of threads running posted functions; requests resume their coroutines on it.
-class Pool {
- public:
-  explicit Pool(int n) {
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  void Post(std::function<void()> fn) {
-    {
-      std::lock_guard lock(mu_);
-      queue_.push_back(std::move(fn));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  void Run() {
-    std::unique_lock lock(mu_);
-    while (true) {
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      auto fn = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      fn();
-      lock.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
 
 struct PoolRequest final : serve::sdk::Resumer {
   explicit PoolRequest(Pool& pool) : pool(pool) { ctx.resumer = this; }
