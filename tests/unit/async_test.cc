@@ -23,7 +23,7 @@
 #include <serve/serve.h>
 
 #include "sdk/host.h"
-#include "test_executor.h"
+#include "sdk_test_support.h"
 
 namespace {
 
@@ -265,15 +265,7 @@ class UnitSerialModel {
 };
 SERVE_DEPLOYMENT(UnitSerialModel);
 
-namespace {
-std::unique_ptr<serve::detail::Instance> MakeInstance(const serve::Application& app) {
-  serve::Json graph = app.ToJson();
-  const serve::Json& node = graph.at("deployments").at(0);
-  serve::detail::Factory factory = serve::sdk::FindFactory(node.at("factory").get<std::string>());
-  if (factory == nullptr) throw std::runtime_error("factory not registered");
-  return factory(serve::detail::EncodeMsgpack(node.at("init_args")));
-}
-}  // namespace
+using serve::testing::MakeInstance;
 
 TEST(AsyncTest, CoroutineHandlerIsReturnedPendingAndKeepsItsArguments) {
   FakeRuntime runtime;

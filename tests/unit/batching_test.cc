@@ -25,7 +25,7 @@
 #include <serve/serve.h>
 
 #include "sdk/host.h"
-#include "test_executor.h"
+#include "sdk_test_support.h"
 
 namespace {
 

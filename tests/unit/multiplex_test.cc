@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "sdk/host.h"
-#include "test_executor.h"
+#include "sdk_test_support.h"
 
 namespace {
 

@@ -17,6 +17,7 @@
 #include <serve/serve.h>
 
 #include "sdk/host.h"
+#include "sdk_test_support.h"
 
 using ::testing::HasSubstr;
 
@@ -90,14 +91,7 @@ SERVE_APP_BUILDER(unit_builder_app);
 
 namespace {
 
-// Builds an instance through the factory registered by bind(), as a replica would.
-std::unique_ptr<serve::detail::Instance> MakeInstance(const serve::Application& app) {
-  serve::Json graph = app.ToJson();
-  const serve::Json& node = graph.at("deployments").at(0);
-  serve::detail::Factory factory = serve::sdk::FindFactory(node.at("factory").get<std::string>());
-  if (factory == nullptr) throw std::runtime_error("factory not registered");
-  return factory(serve::detail::EncodeMsgpack(node.at("init_args")));
-}
+using serve::testing::MakeInstance;
 
 serve::detail::CallOutput CallArgs(serve::detail::Instance& inst, const std::string& method,
                                    const serve::Json& args) {

@@ -1,17 +1,34 @@
 #pragma once
 
-// A replica-like executor for SDK tests: `threads` threads running posted functions in order;
-// requests resume their coroutines on it.
+// Helpers of the SDK tests: a replica-like executor, and building an instance the way a
+// replica does.
 
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include <serve/serve.h>
+
+#include "sdk/host.h"
+
 namespace serve::testing {
 
+/// Builds the first deployment of `app` through the factory bind() registered, as a replica
+/// would.
+inline std::unique_ptr<serve::detail::Instance> MakeInstance(const serve::Application& app) {
+  serve::Json graph = app.ToJson();
+  const serve::Json& node = graph.at("deployments").at(0);
+  serve::detail::Factory factory = serve::sdk::FindFactory(node.at("factory").get<std::string>());
+  if (factory == nullptr) throw std::runtime_error("factory not registered");
+  return factory(serve::detail::EncodeMsgpack(node.at("init_args")));
+}
+
+/// `threads` threads running posted functions in order; requests resume their coroutines on it.
 class TestExecutor {
  public:
   explicit TestExecutor(int threads = 1) {
