@@ -25,6 +25,9 @@ Json DeploymentDetails(const DeploymentState& dep, const std::string& node_ip) {
                         {"state", ToString(r.state, r.updating)},
                         {"pid", r.pid},
                         {"start_time_s", r.start_time_s}});
+    if (auto m = dep.multiplexed_model_ids.find(r.id); m != dep.multiplexed_model_ids.end()) {
+      replicas.back()["multiplexed_model_ids"] = m->second;
+    }
   }
   return {{"name", dep.id.name},
           {"status", ToString(dep.status.status)},

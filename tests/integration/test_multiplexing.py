@@ -4,7 +4,6 @@ import json
 import os
 import random
 import threading
-import time
 
 import pytest
 import requests
@@ -70,11 +69,18 @@ def test_requests_land_on_the_replica_holding_their_model(serve_run):
                     app_dir=APP_DIR)
     url = run.wait_ready()
     rows = {m: sample(m)["features"][:1] for m in MODELS}
-    # Warm-up: each model once, giving the replicas time to report what they loaded (0.1 s
-    # push, then the controller's broadcast), so the four spread two per replica.
+    # Warm-up: each model once, each time until the controller knows which replica loaded it
+    # (the replica's report; the controller publishes it to routers in the same step), so the
+    # four spread two per replica.
+    rest = open(os.path.join(run.session_dir(), "dashboard_address")).read().strip()
+
+    def known_models():
+        apps = requests.get(rest + "/api/serve/applications/", timeout=10).json()["applications"]
+        return {m for d in apps["default"]["deployments"].values() for r in d["replicas"]
+                for m in r.get("multiplexed_model_ids", [])}
     for model in MODELS:
         assert predict(url, model, rows[model]).status_code == 200
-        time.sleep(0.4)
+        wait_for(lambda: model in known_models(), 10, what=f"the controller knowing {model}")
     holders = {}
     for replica, s in replica_stats(url).items():
         for m in s["models"]:
