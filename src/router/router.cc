@@ -4,46 +4,16 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
-#include <mutex>
-#include <thread>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rpc/framed_connection.h"
-#include "rpc/grpc_util.h"
-#include "serve/v1/controller.grpc.pb.h"
 
 namespace serve::router {
 namespace asio = boost::asio;
 using rpc::FrameType;
-
-struct Router::Pending {
-  uint64_t id = 0;
-  std::string key;  // deployment key
-  v1::RequestHead head;
-  std::string payload;  // encoded envelope, reused across retries
-  RouteCallback done;
-  bool finished = false;
-  std::weak_ptr<ReplicaConnection> sent_to;  // set while a replica has it
-  bool started = false;  // the replica accepted it (kAccepted): never routed again
-  // Multiplexing: until when only replicas holding the model are candidates, and whether this
-  // request is the one bringing its model to a fewest-models replica.
-  std::chrono::steady_clock::time_point match_deadline;
-  bool fallback_owner = false;
-  std::unordered_map<uint64_t, std::weak_ptr<Pending>>* live = nullptr;
-
-  void Finish(RouteResult&& r) {
-    if (finished) return;
-    finished = true;
-    if (live) live->erase(id);
-    auto cb = std::move(done);
-    cb(std::move(r));
-  }
-};
 
 /// One data-plane connection to a replica, shared by every request routed to it. Connects
 /// lazily; requests sent before the connection is up are queued by FramedConnection.
@@ -395,38 +365,6 @@ Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
   return PickAmong(d, n, nullptr);
 }
 
-Router::ReplicaEntry* Router::PickFor(DeploymentEntry& d, Pending& p) {
-  const std::string& model = p.head.multiplexed_model_id();
-  if (model.empty() || !model_aware_) return Pick(d);
-  size_t n = d.replicas.size();
-  std::vector<size_t> holders, fewest;
-  int least = std::numeric_limits<int>::max();
-  for (size_t i = 0; i < n; ++i) {
-    const auto& ids = d.replicas[i].info.multiplexed_model_ids();
-    if (std::find(ids.begin(), ids.end(), model) != ids.end()) holders.push_back(i);
-    if (ids.size() < least) {
-      least = ids.size();
-      fewest.clear();
-    }
-    if (ids.size() == least) fewest.push_back(i);
-  }
-  if (std::chrono::steady_clock::now() < p.match_deadline) {
-    if (!holders.empty()) {
-      d.fallback_models.erase(model);
-      return PickAmong(d, holders.size(), holders.data());  // null: wait for a holder
-    }
-    if (d.fallback_models.count(model) && !p.fallback_owner) return nullptr;
-    ReplicaEntry* r = PickAmong(d, fewest.size(), fewest.data());
-    if (r != nullptr) {
-      d.fallback_models.insert(model);
-      p.fallback_owner = true;
-    }
-    return r;
-  }
-  if (ReplicaEntry* r = PickAmong(d, fewest.size(), fewest.data())) return r;
-  return Pick(d);
-}
-
 void Router::Drain(const std::string& key) {
   DeploymentEntry& d = deployments_[key];
   // Every waiting request gets a chance, oldest first: one waiting for its model's replica
@@ -561,80 +499,6 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
     if (!retiring_.empty()) PurgeRetiring();
     Drain(key);  // a slot freed up
   });
-}
-
-// ------------------------------------------------------------------ long poll
-
-struct LongPollClient::State {
-  std::string address;
-  asio::any_io_executor executor;
-  OnUpdate on_update;
-  std::mutex mu;
-  std::map<std::string, int64_t> keys;
-  bool stop = false;
-  grpc::ClientContext* active = nullptr;
-  std::thread thread;
-};
-
-LongPollClient::LongPollClient(std::string controller_address, asio::any_io_executor executor,
-                               OnUpdate on_update)
-    : state_(std::make_shared<State>()) {
-  state_->address = std::move(controller_address);
-  state_->executor = std::move(executor);
-  state_->on_update = std::move(on_update);
-  state_->thread = std::thread([s = state_] {
-    auto stub = v1::Controller::NewStub(rpc::ChannelTo(s->address));
-    int failures = 0;
-    while (true) {
-      v1::ListenRequest req;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
-      {
-        std::lock_guard lock(s->mu);
-        if (s->stop) return;
-        for (auto& [k, v] : s->keys) (*req.mutable_keys())[k] = v;
-        s->active = &ctx;
-      }
-      v1::ListenReply reply;
-      grpc::Status st = stub->ListenForChange(&ctx, req, &reply);
-      {
-        std::lock_guard lock(s->mu);
-        s->active = nullptr;
-        if (s->stop) return;
-        if (st.ok()) {
-          for (const auto& u : reply.updates()) {
-            auto it = s->keys.find(u.key());
-            if (it != s->keys.end()) it->second = u.snapshot_id();
-          }
-        }
-      }
-      if (st.error_code() == grpc::StatusCode::CANCELLED) continue;  // new key watched
-      if (!st.ok()) {
-        // Controller down or restarting: keep the last snapshot and retry with backoff.
-        ++failures;
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 * failures, 1000)));
-        continue;
-      }
-      failures = 0;
-      for (const auto& u : reply.updates()) {
-        asio::post(s->executor, [s, u] { s->on_update(u); });
-      }
-    }
-  });
-}
-
-LongPollClient::~LongPollClient() {
-  {
-    std::lock_guard lock(state_->mu);
-    state_->stop = true;
-    if (state_->active) state_->active->TryCancel();
-  }
-  state_->thread.join();
-}
-
-void LongPollClient::Watch(const std::string& key) {
-  std::lock_guard lock(state_->mu);
-  if (state_->keys.emplace(key, -1).second && state_->active) state_->active->TryCancel();
 }
 
 }  // namespace serve::router

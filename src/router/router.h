@@ -85,7 +85,30 @@ class Router {
   size_t NumReplicas(const std::string& deployment_key) const;
 
  private:
-  struct Pending;
+  /// One routed request, from Route() until `done` ran.
+  struct Pending {
+    uint64_t id = 0;
+    std::string key;  // deployment key
+    v1::RequestHead head;
+    std::string payload;  // encoded envelope, reused across retries
+    RouteCallback done;
+    bool finished = false;
+    std::weak_ptr<ReplicaConnection> sent_to;  // set while a replica has it
+    bool started = false;  // the replica accepted it (kAccepted): never routed again
+    // Multiplexing: until when only replicas holding the model are candidates, and whether this
+    // request is the one bringing its model to a fewest-models replica.
+    std::chrono::steady_clock::time_point match_deadline;
+    bool fallback_owner = false;
+    std::unordered_map<uint64_t, std::weak_ptr<Pending>>* live = nullptr;
+
+    void Finish(RouteResult&& r) {
+      if (finished) return;
+      finished = true;
+      if (live) live->erase(id);
+      auto cb = std::move(done);
+      cb(std::move(r));
+    }
+  };
   struct ReplicaEntry {
     v1::RunningReplica info;
     std::shared_ptr<ReplicaConnection> conn;
@@ -107,7 +130,8 @@ class Router {
   void ScheduleRetry(const std::string& key);
   void Dispatch(const std::string& key, std::shared_ptr<Pending> p, ReplicaEntry& replica);
   ReplicaEntry* Pick(DeploymentEntry& d);
-  /// Pick for `p`: by its multiplexed model id when it has one, else Pick(d).
+  /// Pick for `p`: by its multiplexed model id when it has one, else Pick(d) (spec §9.2;
+  /// defined in multiplex_routing.cc).
   ReplicaEntry* PickFor(DeploymentEntry& d, Pending& p);
   /// Power of two choices among `n` replicas: d.replicas[idx[k]], or d.replicas[k] when `idx`
   /// is null. nullptr when both picks are full.
