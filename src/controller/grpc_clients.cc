@@ -14,11 +14,6 @@ struct Call {
   Reply reply;
 };
 
-absl::Status FromGrpc(const grpc::Status& st) {
-  if (st.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
-}
-
 }  // namespace
 
 GrpcAgentClient::GrpcAgentClient(const std::string& agent_address)
@@ -34,7 +29,7 @@ void GrpcAgentClient::StartProcess(const v1::StartProcessRequest& request,
                                  if (st.ok()) {
                                    done(call->reply.pid());
                                  } else {
-                                   done(FromGrpc(st));
+                                   done(rpc::FromGrpcStatus(st));
                                  }
                                });
 }
@@ -55,7 +50,7 @@ absl::StatusOr<std::map<int, std::string>> GrpcAgentClient::ListProcesses() {
   v1::Empty req;
   v1::ListProcessesReply reply;
   grpc::Status st = stub_->ListProcesses(ctx.get(), req, &reply);
-  if (!st.ok()) return FromGrpc(st);
+  if (!st.ok()) return rpc::FromGrpcStatus(st);
   std::map<int, std::string> out;
   for (auto& p : reply.processes()) out[p.pid()] = p.tag();
   return out;
@@ -79,7 +74,7 @@ void GrpcReplicaClient::CheckHealth(const std::string& address, double timeout_s
   call->stub->async()->CheckHealth(
       call->ctx.get(), &call->request, &call->reply,
       [call, done = std::move(done)](grpc::Status st) {
-        if (!st.ok()) return done(FromGrpc(st));
+        if (!st.ok()) return done(rpc::FromGrpcStatus(st));
         done(call->reply.ok() ? absl::OkStatus() : absl::UnknownError(call->reply.error()));
       });
 }
@@ -97,7 +92,7 @@ void GrpcReplicaClient::Reconfigure(const std::string& address,
   call->stub->async()->Reconfigure(
       call->ctx.get(), &call->request, &call->reply,
       [call, done = std::move(done)](grpc::Status st) {
-        if (!st.ok()) return done(FromGrpc(st));
+        if (!st.ok()) return done(rpc::FromGrpcStatus(st));
         done(call->reply.ok() ? absl::OkStatus() : absl::UnknownError(call->reply.error()));
       });
 }
@@ -113,7 +108,7 @@ void GrpcReplicaClient::RunPolicy(const std::string& address, const v1::PolicyRe
   call->stub = v1::AutoscalingPolicy::NewStub(rpc::ChannelTo(address));
   call->stub->async()->Decide(call->ctx.get(), &call->request, &call->reply,
                               [call, done = std::move(done)](grpc::Status st) {
-                                if (!st.ok()) return done(FromGrpc(st));
+                                if (!st.ok()) return done(rpc::FromGrpcStatus(st));
                                 done(std::move(call->reply));
                               });
 }

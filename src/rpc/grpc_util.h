@@ -25,5 +25,7 @@ std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds);
 /// The one mapping of internal errors to gRPC codes (absl and gRPC codes share numbering):
 /// kUnavailable ("shutting down") stays UNAVAILABLE, kAlreadyExists stays ALREADY_EXISTS.
 grpc::Status ToGrpcStatus(const absl::Status& status);
+/// The inverse of ToGrpcStatus.
+absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace serve::rpc
