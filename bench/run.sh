@@ -14,7 +14,10 @@
 #               | serve proxy -> bench_stream:app (when it builds and the proxy streams it)
 #   handles     raw Asio TCP ping-pong (sequential RTT, batches of 100 in flight) | serve
 #               DeploymentHandle calls, ingress replica -> Pong replica (bench_handles:app),
-#               same pattern (reported as not supported when that app does not build/run)
+#               same pattern (reported as not supported when that app does not build/run).
+#               Each in two placements, compared like with like: everything on the SUT core
+#               (the ping-pong client too), and spread over both cores (ping-pong client on the
+#               load core; serve processes allowed on both)
 # CPU-µs per request = (utime+stime of every process of the system under test, from
 # /proc/<pid>/stat, after - before the wrk run) / requests completed.
 # Prints a table and appends the command, machine facts and the numbers to docs/benchmarks.md.
@@ -505,7 +508,7 @@ start_serve() {
   for attempt in 1 2; do
     SERVE_PORT=$(free_port)
     mkdir -p "$WORK/$name.$attempt"
-    taskset -c "$SUT_CPU" "$BIN/serve" run "$target" --app-dir "$app_dir" --http-port "$SERVE_PORT" \
+    taskset -c "${SERVE_CPUS:-$SUT_CPU}" "$BIN/serve" run "$target" --app-dir "$app_dir" --http-port "$SERVE_PORT" \
       --dashboard-port 0 --temp-dir "$WORK/$name.$attempt" >"$WORK/$name.$attempt/serve.out" 2>&1 &
     SERVE_PID=$!
     STARTED[$SERVE_PID]=serve
@@ -649,44 +652,59 @@ stop_pid "$BACKEND_PID"
 
 # ------------------------------------------------------------------ handle calls: raw Asio ping-pong
 
-log "== raw Asio TCP ping-pong"
-taskset -c "$SUT_CPU" "$BIN/asio_pingpong" server >"$WORK/pingpong.port" 2>"$WORK/pingpong.err" &
-PP_PID=$!
-STARTED[$PP_PID]=plain
-PP_PORT=$(wait_line "$WORK/pingpong.port") || die "asio_pingpong server did not report its port"
-note_affinity pingpong-server "$PP_PID"
-wait_quiet pingpong
-cpu_sample "$PP_PID" >"$WORK/cpu_before"
-PP_JSON=$(timeout $((2 * D + 30)) taskset -c "$LOAD_CPU" "$BIN/asio_pingpong" client --port "$PP_PORT" \
-  --iterations 1000000 --batches 1000000 --batch-size 100 --payload 16 --seconds "$D") ||
-  die "asio_pingpong client failed"
-cpu_sample "$PP_PID" >"$WORK/cpu_after"
-PP_CPU_US=$(cpu_delta "$WORK/cpu_before" "$WORK/cpu_after" | awk '{print $1}')
-stop_pid "$PP_PID"
 # jget JSON OBJECT KEY: a number from {"OBJECT": {... "KEY": N ...}} (flat objects only).
 jget() { sed -E "s/.*\"$2\": ?\{[^}]*\"$3\": ?([0-9.e+-]+).*/\1/" <<<"$1"; }
-PP_SEQ_N=$(jget "$PP_JSON" sequential iterations)
-PP_CONC_N=$(($(jget "$PP_JSON" concurrent batches) * 100))
-PP_CPU_PER_CALL=$(awk -v t="$PP_CPU_US" -v n="$((PP_SEQ_N + PP_CONC_N))" 'BEGIN { printf "%.2f", t / n }')
 
-# Handle calls: HandleBench (ingress replica) -> Pong replica through a DeploymentHandle. The
-# load generator is inside the system under test here, so all of it runs on the SUT core.
-HANDLE_JSON=""
-HANDLE_NOTE="not supported yet (bench_handles does not build: no DeploymentHandle)"
-if [[ $HAVE_HANDLE_APP == 1 ]]; then
-  log "== serve DeploymentHandle calls (bench_handles:app)"
+# run_pingpong CLIENT_CPU: server on $SUT_CPU, client on CLIENT_CPU (the same core or the load
+# core). Sets PP_JSON and PP_CPU_PER_CALL (server CPU, plus the client's when it shares the core).
+run_pingpong() {
+  local client_cpu=$1 tf="$WORK/pingpong_time.$1.txt" portf="$WORK/pingpong.$1.port"
+  taskset -c "$SUT_CPU" "$BIN/asio_pingpong" server >"$portf" 2>"$WORK/pingpong.$1.err" &
+  PP_PID=$!
+  STARTED[$PP_PID]=plain
+  PP_PORT=$(wait_line "$portf") || die "asio_pingpong server did not report its port"
+  note_affinity "pingpong-server" "$PP_PID"
+  wait_quiet "pingpong_cpu$client_cpu"
+  cpu_sample "$PP_PID" >"$WORK/cpu_before"
+  { TIMEFORMAT='%U %S'; time (PP_JSON=$(timeout $((2 * D + 30)) taskset -c "$client_cpu" "$BIN/asio_pingpong" \
+      client --port "$PP_PORT" --iterations 1000000 --batches 1000000 --batch-size 100 --payload 16 \
+      --seconds "$D") && echo "$PP_JSON" >"$WORK/pingpong.$1.json"); } 2>"$tf" || die "asio_pingpong client failed"
+  PP_JSON=$(cat "$WORK/pingpong.$1.json")
+  cpu_sample "$PP_PID" >"$WORK/cpu_after"
+  local server_us client_us=0 n
+  server_us=$(cpu_delta "$WORK/cpu_before" "$WORK/cpu_after" | awk '{print $1}')
+  [[ $client_cpu == "$SUT_CPU" ]] && client_us=$(awk 'END { printf "%.0f", ($1 + $2) * 1e6 }' "$tf")
+  stop_pid "$PP_PID"
+  n=$(($(jget "$PP_JSON" sequential iterations) + $(jget "$PP_JSON" concurrent batches) * 100))
+  PP_CPU_PER_CALL=$(awk -v t="$((server_us + client_us))" -v n="$n" 'BEGIN { printf "%.2f", t / n }')
+}
+
+log "== raw Asio TCP ping-pong, client and server on core $SUT_CPU (the handle benchmark's placement)"
+run_pingpong "$SUT_CPU"
+PP_SAME_JSON=$PP_JSON PP_SAME_CPU=$PP_CPU_PER_CALL
+log "== raw Asio TCP ping-pong, client on core $LOAD_CPU, server on core $SUT_CPU"
+run_pingpong "$LOAD_CPU"
+PP_CROSS_JSON=$PP_JSON PP_CROSS_CPU=$PP_CPU_PER_CALL
+
+# run_handles CPUS: HandleBench (ingress replica) -> Pong replica through a DeploymentHandle, every
+# serve process on CPUS. The load generator is inside the system under test. Sets HANDLE_JSON
+# ("" on failure, with HANDLE_NOTE) and HANDLE_CPU.
+run_handles() {
+  HANDLE_JSON=""
+  HANDLE_CPU=""
   SERVE_READY_PATH="-/healthz"
-  if start_serve bench_handles:app "$APP_DIR" serve-handles 0; then
-    SUT=$(tree_pids "$SERVE_PID" | tr '\n' ' ')
+  if SERVE_CPUS=$1 start_serve bench_handles:app "$APP_DIR" "serve-handles-${1//,/_}" 0; then
+    local sut
+    sut=$(tree_pids "$SERVE_PID" | tr '\n' ' ')
     # shellcheck disable=SC2086
-    note_affinity serve-handles $SUT
-    wait_quiet handles
+    note_affinity "serve-handles" $sut
+    wait_quiet "handles_cpu$1"
     # shellcheck disable=SC2086
-    cpu_sample $SUT >"$WORK/cpu_before"
+    cpu_sample $sut >"$WORK/cpu_before"
     HANDLE_JSON=$(curl -s -m $((2 * D + 60)) \
       "http://127.0.0.1:$SERVE_PORT/?seconds=$D&iterations=1000000&batches=1000000&batch_size=100&payload=16" || true)
     # shellcheck disable=SC2086
-    cpu_sample $SUT >"$WORK/cpu_after"
+    cpu_sample $sut >"$WORK/cpu_after"
     if [[ $HANDLE_JSON == *'"sequential"'* ]]; then
       HANDLE_CPU=$(cpu_delta "$WORK/cpu_before" "$WORK/cpu_after")
     else
@@ -698,6 +716,17 @@ if [[ $HAVE_HANDLE_APP == 1 ]]; then
   fi
   SERVE_READY_PATH=""
   stop_pid "$SERVE_PID"
+}
+
+HANDLE_SAME_JSON="" HANDLE_CROSS_JSON=""
+HANDLE_NOTE="not supported yet (bench_handles does not build: no DeploymentHandle)"
+if [[ $HAVE_HANDLE_APP == 1 ]]; then
+  log "== serve DeploymentHandle calls (bench_handles:app), every serve process on core $SUT_CPU"
+  run_handles "$SUT_CPU"
+  HANDLE_SAME_JSON=$HANDLE_JSON HANDLE_SAME_CPU=$HANDLE_CPU
+  log "== serve DeploymentHandle calls (bench_handles:app), serve processes on cores $LOAD_CPU,$SUT_CPU"
+  run_handles "$LOAD_CPU,$SUT_CPU"
+  HANDLE_CROSS_JSON=$HANDLE_JSON HANDLE_CROSS_CPU=$HANDLE_CPU
 fi
 
 # ------------------------------------------------------------------ report
@@ -771,22 +800,42 @@ call_row() {  # NAME JSON CPU_PER_CALL
     "$(jget "$2" concurrent batch_p99_us)" "$3"
 }
 
+# handle_row NAME JSON CPU: one row of the handle table for a serve run ("" JSON: a slot).
+handle_row() {
+  if [[ -z $2 ]]; then
+    echo "| $1 | **slot: $HANDLE_NOTE** | | | | |"
+    return
+  fi
+  local n total split per
+  n=$(($(jget "$2" sequential iterations) + $(jget "$2" concurrent batches) * 100))
+  total=${3%% *}
+  per=$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')
+  split=$(awk -v s="${3#* }" -v n="$n" 'BEGIN {
+    k = split(s, a, ","); for (i = 1; i <= k; i++) { split(a[i], kv, "="); printf "%s%s %.1f", (i > 1 ? ", " : ""), kv[1], kv[2] / n } }')
+  call_row "$1" "$2" "$per (all serve processes: $split)"
+}
+
+# ratio_of A_JSON B_JSON OBJECT KEY: A's KEY / B's KEY, "n/a" when either is missing.
+ratio_of() {
+  [[ -n $1 && -n $2 ]] || { echo "n/a"; return; }
+  awk -v a="$(jget "$1" "$3" "$4")" -v b="$(jget "$2" "$3" "$4")" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'
+}
+
 pingpong_table() {
   echo "| scenario | sequential RTT mean / p50 / p99 µs | sequential calls/s | concurrent calls/s (batches of 100) | batch p50 / p99 µs | CPU-µs/call |"
   echo "|---|---|---:|---:|---|---|"
-  call_row "raw Asio TCP ping-pong, 16 B (client on core $LOAD_CPU)" "$PP_JSON" "$PP_CPU_PER_CALL (server)"
-  if [[ -n $HANDLE_JSON ]]; then
-    local n total split per
-    n=$(($(jget "$HANDLE_JSON" sequential iterations) + $(jget "$HANDLE_JSON" concurrent batches) * 100))
-    total=${HANDLE_CPU%% *}
-    per=$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')
-    split=$(awk -v s="${HANDLE_CPU#* }" -v n="$n" 'BEGIN {
-      k = split(s, a, ","); for (i = 1; i <= k; i++) { split(a[i], kv, "="); printf "%s%s %.1f", (i > 1 ? ", " : ""), kv[1], kv[2] / n } }')
-    call_row "serve DeploymentHandle, ingress replica -> Pong replica, 16 B (all on core $SUT_CPU)" \
-      "$HANDLE_JSON" "$per (all serve processes: $split)"
-  else
-    echo "| serve DeploymentHandle calls | **slot: $HANDLE_NOTE** | | | | |"
-  fi
+  call_row "raw Asio TCP ping-pong, 16 B, client and server on core $SUT_CPU" "$PP_SAME_JSON" "$PP_SAME_CPU (client + server)"
+  handle_row "serve DeploymentHandle, ingress replica -> Pong replica, 16 B, all on core $SUT_CPU" "$HANDLE_SAME_JSON" "${HANDLE_SAME_CPU:-}"
+  call_row "raw Asio TCP ping-pong, 16 B, client on core $LOAD_CPU, server on core $SUT_CPU" "$PP_CROSS_JSON" "$PP_CROSS_CPU (server)"
+  handle_row "serve DeploymentHandle, ingress replica -> Pong replica, 16 B, on cores $LOAD_CPU,$SUT_CPU" "$HANDLE_CROSS_JSON" "${HANDLE_CROSS_CPU:-}"
+  echo
+  echo "Same placement ratios (serve handle / raw ping-pong): one core: sequential RTT mean" \
+    "$(ratio_of "$HANDLE_SAME_JSON" "$PP_SAME_JSON" sequential rtt_mean_us), p50" \
+    "$(ratio_of "$HANDLE_SAME_JSON" "$PP_SAME_JSON" sequential rtt_p50_us)," \
+    "concurrent calls/s $(ratio_of "$HANDLE_SAME_JSON" "$PP_SAME_JSON" concurrent calls_per_s);" \
+    "two cores: sequential RTT mean $(ratio_of "$HANDLE_CROSS_JSON" "$PP_CROSS_JSON" sequential rtt_mean_us)," \
+    "p50 $(ratio_of "$HANDLE_CROSS_JSON" "$PP_CROSS_JSON" sequential rtt_p50_us)," \
+    "concurrent calls/s $(ratio_of "$HANDLE_CROSS_JSON" "$PP_CROSS_JSON" concurrent calls_per_s)."
 }
 
 MODEL=$(lscpu | awk -F: '/Model name/ && !done {gsub(/^ +/, "", $2); print $2; done = 1}')
@@ -826,8 +875,9 @@ REPORT="$WORK/report.md"
   echo
   pingpong_table
   echo
-  echo "asio_pingpong client: \`$PP_JSON\`"
-  [[ -z $HANDLE_JSON ]] || { echo; echo "bench_handles: \`$HANDLE_JSON\`"; }
+  echo "asio_pingpong client, one core: \`$PP_SAME_JSON\`; two cores: \`$PP_CROSS_JSON\`"
+  [[ -z $HANDLE_SAME_JSON ]] || { echo; echo "bench_handles, one core: \`$HANDLE_SAME_JSON\`"; }
+  [[ -z $HANDLE_CROSS_JSON ]] || { echo; echo "bench_handles, two cores: \`$HANDLE_CROSS_JSON\`"; }
   if [[ -n $PROFILE_TXT && -s $PROFILE_TXT ]]; then
     echo
     echo "#### Profile: perf record -F 499 --call-graph dwarf, serve-proxy + serve-replica + serve-agent, wrk c=64, ${D}s"
