@@ -4,7 +4,10 @@
 // (with --app-dir build/examples/composition from the serve checkout)
 #include <serve/serve.h>
 
+#include <chrono>
 #include <stdexcept>
+
+using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------- language routing
 
@@ -21,9 +24,11 @@ class FrenchResponder {
 SERVE_DEPLOYMENT(FrenchResponder);
 
 // The ingress classifies the request and forwards it; a coroutine handler awaits the reply.
+// Typed handles (serve::Handle<T>) know each responder's class: remote() calls operator() and
+// its result type (std::string) is deduced.
 class LanguageClassifier {
  public:
-  LanguageClassifier(serve::DeploymentHandle spanish, serve::DeploymentHandle french)
+  LanguageClassifier(serve::Handle<SpanishResponder> spanish, serve::Handle<FrenchResponder> french)
       : spanish_(std::move(spanish)), french_(std::move(french)) {}
 
   serve::Task<serve::HttpResponse> operator()(serve::HttpRequest request) {
@@ -32,14 +37,18 @@ class LanguageClassifier {
     if (lang != "es" && lang != "fr") {
       co_return serve::HttpResponse::text("unsupported language '" + lang + "'", 400);
     }
-    serve::DeploymentHandle& responder = lang == "es" ? spanish_ : french_;
-    std::string reply = co_await responder.remote<std::string>(name);
+    std::string reply;
+    if (lang == "es") {
+      reply = co_await spanish_.remote(name);
+    } else {
+      reply = co_await french_.remote(name);
+    }
     co_return serve::HttpResponse::text(reply);
   }
 
  private:
-  serve::DeploymentHandle spanish_;
-  serve::DeploymentHandle french_;
+  serve::Handle<SpanishResponder> spanish_;
+  serve::Handle<FrenchResponder> french_;
 };
 SERVE_DEPLOYMENT(LanguageClassifier);
 
@@ -71,36 +80,36 @@ class Multiplier {
  private:
   int factor_;
 };
-SERVE_DEPLOYMENT(Multiplier, serve::method("factor", &Multiplier::factor));
+SERVE_DEPLOYMENT(Multiplier, SERVE_METHOD(&Multiplier::factor));
 
 // A synchronous handler: the Adder's response is passed straight to the Multiplier (chaining);
 // .result() blocks this request's thread until the chain finishes.
 class Calculator {
  public:
-  Calculator(serve::DeploymentHandle adder, serve::DeploymentHandle multiplier)
+  Calculator(serve::Handle<Adder> adder, serve::Handle<Multiplier> multiplier)
       : adder_(std::move(adder)), multiplier_(std::move(multiplier)) {}
 
   serve::Json operator()(const serve::HttpRequest& request) {
     int x = std::stoi(request.query("x", "0"));
-    serve::DeploymentResponse<int> sum = adder_.remote<int>(x);
-    serve::DeploymentResponse<int> product = multiplier_.remote<int>(sum);
+    serve::DeploymentResponse<int> sum = adder_.remote(x);
+    serve::DeploymentResponse<int> product = multiplier_.remote(sum);
     try {
-      int factor = multiplier_.method("factor").remote<int>().result(10.0);
-      return {{"result", product.result(10.0)}, {"factor", factor}};
+      int factor = multiplier_.call<&Multiplier::factor>().result(10s);
+      return {{"result", product.result(10s)}, {"factor", factor}};
     } catch (const serve::DeploymentError& e) {
       return {{"error", e.type()}, {"message", e.remote_message()}};
     }
   }
 
  private:
-  serve::DeploymentHandle adder_;
-  serve::DeploymentHandle multiplier_;
+  serve::Handle<Adder> adder_;
+  serve::Handle<Multiplier> multiplier_;
 };
 SERVE_DEPLOYMENT(Calculator);
 
 serve::Application arithmetic_builder(const serve::Args& args) {
   return serve::deployment<Calculator>().bind(
       serve::deployment<Adder>().bind(std::stoi(args.get("increment", "1"))),
-      serve::deployment<Multiplier>().num_replicas(2).bind(std::stoi(args.get("factor", "2"))));
+      serve::deployment<Multiplier>({.num_replicas = 2}).bind(std::stoi(args.get("factor", "2"))));
 }
 SERVE_APP_BUILDER(arithmetic_builder);

@@ -98,12 +98,13 @@ class Digits {
       : doc_(LoadJson(model_path)),
         mlp_(doc_),
         batch_([this](std::vector<Pixels> xs) { return PredictBatch(xs); },
-               {.max_batch_size = 32, .batch_wait_timeout_s = 0}) {}
+               {.max_batch_size = 32, .batch_wait_timeout_s = std::chrono::milliseconds(0)}) {}
 
   void reconfigure(const serve::Json& config) {
     batching_ = config.value("batching", true);
     batch_.set_max_batch_size(config.value("max_batch_size", 32));
-    batch_.set_batch_wait_timeout_s(config.value("batch_wait_timeout_s", 0.0));
+    batch_.set_batch_wait_timeout(
+        std::chrono::duration<double>(config.value("batch_wait_timeout_s", 0.0)));
   }
 
   // POST / {"pixels": [64 values 0..16]} -> {"digit": d}; GET /stats, POST /stats/reset,
@@ -193,11 +194,12 @@ SERVE_DEPLOYMENT(Digits);
 
 serve::Application build(const serve::Args& args) {
   std::string batching = args.get("batching", "true");
-  return serve::deployment<Digits>()
-      .max_ongoing_requests(std::stoi(args.get("max_ongoing_requests", "128")))
-      .user_config({{"batching", batching == "true" || batching == "1"},
-                    {"max_batch_size", std::stoi(args.get("max_batch_size", "32"))},
-                    {"batch_wait_timeout_s", std::stod(args.get("batch_wait_timeout_s", "0"))}})
+  return serve::deployment<Digits>(
+             {.max_ongoing_requests = std::stoi(args.get("max_ongoing_requests", "128")),
+              .user_config = serve::Json{
+                  {"batching", batching == "true" || batching == "1"},
+                  {"max_batch_size", std::stoi(args.get("max_batch_size", "32"))},
+                  {"batch_wait_timeout_s", std::stod(args.get("batch_wait_timeout_s", "0"))}}})
       .bind(args.get("model", DIGITS_MODEL_PATH));
 }
 SERVE_APP_BUILDER(build);

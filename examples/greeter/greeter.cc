@@ -52,13 +52,14 @@ class Greeter {
   std::string punctuation_ = "!";
   std::atomic<int> served_{0};
 };
-SERVE_DEPLOYMENT(Greeter, serve::method("greet", &Greeter::greet),
-                 serve::method("served", &Greeter::served));
+SERVE_DEPLOYMENT(Greeter, SERVE_METHOD(&Greeter::greet), SERVE_METHOD(&Greeter::served));
 
 serve::Application build(const serve::Args& args) {
-  return serve::deployment<Greeter>()
-      .num_replicas(std::stoi(args.get("replicas", "1")))
-      .user_config({{"punctuation", args.get("punctuation", "!")}})
+  using namespace std::chrono_literals;
+  return serve::deployment<Greeter>({.num_replicas = std::stoi(args.get("replicas", "1")),
+                                     .user_config = serve::Json{
+                                         {"punctuation", args.get("punctuation", "!")}},
+                                     .health_check_period_s = 5s})
       .bind(args.get("greeting", "Hello"), std::stoi(args.get("repeat", "1")));
 }
 SERVE_APP_BUILDER(build);

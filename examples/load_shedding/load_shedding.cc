@@ -18,7 +18,5 @@ class SlowModel {
 };
 SERVE_DEPLOYMENT(SlowModel);
 
-SERVE_APP(app, serve::deployment<SlowModel>()
-                   .max_ongoing_requests(2)
-                   .max_queued_requests(2)
+SERVE_APP(app, serve::deployment<SlowModel>({.max_ongoing_requests = 2, .max_queued_requests = 2})
                    .bind());

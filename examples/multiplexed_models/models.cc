@@ -178,9 +178,9 @@ class CustomerModels {
 SERVE_DEPLOYMENT(CustomerModels);
 
 serve::Application build(const serve::Args& args) {
-  return serve::deployment<CustomerModels>()
-      .num_replicas(std::stoi(args.get("num_replicas", "2")))
-      .max_ongoing_requests(std::stoi(args.get("max_ongoing_requests", "64")))
+  return serve::deployment<CustomerModels>(
+             {.num_replicas = std::stoi(args.get("num_replicas", "2")),
+              .max_ongoing_requests = std::stoi(args.get("max_ongoing_requests", "64"))})
       .bind(args.get("models_dir", MULTIPLEXED_MODELS_DIR),
             std::stoi(args.get("max_models", "2")), std::stoi(args.get("load_delay_ms", "0")));
 }

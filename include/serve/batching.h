@@ -5,7 +5,7 @@
 //   class Model {
 //    public:
 //     Model() : batch_([this](std::vector<Image> xs) { return Predict(xs); },
-//                      {.max_batch_size = 32, .batch_wait_timeout_s = 0.005}) {}
+//                      {.max_batch_size = 32, .batch_wait_timeout_s = 5ms}) {}
 //     serve::Task<Label> operator()(Image x) { co_return co_await batch_(std::move(x)); }
 //     void reconfigure(const serve::Json& c) { batch_.set_max_batch_size(c["max_batch_size"]); }
 //    private:
@@ -54,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include <serve/duration.h>
 #include <serve/errors.h>
 #include <serve/stream.h>
 #include <serve/task.h>
@@ -68,7 +69,8 @@ class Resumer;
 /// Parameters of a Batcher, with the seed's defaults.
 struct BatchOptions {
   int max_batch_size = 10;            ///< >= 1 (total weight with batch_size_fn)
-  double batch_wait_timeout_s = 0.0;  ///< >= 0; 0 runs whatever is queued at once
+  /// >= 0; 0 runs whatever is queued at once. A std::chrono duration, or a number of seconds.
+  Duration batch_wait_timeout_s = 0.0;
   int max_concurrent_batches = 1;     ///< >= 1
 };
 
@@ -366,7 +368,7 @@ class StreamingBatcher {
       };
       try {
         Stream<Step> steps = fn(std::move(inputs));
-        while (std::optional<Step> step = steps.Next()) {
+        while (std::optional<Step> step = steps.next()) {
           if (step->size() != items.size()) {
             detail::ThrowBatchSizeMismatch(items.size(), step->size());
           }

@@ -7,13 +7,14 @@
 //   // Connects to the local `serve start` instance, or starts one owned by this program.
 //   auto app = serve::run("composition:arithmetic_builder", {.name = "calc"});
 //   serve::HttpRequest req;  req.query_string = "x=3";
-//   serve::Json out = app.remote<serve::Json>(req).result(10.0);
+//   serve::Json out = app.remote<serve::Json>(req).result(std::chrono::seconds(10));
 //   serve::delete_app("calc");
 
 #include <map>
 #include <optional>
 #include <string>
 
+#include <serve/duration.h>
 #include <serve/handle.h>
 #include <serve/json.h>
 #include <serve/version.h>
@@ -21,8 +22,8 @@
 namespace serve {
 
 struct ClientOptions {
-  std::string temp_dir;            ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
-  std::string controller_address;  ///< "" = from <temp_dir>/session_latest/controller_address
+  std::string temp_dir{};            ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
+  std::string controller_address{};  ///< "" = from <temp_dir>/session_latest/controller_address
 };
 
 /// Connects this process to a running instance; handles made afterwards call into it.
@@ -31,7 +32,7 @@ SERVE_EXPORT void connect(const ClientOptions& options = {});
 
 /// A local instance started by this program (Ray's serve.start()).
 struct StartOptions {
-  std::string temp_dir;                 ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
+  std::string temp_dir{};               ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
   std::string http_host = "127.0.0.1";
   int http_port = 8000;                 ///< 0: any free port
   int dashboard_port = 8265;            ///< REST API; 0: any free port
@@ -47,9 +48,9 @@ struct RunOptions {
   std::string name = "default";
   std::optional<std::string> route_prefix = "/";  ///< nullopt: not exposed over HTTP
   std::string app_dir = ".";                      ///< where lib<module>.so is found
-  std::map<std::string, std::string> args;        ///< builder arguments
-  double timeout_s = 60;                          ///< to reach RUNNING
-  StartOptions start;  ///< when not connected and no instance runs under start.temp_dir
+  std::map<std::string, std::string> args{};      ///< builder arguments
+  Duration timeout_s = std::chrono::seconds(60);  ///< to reach RUNNING (a number: seconds)
+  StartOptions start{};  ///< when not connected and no instance runs under start.temp_dir
 };
 
 /// Deploys `import_path` (module:app) to the connected instance, waits until it is RUNNING and
@@ -61,8 +62,10 @@ SERVE_EXPORT DeploymentHandle run(const std::string& import_path, const RunOptio
 /// ServeInstanceDetails of the connected instance (the REST API's JSON).
 SERVE_EXPORT Json status();
 
-/// Deletes application `name` and waits (up to `timeout_s`) until it is gone.
-SERVE_EXPORT void delete_app(const std::string& name, double timeout_s = 60);
+/// Deletes application `name` and waits (up to `timeout`; a number means seconds) until it is
+/// gone.
+SERVE_EXPORT void delete_app(const std::string& name,
+                             Duration timeout = std::chrono::seconds(60));
 
 /// Deletes every application and stops the instance (waiting for one this program started to
 /// exit); disconnects this process.

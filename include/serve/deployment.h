@@ -15,6 +15,7 @@
 #include <serve/json.h>
 #include <serve/stream.h>
 #include <serve/task.h>
+#include <serve/typed_handle.h>
 #include <serve/options.h>
 #include <serve/version.h>
 
@@ -151,7 +152,7 @@ CallOutput Wrap(T&& value) {
   } else if constexpr (IsStream<V>::value) {
     auto gen = std::make_shared<V>(std::forward<T>(value));
     out.stream = [gen]() -> std::optional<Json> {
-      auto item = gen->Next();
+      auto item = gen->next();
       if (!item) return std::nullopt;
       return Json(std::move(*item));
     };
@@ -218,7 +219,8 @@ struct MethodSpec {
   std::function<detail::CallOutput(T&, const detail::CallInput&)> invoke;
 };
 
-/// Registers member function `fn` under `name` (use with SERVE_DEPLOYMENT).
+/// Registers member function `fn` under `name` (use with SERVE_DEPLOYMENT). Prefer
+/// SERVE_METHOD(&T::fn), which takes the name from the member pointer.
 template <class T, class R, class... A>
 MethodSpec<T> method(std::string name, R (T::*fn)(A...)) {
   return {name, [name, fn](T& obj, const detail::CallInput& in) {
@@ -230,6 +232,16 @@ MethodSpec<T> method(std::string name, R (T::*fn)(A...) const) {
   return {name, [name, fn](T& obj, const detail::CallInput& in) {
             return detail::Invoke<T, decltype(fn), R, A...>(name, obj, fn, in);
           }};
+}
+
+/// Registers member function M under its own name (serve::method_name<M>(): "translate" for
+/// &Translator::translate, "__call__" for operator()), the name Handle<T>::call<M> calls:
+///   SERVE_DEPLOYMENT(Translator, serve::method<&Translator::translate>());
+/// SERVE_METHOD(&Translator::translate) is the same. An overloaded method needs a cast to pick
+/// one: serve::method<static_cast<int (C::*)(int)>(&C::f)>().
+template <auto M>
+auto method() {
+  return method(std::string(method_name<M>()), M);
 }
 
 /// Deployment metadata of class T. SERVE_DEPLOYMENT specialises it to name the class and list
@@ -329,8 +341,11 @@ class SERVE_EXPORT Application {
   const std::shared_ptr<const detail::AppNode>& shared_ingress() const { return ingress_; }
   /// The graph as JSON: {"ingress": name, "deployments": [{name, factory, init_args, options}]},
   /// every bound deployment once. Throws std::invalid_argument when two different bound
-  /// deployments share a name.
-  Json ToJson() const;
+  /// deployments share a name. (Json(app), by contrast, is the reference to its ingress that a
+  /// bind() argument carries.)
+  Json graph_json() const;
+  /// Deprecated spelling of graph_json().
+  Json ToJson() const { return graph_json(); }
 
  private:
   std::shared_ptr<const detail::AppNode> ingress_;
@@ -396,16 +411,16 @@ class Deployment {
     auto d = *this; d.options_.max_queued_requests = v; return d;
   }
   Deployment user_config(Json v) const { auto d = *this; d.options_.user_config = std::move(v); return d; }
-  Deployment health_check_period_s(double v) const {
+  Deployment health_check_period_s(Duration v) const {
     auto d = *this; d.options_.health_check_period_s = v; return d;
   }
-  Deployment health_check_timeout_s(double v) const {
+  Deployment health_check_timeout_s(Duration v) const {
     auto d = *this; d.options_.health_check_timeout_s = v; return d;
   }
-  Deployment graceful_shutdown_wait_loop_s(double v) const {
+  Deployment graceful_shutdown_wait_loop_s(Duration v) const {
     auto d = *this; d.options_.graceful_shutdown_wait_loop_s = v; return d;
   }
-  Deployment graceful_shutdown_timeout_s(double v) const {
+  Deployment graceful_shutdown_timeout_s(Duration v) const {
     auto d = *this; d.options_.graceful_shutdown_timeout_s = v; return d;
   }
   Deployment ray_actor_options(ActorOptions v) const {
@@ -465,14 +480,19 @@ SERVE_EXPORT bool RegisterApp(const char* name, std::function<Application(const 
 }  // namespace serve
 
 /// Names class T as a deployment and lists its methods callable through handles:
-///   SERVE_DEPLOYMENT(Translator, serve::method("translate", &Translator::translate));
-/// operator() is exposed as "__call__" automatically. Use at global namespace scope.
+///   SERVE_DEPLOYMENT(Translator, SERVE_METHOD(&Translator::translate));
+/// operator() is exposed as "__call__" automatically. Use at global namespace scope. (The older
+/// spelling serve::method("translate", &Translator::translate) still works.)
 #define SERVE_DEPLOYMENT(T, ...)                                                      \
   template <>                                                                         \
   struct serve::DeploymentTraits<T> {                                                 \
     static std::string Name() { return #T; }                                          \
     static std::vector<serve::MethodSpec<T>> Methods() { return {__VA_ARGS__}; }      \
   }
+
+/// A method callable through handles, named after the member it points to:
+/// SERVE_METHOD(&Translator::translate) registers "translate" (see serve::method<M>()).
+#define SERVE_METHOD(...) ::serve::method<__VA_ARGS__>()
 
 #define SERVE_CONCAT_INNER_(a, b) a##b
 #define SERVE_CONCAT_(a, b) SERVE_CONCAT_INNER_(a, b)

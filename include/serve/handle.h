@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include <serve/duration.h>
 #include <serve/errors.h>
 #include <serve/json.h>
 #include <serve/version.h>
@@ -49,9 +50,9 @@ namespace detail {
 struct CallResult {
   enum class Code { kOk, kError, kBackPressure, kUnavailable, kCancelled };
   Code code = Code::kOk;
-  std::string body;  ///< msgpack-encoded return value (kOk)
-  std::string error_type;
-  std::string error_message;
+  std::string body{};  ///< msgpack-encoded return value (kOk)
+  std::string error_type{};
+  std::string error_message{};
 };
 
 /// Completion state shared by a DeploymentResponse and the runtime. Thread-safe.
@@ -112,10 +113,10 @@ class SERVE_EXPORT StreamState {
 };
 
 struct CallTarget {
-  std::string app;         ///< "" = the caller's application
-  std::string deployment;
+  std::string app{};       ///< "" = the caller's application
+  std::string deployment{};
   std::string method = "__call__";
-  std::string multiplexed_model_id;
+  std::string multiplexed_model_id{};
   bool stream = false;
   bool shield = false;     ///< not cancelled when the calling request is
 };
@@ -149,12 +150,12 @@ struct IsDeploymentResponse;
 
 /// Options of a handle (`handle.options(...)` in Ray Serve).
 struct HandleOptions {
-  std::optional<std::string> method_name;
-  std::optional<std::string> multiplexed_model_id;
-  std::optional<bool> stream;
+  std::optional<std::string> method_name{};
+  std::optional<std::string> multiplexed_model_id{};
+  std::optional<bool> stream{};
   /// Shields the call from the caller's cancellation (the C++ form of asyncio.shield): when
   /// the request that made the call is cancelled, this call still runs to completion.
-  std::optional<bool> shield;
+  std::optional<bool> shield{};
 };
 
 template <class R>
@@ -165,6 +166,7 @@ class DeploymentResponse;
 template <class T = Json>
 class ResponseStream {
  public:
+  using value_type = T;
   explicit ResponseStream(std::shared_ptr<detail::StreamState> state) : state_(std::move(state)) {}
   ResponseStream(ResponseStream&&) noexcept = default;
   ResponseStream& operator=(ResponseStream&& o) noexcept {
@@ -178,11 +180,12 @@ class ResponseStream {
   ResponseStream& operator=(const ResponseStream&) = delete;
   ~ResponseStream() { cancel(); }
 
-  /// The next item, or nullopt when the stream ended. Blocks (up to `timeout_s`: then
-  /// serve::TimeoutError); rethrows a failure of the remote generator as DeploymentError, and
-  /// RequestCancelledError after cancel().
-  std::optional<T> next(std::optional<double> timeout_s = std::nullopt) {
-    std::optional<std::string> item = state_->Next(timeout_s);
+  /// The next item, or nullopt when the stream ended. Blocks (up to `timeout`, e.g.
+  /// std::chrono::seconds(10) or 10.0 seconds: then serve::TimeoutError); rethrows a failure of
+  /// the remote generator as DeploymentError, and RequestCancelledError after cancel().
+  std::optional<T> next(std::optional<Duration> timeout = std::nullopt) {
+    std::optional<std::string> item =
+        state_->Next(timeout ? std::optional<double>(timeout->seconds()) : std::nullopt);
     if (!item) return std::nullopt;
     return detail::DecodeMsgpack(*item).template get<T>();
   }
@@ -277,14 +280,18 @@ class SERVE_EXPORT DeploymentHandle {
 template <class R = Json>
 class DeploymentResponse {
  public:
+  using value_type = R;
   explicit DeploymentResponse(std::shared_ptr<detail::ResponseState> state)
       : state_(std::move(state)) {}
 
-  /// Blocks until the result arrives (or `timeout_s` passes: serve::TimeoutError). Rethrows a
-  /// downstream failure as serve::DeploymentError (remote type and message),
-  /// BackPressureError, DeploymentUnavailableError or RequestCancelledError.
-  R result(std::optional<double> timeout_s = std::nullopt) const {
-    if (!state_->Wait(timeout_s)) throw TimeoutError("the deployment response timed out");
+  /// Blocks until the result arrives (or `timeout` passes, e.g. std::chrono::seconds(10) or
+  /// 10.0 seconds: serve::TimeoutError). Rethrows a downstream failure as
+  /// serve::DeploymentError (remote type and message), BackPressureError,
+  /// DeploymentUnavailableError or RequestCancelledError.
+  R result(std::optional<Duration> timeout = std::nullopt) const {
+    if (!state_->Wait(timeout ? std::optional<double>(timeout->seconds()) : std::nullopt)) {
+      throw TimeoutError("the deployment response timed out");
+    }
     return Decode();
   }
 

@@ -12,7 +12,7 @@
 namespace serve {
 
 /// Case-insensitive header map (HTTP field names are case-insensitive).
-struct HeaderLess {
+struct SERVE_EXPORT HeaderLess {
   bool operator()(const std::string& a, const std::string& b) const;
 };
 using Headers = std::map<std::string, std::string, HeaderLess>;
@@ -49,9 +49,9 @@ struct SERVE_EXPORT HttpResponse {
   static HttpResponse json(const Json& value, int status = 200);
 };
 
-void to_json(Json& j, const HttpRequest& r);
-void from_json(const Json& j, HttpRequest& r);
-void to_json(Json& j, const HttpResponse& r);
-void from_json(const Json& j, HttpResponse& r);
+SERVE_EXPORT void to_json(Json& j, const HttpRequest& r);
+SERVE_EXPORT void from_json(const Json& j, HttpRequest& r);
+SERVE_EXPORT void to_json(Json& j, const HttpResponse& r);
+SERVE_EXPORT void from_json(const Json& j, HttpResponse& r);
 
 }  // namespace serve

@@ -159,7 +159,7 @@ class Multiplexed {
     std::shared_ptr<Model> model;
     std::exception_ptr error;
     try {
-      model = loader_(model_id).Get();
+      model = loader_(model_id).get();
       if (!model) throw std::runtime_error("the loader returned no model for '" + model_id + "'");
     } catch (...) {
       error = std::current_exception();

@@ -10,6 +10,7 @@
 // the replica's executor.
 #include <serve/context.h>
 #include <serve/deployment.h>
+#include <serve/duration.h>
 #include <serve/errors.h>
 #include <serve/handle.h>
 #include <serve/http.h>
@@ -17,4 +18,5 @@
 #include <serve/options.h>
 #include <serve/stream.h>
 #include <serve/task.h>
+#include <serve/typed_handle.h>
 #include <serve/version.h>

@@ -9,7 +9,8 @@
 // away, a handle caller destroyed or cancel()ed its ResponseStream, or its calling request was
 // cancelled) the stream stops at the next co_yield and the generator is destroyed
 // (serve::is_request_cancelled() turns true). A generator is synchronous: it runs on one replica
-// thread from its first item to its last and cannot co_await.
+// thread from its first item to its last and cannot co_await (a co_await in its body does not
+// compile; block with .result() / .next() on handle calls instead).
 
 #include <coroutine>
 #include <exception>
@@ -17,6 +18,11 @@
 #include <utility>
 
 namespace serve {
+
+namespace detail {
+template <class>
+inline constexpr bool kStreamCannotAwait = false;
+}  // namespace detail
 
 template <class T>
 class [[nodiscard]] Stream {
@@ -36,6 +42,16 @@ class [[nodiscard]] Stream {
     }
     void return_void() {}
     void unhandled_exception() { error = std::current_exception(); }
+    /// Rejects co_await at compile time: the generator runs synchronously on a replica thread
+    /// and nothing would resume it.
+    template <class U>
+    std::suspend_never await_transform(U&&) {
+      static_assert(detail::kStreamCannotAwait<U>,
+                    "serve::Stream<T> generators are synchronous: co_await is not allowed in a "
+                    "Stream generator. Block on the call instead (response.result(), "
+                    "stream.next()), or return serve::Task<T> to await.");
+      return {};
+    }
   };
   using value_type = T;
 
@@ -55,7 +71,7 @@ class [[nodiscard]] Stream {
 
   /// Runs the generator to its next co_yield: the value, or nullopt when it finished.
   /// Rethrows an exception the generator threw.
-  std::optional<T> Next() {
+  std::optional<T> next() {
     if (!h_ || h_.done()) return std::nullopt;
     h_.promise().current.reset();
     h_.resume();
@@ -65,6 +81,8 @@ class [[nodiscard]] Stream {
     }
     return std::move(h_.promise().current);
   }
+  /// Deprecated spelling of next().
+  std::optional<T> Next() { return next(); }
 
  private:
   std::coroutine_handle<promise_type> h_;

@@ -30,6 +30,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <serve/duration.h>
 #include <serve/version.h>
 
 namespace serve {
@@ -39,7 +40,7 @@ class Task;
 
 namespace detail {
 
-/// Lets a thread block until a task finishes (Task::Get).
+/// Lets a thread block until a task finishes (Task::get).
 struct TaskWaiter {
   std::mutex mu;
   std::condition_variable cv;
@@ -47,7 +48,7 @@ struct TaskWaiter {
 };
 
 /// While alive, serve's awaitables suspended on this thread resume inline on the thread that
-/// completes them instead of on the replica's executor: Task::Get() blocks its thread, and
+/// completes them instead of on the replica's executor: Task::get() blocks its thread, and
 /// resuming on an executor whose threads (or strand) it holds could deadlock.
 class SERVE_EXPORT InlineResumeScope {
  public:
@@ -72,7 +73,7 @@ template <class T>
 struct TaskPromiseBase {
   std::coroutine_handle<> continuation;
   TaskWaiter* waiter = nullptr;
-  std::function<void()> on_done;  ///< Task::Start
+  std::function<void()> on_done;  ///< Task::start
   std::exception_ptr error;
   std::suspend_always initial_suspend() noexcept { return {}; }
   struct FinalAwaiter {
@@ -156,7 +157,7 @@ class [[nodiscard]] Task {
   /// Runs the task to completion on this thread, blocking while it awaits (its awaits then
   /// resume on the threads that complete them), and returns its value or rethrows its
   /// exception. Blocks a thread: inside handlers co_await the task instead.
-  T Get() && {
+  T get() && {
     detail::TaskWaiter waiter;
     h_.promise().waiter = &waiter;
     {
@@ -171,13 +172,18 @@ class [[nodiscard]] Task {
   /// Starts the task without waiting for it (used by hosts such as the replica): runs it on
   /// this thread until it first suspends or finishes. `on_done` (must not throw) runs once, on
   /// the thread that finishes the task, possibly before Start returns; the Task may be
-  /// destroyed from inside it. Take() then gives the result.
-  void Start(std::function<void()> on_done) & {
+  /// destroyed from inside it. take() then gives the result.
+  void start(std::function<void()> on_done) & {
     h_.promise().on_done = std::move(on_done);
     h_.resume();
   }
   /// The value of a finished task, or rethrows its exception.
-  T Take() && { return h_.promise().take(); }
+  T take() && { return h_.promise().take(); }
+
+  /// Deprecated spellings of get(), start() and take().
+  T Get() && { return std::move(*this).get(); }
+  void Start(std::function<void()> on_done) & { start(std::move(on_done)); }
+  T Take() && { return std::move(*this).take(); }
 
  private:
   template <class U>
@@ -202,8 +208,8 @@ struct IsTask<Task<T>> : std::true_type {};
 /// after `delay` without holding a thread meanwhile (asyncio.sleep). Throws
 /// serve::RequestCancelledError when the request being served is cancelled first. A delay <= 0
 /// still suspends once (lets other work of the executor run).
-template <class Rep, class Period>
-auto sleep_for(std::chrono::duration<Rep, Period> delay) {
+/// A number is read as seconds (older spelling): sleep_for(0.5).
+inline auto sleep_for(Duration delay) {
   struct Awaiter {
     std::chrono::nanoseconds delay;
     bool cancelled = false;

@@ -140,7 +140,7 @@ DeploymentHandle run(const std::string& import_path, const RunOptions& options) 
   CallController(&v1::Controller::Stub::DeployApplication, req,
                  "Deploying '" + options.name + "' failed", 30);
   auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000));
+                  std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout_s);
   while (true) {
     Json apps = status().value("applications", Json::object());
     if (apps.contains(options.name)) {
@@ -166,12 +166,12 @@ Json status() {
   return Json::parse(reply.json());
 }
 
-void delete_app(const std::string& name, double timeout_s) {
+void delete_app(const std::string& name, Duration timeout) {
   v1::DeleteApplicationRequest req;
   req.set_name(name);
   CallController(&v1::Controller::Stub::DeleteApplication, req, "Deleting '" + name + "' failed");
   auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+                  std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   while (status().value("applications", Json::object()).contains(name)) {
     if (std::chrono::steady_clock::now() > deadline) {
       throw ServeException("'" + name + "' was not deleted in time");

@@ -241,9 +241,9 @@ BatchQueue::BatchQueue(BatchRunFn run, BatchOptions options, bool own_thread)
     : impl_(std::make_unique<Impl>()) {
   impl_->own_thread = own_thread;
   ValidateMaxBatchSize(options.max_batch_size);
-  if (!(options.batch_wait_timeout_s >= 0)) {
+  if (!(options.batch_wait_timeout_s.seconds() >= 0)) {
     throw std::invalid_argument("batch_wait_timeout_s must be a float >= 0, instead got " +
-                                std::to_string(options.batch_wait_timeout_s));
+                                std::to_string(options.batch_wait_timeout_s.seconds()));
   }
   if (options.max_concurrent_batches < 1) {
     throw std::invalid_argument("max_concurrent_batches must be an integer >= 1, instead got " +
@@ -251,8 +251,8 @@ BatchQueue::BatchQueue(BatchRunFn run, BatchOptions options, bool own_thread)
   }
   impl_->run = std::move(run);
   impl_->max_batch_size = options.max_batch_size;
-  impl_->timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
-      std::chrono::duration<double>(options.batch_wait_timeout_s));
+  impl_->timeout =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.batch_wait_timeout_s);
   impl_->max_concurrent = options.max_concurrent_batches;
 }
 

@@ -67,7 +67,7 @@ class SERVE_EXPORT ScopedRequestContext {
 /// must not block. Implementations install a canceller on the state (SetCanceller; a false
 /// return means the call was cancelled already: drop it) and complete it, from any thread;
 /// completing resumes the waiting coroutine on the executor it suspended on.
-class HandleRuntime {
+class SERVE_EXPORT HandleRuntime {
  public:
   virtual ~HandleRuntime() = default;
   virtual void Call(const detail::CallTarget& target, std::string encoded_args,

@@ -226,7 +226,7 @@ void ThrowNotHttp(const std::string& method) {
 
 }  // namespace detail
 
-Json Application::ToJson() const {
+Json Application::graph_json() const {
   if (!ingress_) throw std::invalid_argument("empty application (nothing was bound)");
   Json deployments = Json::array();
   std::map<std::string, const detail::AppNode*> seen;
@@ -340,7 +340,7 @@ Json BuildApplication(const std::string& name, const Args& args) {
         "Arguments can only be passed to an application builder function (SERVE_APP_BUILDER), "
         "not to an application ('" + name + "')");
   }
-  return entry->builder(args).ToJson();
+  return entry->builder(args).graph_json();
 }
 
 }  // namespace sdk

@@ -29,6 +29,16 @@ def test_chunks_arrive_as_they_are_produced(serve_run):
     assert min(gaps) > 0.15
 
 
+def test_relay_reads_a_typed_handle_stream(serve_run):
+    # streaming:relay: a Stream handler reads Counter::numbers (Stream<int>) through
+    # serve::Handle<Counter>, i.e. a ResponseStream<int>, and forwards each item as it comes.
+    run = serve_run("streaming:relay", app_dir=STREAMING)
+    url = run.wait_ready()
+    with requests.get(url + "/?count=5", stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        assert [line.decode() for line in r.iter_lines()] == ["0", "2", "4", "6", "8"]
+
+
 def test_client_disconnect_cancels_the_stream(serve_run):
     run = serve_run("streaming:app", app_dir=STREAMING)
     url = run.wait_ready()

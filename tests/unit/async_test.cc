@@ -139,7 +139,7 @@ bool Eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
 // Starts `task` detached on the executor under `request`; `done` turns true when it finished.
 template <class T>
 void StartOn(TestRequest& request, serve::Task<T>& task, std::atomic<bool>& done) {
-  request.RunOnExecutor([&] { task.Start([&done] { done = true; }); });
+  request.RunOnExecutor([&] { task.start([&done] { done = true; }); });
 }
 
 }  // namespace
@@ -166,7 +166,7 @@ TEST(AsyncTest, AwaitingAResponseResumesOnTheRequestsExecutorNotTheCompletingThr
   EXPECT_EQ(runtime.at(0).request_id, "req-1");  // the child call carries its parent's id
   CompleteFromAnotherThread(runtime.at(0).state, Ok(41));
   ASSERT_TRUE(Eventually([&] { return done.load(); }));
-  EXPECT_EQ(std::move(task).Take(), 42);
+  EXPECT_EQ(std::move(task).take(), 42);
   EXPECT_EQ(resumed_on, executor.id());
   EXPECT_EQ(context_after, "req-1");
   EXPECT_EQ(request->resumes.load(), 1);
@@ -182,7 +182,7 @@ TEST(AsyncTest, WithoutAnExecutorAwaitsResumeOnTheCompletingThread) {
   };
   serve::Task<int> task = handler();
   std::atomic<bool> done{false};
-  task.Start([&] { done = true; });
+  task.start([&] { done = true; });
   std::thread::id completer;
   std::thread t([&] {
     completer = std::this_thread::get_id();
@@ -191,7 +191,7 @@ TEST(AsyncTest, WithoutAnExecutorAwaitsResumeOnTheCompletingThread) {
   t.join();
   EXPECT_TRUE(done);
   EXPECT_EQ(resumed_on, completer);
-  EXPECT_EQ(std::move(task).Take(), 7);
+  EXPECT_EQ(std::move(task).take(), 7);
 }
 
 TEST(AsyncTest, TaskGetInsideARequestResumesInlineInsteadOfOnTheBlockedExecutor) {
@@ -208,7 +208,7 @@ TEST(AsyncTest, TaskGetInsideARequestResumesInlineInsteadOfOnTheBlockedExecutor)
     auto inner = []() -> serve::Task<int> {
       co_return co_await serve::DeploymentHandle("Model").remote<int>();
     };
-    value = inner().Get();
+    value = inner().get();
   });
   completer.join();
   EXPECT_EQ(value, 5);
@@ -223,19 +223,19 @@ TEST(AsyncTest, StartRunsUntilTheFirstSuspensionAndReportsTheEndOnce) {
     co_return "now";
   };
   serve::Task<std::string> t = immediate();
-  t.Start([&] { ++done; });
+  t.start([&] { ++done; });
   EXPECT_EQ(steps, 1);
   EXPECT_EQ(done.load(), 1);
-  EXPECT_EQ(std::move(t).Take(), "now");
+  EXPECT_EQ(std::move(t).take(), "now");
 
   auto failing = []() -> serve::Task<void> {
     throw std::runtime_error("boom");
     co_return;
   };
   serve::Task<void> f = failing();
-  f.Start([&] { ++done; });
+  f.start([&] { ++done; });
   EXPECT_EQ(done.load(), 2);
-  EXPECT_THROW(std::move(f).Take(), std::runtime_error);
+  EXPECT_THROW(std::move(f).take(), std::runtime_error);
 }
 
 // ---- Coroutine handlers through Instance::Call ------------------------------------------------
@@ -288,7 +288,7 @@ TEST(AsyncTest, CoroutineHandlerIsReturnedPendingAndKeepsItsArguments) {
   EXPECT_EQ(runtime.at(0).args, serve::Json::array({"Ann"}));
   CompleteFromAnotherThread(runtime.at(0).state, Ok("hello"));
   ASSERT_TRUE(Eventually([&] { return done.load(); }));
-  EXPECT_EQ(std::move(out.pending->task).Take().value, "hello / Ann");
+  EXPECT_EQ(std::move(out.pending->task).take().value, "hello / Ann");
 
   // HTTP: the request is referenced, not copied; the host keeps it alive.
   serve::HttpRequest http;
@@ -302,7 +302,7 @@ TEST(AsyncTest, CoroutineHandlerIsReturnedPendingAndKeepsItsArguments) {
   ASSERT_EQ(runtime.size(), 2u);
   CompleteFromAnotherThread(runtime.at(1).state, Ok("ok"));
   ASSERT_TRUE(Eventually([&] { return hdone.load(); }));
-  serve::detail::CallOutput result = std::move(hout.pending->task).Take();
+  serve::detail::CallOutput result = std::move(hout.pending->task).take();
   ASSERT_TRUE(result.http);
   EXPECT_EQ(result.http->status, 202);
   EXPECT_EQ(result.http->body, "ok for /x");
@@ -450,7 +450,7 @@ TEST(AsyncTest, SleepForResumesOnTheExecutorAfterTheDelay) {
   ASSERT_TRUE(Eventually([&] { return done.load(); }));
   EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
   EXPECT_EQ(resumed_on, executor.id());
-  std::move(task).Take();
+  std::move(task).take();
 }
 
 TEST(AsyncTest, ManySleepersWaitAtOnceWithoutThreads) {
@@ -462,7 +462,7 @@ TEST(AsyncTest, ManySleepersWaitAtOnceWithoutThreads) {
   for (int i = 0; i < 500; ++i) tasks.push_back(sleeper());
   auto start = std::chrono::steady_clock::now();
   request->RunOnExecutor([&] {
-    for (auto& t : tasks) t.Start([&finished] { ++finished; });  // then they may be destroyed
+    for (auto& t : tasks) t.start([&finished] { ++finished; });  // then they may be destroyed
   });
   ASSERT_TRUE(Eventually([&] { return finished.load() == 500; }));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);

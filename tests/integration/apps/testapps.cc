@@ -75,7 +75,7 @@ serve::Application autoscale_builder(const serve::Args& args) {
   auto integer = [&](const char* key, std::optional<int>& out) {
     if (args.contains(key)) out = std::stoi(args.get(key));
   };
-  auto number = [&](const char* key, std::optional<double>& out) {
+  auto number = [&](const char* key, auto& out) {  // a number, or a Duration in seconds
     if (args.contains(key)) out = std::stod(args.get(key));
   };
   integer("min", c.min_replicas);
