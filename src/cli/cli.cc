@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "config/schema.h"
 #include "launch/cluster.h"
+#include "node/resources.h"
 
 namespace serve::cli {
 namespace {
@@ -57,6 +58,37 @@ int RunCli(int argc, char** argv) {
                     "port of the REST API (0: any; $SERVE_DASHBOARD_PORT)");
   };
 
+  // Node resources, checked here (a clear error before anything starts) and passed on to the
+  // node agent, which resolves the unset ones from the machine.
+  node::ResourceOverrides node_resources;
+  auto add_node = [&](CLI::App* cmd) {
+    cmd->add_option("--num-cpus", node_resources.num_cpus, "CPUs this node offers (default: detected)");
+    cmd->add_option("--num-gpus", node_resources.num_gpus,
+                    "GPUs this node offers (default: counted through the CUDA runtime)");
+    cmd->add_option("--memory", node_resources.memory_bytes,
+                    "memory this node offers, in bytes (default: available memory)");
+    cmd->add_option("--resources", node_resources.resources_json,
+                    R"(custom resources, a JSON object, e.g. '{"TPU": 4}')");
+  };
+  auto node_args = [&]() -> absl::StatusOr<std::vector<std::string>> {
+    try {
+      node::ResolveNodeResources(node_resources, node::SystemProbe());
+    } catch (const std::invalid_argument& e) {
+      return absl::InvalidArgumentError(e.what());
+    }
+    std::vector<std::string> args;
+    auto number = [&](const char* flag, const std::optional<double>& v) {
+      if (v) args.insert(args.end(), {flag, nlohmann::json(*v).dump()});
+    };
+    number("--num-cpus", node_resources.num_cpus);
+    number("--num-gpus", node_resources.num_gpus);
+    number("--memory", node_resources.memory_bytes);
+    if (!node_resources.resources_json.empty()) {
+      args.insert(args.end(), {"--resources", node_resources.resources_json});
+    }
+    return args;
+  };
+
   RunArgs run;
   auto* run_cmd = app.add_subcommand("run", "Run an application or config file; block until Ctrl-C.");
   run_cmd->add_option("config_or_import_path", run.target, "config.yaml or module:app")->required();
@@ -71,6 +103,7 @@ int RunCli(int argc, char** argv) {
   };
   add_strict(run_cmd);
   add_http(run_cmd, run.cluster);
+  add_node(run_cmd);
   add_temp(run_cmd);
   run_cmd->add_option("-a,--address", run.address,
                       "deploy onto the instance with this REST API (default: the one "
@@ -102,6 +135,7 @@ int RunCli(int argc, char** argv) {
   auto* start_cmd = app.add_subcommand("start", "Start a long-lived serve instance (detached).");
   start_cmd->add_flag("--head", head, "start the head node (the only mode supported)");
   add_http(start_cmd, start);
+  add_node(start_cmd);
   start_cmd->add_option("--proxy-location", start.proxy_location)
       ->check(CLI::IsMember({"EveryNode", "HeadOnly", "Disabled"}));
   std::string http_location;
@@ -167,6 +201,11 @@ int RunCli(int argc, char** argv) {
     return app.exit(e);
   }
   std::string root = TempRoot(temp_dir);
+  if (*run_cmd || *start_cmd) {
+    auto args = node_args();
+    if (!args.ok()) return Fail(std::string(args.status().message()));
+    run.cluster.agent_args = start.agent_args = *args;
+  }
   if (*run_cmd) {
     run.temp_dir = temp_dir;
     run.strict = strict;

@@ -34,6 +34,7 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std:
   fs::create_directories(root, ec);
   fs::create_directories(dir + "/logs/serve", ec);
   if (ec) return absl::InternalError("cannot create session directory " + dir + ": " + ec.message());
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
   std::string latest = root + "/session_latest";
   std::string tmp = latest + ".tmp" + std::to_string(::getpid());
   fs::remove(tmp, ec);
@@ -70,10 +71,14 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
   if (!WriteFileAtomic(session_dir + "/cluster.json", cluster.dump(2))) {
     return absl::InternalError("cannot write " + session_dir + "/cluster.json");
   }
+  std::error_code perm_ec;
+  fs::permissions(session_dir + "/cluster.json", fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace, perm_ec);
   std::string agent =
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--head"};
   if (!options.detached && options.forward_logs) args.push_back("--forward-logs");
+  args.insert(args.end(), options.agent_args.begin(), options.agent_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

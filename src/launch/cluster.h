@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -15,7 +16,8 @@ namespace serve::launch {
 std::string TempRoot(const std::string& flag);
 
 /// Creates <root>/session_<timestamp>_<pid> (or uses `dir` when given, keeping what it holds)
-/// with logs/serve/ and points <root>/session_latest at it.
+/// with logs/serve/ and points <root>/session_latest at it. The session directory is 0700 and
+/// cluster.json (which can hold the Redis password) 0600.
 absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std::string& dir = "");
 
 /// Cluster-wide options, written to <session>/cluster.json for the controller.
@@ -37,6 +39,7 @@ struct ClusterOptions {
   bool forward_logs = true;   ///< when not detached: print the processes' logs on stdout
   std::string bin_dir;        ///< where serve-agent is; "" = $SERVE_BIN_DIR, else next to this
                               ///< executable
+  std::vector<std::string> agent_args;  ///< more serve-agent options (node resources)
 };
 
 struct LocalCluster {

@@ -313,7 +313,19 @@ void OnSignal(int) { g_signalled = true; }
 
 int RunAgent(const AgentOptions& options) {
   std::string node_id = options.node_id.empty() ? RandomId(28) : options.node_id;
+  NodeResources resources;
+  try {
+    resources = ResolveNodeResources(options.resources, SystemProbe());
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "serve-agent: " << e.what() << "\n";
+    return 2;
+  }
   InitProcessLogging(options.session_dir + "/logs/serve/agent.log", "INFO", /*to_stderr=*/false);
+  WriteFileAtomic(options.session_dir + "/node.json",
+                  nlohmann::json{{"node_id", node_id}, {"node_ip", LocalNodeIp()},
+                                 {"resources", resources.ToJson()}}
+                      .dump());
+  spdlog::info("Node {} resources: {}", node_id, resources.ToJson().dump());
   ::signal(SIGPIPE, SIG_IGN);
   struct sigaction sa {};
   sa.sa_handler = OnSignal;

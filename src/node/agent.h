@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "node/resources.h"
+
 namespace serve::node {
 
 struct AgentOptions {
@@ -10,12 +12,14 @@ struct AgentOptions {
   std::string node_id;               ///< Empty: a random id.
   bool head = true;                  ///< Head node: starts and supervises the controller.
   bool forward_logs = false;         ///< Copy children's output to stdout, prefixed.
+  ResourceOverrides resources;       ///< Unset fields: detected from the machine.
 };
 
 /// Runs the node agent until Shutdown (RPC) or SIGTERM/SIGINT: serves the Agent gRPC service,
 /// starts and supervises processes on this node, reports each child's exit to the controller at
 /// once (it owns the children: waitpid, no polling of pids), and on the way out stops every
-/// child. Returns the exit code.
+/// child. Resolves the node's resources first (an invalid override: message on stderr, exit
+/// code 2) and writes them with the node id to <session>/node.json. Returns the exit code.
 int RunAgent(const AgentOptions& options);
 
 }  // namespace serve::node

@@ -9,6 +9,13 @@ int main(int argc, char** argv) {
   app.add_option("--node-id", options.node_id);
   app.add_flag("--head,!--worker", options.head, "start the controller on this node");
   app.add_flag("--forward-logs", options.forward_logs, "print children's output, prefixed");
+  app.add_option("--num-cpus", options.resources.num_cpus, "CPUs to offer (default: detected)");
+  app.add_option("--num-gpus", options.resources.num_gpus,
+                 "GPUs to offer (default: counted through the CUDA runtime, 0 without it)");
+  app.add_option("--memory", options.resources.memory_bytes,
+                 "memory to offer, bytes (default: available memory)");
+  app.add_option("--resources", options.resources.resources_json,
+                 R"(custom resources as a JSON object, e.g. '{"TPU": 4}')");
 
   CLI11_PARSE(app, argc, argv);
 
