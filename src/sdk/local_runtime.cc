@@ -221,11 +221,34 @@ std::shared_ptr<LocalRuntime::LocalCall> LocalRuntime::Prepare(const detail::Cal
 }
 
 namespace {
-// The request being served on this thread when it is a call of `runtime`, else nullptr.
+
+// The request being served on this thread when it is a local call, else nullptr.
 template <class Call>
 Call* ParentCall(const RequestContext* ctx) {
   return ctx == nullptr ? nullptr : dynamic_cast<Call*>(ctx->resumer);
 }
+
+// Lets `state` cancel `call` (false: it was cancelled before it was handed over: drop it) and,
+// with `cascade`, lets the request being served on this thread cancel `state`, as a cluster
+// cancels the calls a cancelled request made.
+template <class Call, class State>
+bool Attach(const std::shared_ptr<Call>& call, const std::shared_ptr<State>& state,
+            bool cascade) {
+  std::weak_ptr<Call> weak = call;
+  if (!state->SetCanceller([weak] {
+        if (auto c = weak.lock()) c->Cancel();
+      })) {
+    return false;
+  }
+  if (Call* parent = cascade ? ParentCall<Call>(CurrentRequestContext()) : nullptr) {
+    std::weak_ptr<State> child = state;
+    parent->AddChild([child] {
+      if (auto s = child.lock()) s->Cancel();
+    });
+  }
+  return true;
+}
+
 }  // namespace
 
 void LocalRuntime::Call(const detail::CallTarget& target, std::string encoded_args,
@@ -238,20 +261,7 @@ void LocalRuntime::Call(const detail::CallTarget& target, std::string encoded_ar
   }
   call->args = std::move(encoded_args);
   call->response = state;
-  std::weak_ptr<LocalCall> weak = call;
-  if (!state->SetCanceller([weak] {
-        if (auto c = weak.lock()) c->Cancel();
-      })) {
-    return;  // cancelled before it was handed over
-  }
-  if (LocalCall* parent = ParentCall<LocalCall>(CurrentRequestContext());
-      parent != nullptr && !target.shield) {
-    std::weak_ptr<detail::ResponseState> child = state;
-    parent->AddChild([child] {
-      if (auto s = child.lock()) s->Cancel();
-    });
-  }
-  Launch(call);
+  if (Attach(call, state, !target.shield)) Launch(call);
 }
 
 void LocalRuntime::CallStream(const detail::CallTarget& target, std::string encoded_args,
@@ -264,20 +274,7 @@ void LocalRuntime::CallStream(const detail::CallTarget& target, std::string enco
   }
   call->args = std::move(encoded_args);
   call->items = stream;
-  std::weak_ptr<LocalCall> weak = call;
-  if (!stream->SetCanceller([weak] {
-        if (auto c = weak.lock()) c->Cancel();
-      })) {
-    return;
-  }
-  if (LocalCall* parent = ParentCall<LocalCall>(CurrentRequestContext());
-      parent != nullptr && !target.shield) {
-    std::weak_ptr<detail::StreamState> child = stream;
-    parent->AddChild([child] {
-      if (auto s = child.lock()) s->Cancel();
-    });
-  }
-  Launch(call);
+  if (Attach(call, stream, !target.shield)) Launch(call);
 }
 
 void LocalRuntime::CallHttp(HttpRequest request, std::shared_ptr<detail::ResponseState> state) {
@@ -293,13 +290,7 @@ void LocalRuntime::CallHttp(HttpRequest request, std::shared_ptr<detail::Respons
   call->ctx.route = request.route_prefix;
   call->http = std::move(request);
   call->response = state;
-  std::weak_ptr<LocalCall> weak = call;
-  if (!state->SetCanceller([weak] {
-        if (auto c = weak.lock()) c->Cancel();
-      })) {
-    return;
-  }
-  Launch(call);
+  if (Attach(call, state, /*cascade=*/false)) Launch(call);  // a new request, as from the proxy
 }
 
 void LocalRuntime::Launch(const std::shared_ptr<LocalCall>& call) {

@@ -126,10 +126,13 @@ TEST(LocalTestingTest, SuspendedTaskHoldsNoThreadAndResumesInItsDeployment) {
   }
 }
 
+std::atomic<int> g_sleepers_woken{0};
+
 class Sleeper {
  public:
   serve::Task<std::string> operator()(int ms) {
     co_await serve::sleep_for(std::chrono::milliseconds(ms));
+    ++g_sleepers_woken;
     co_return "woke";
   }
 };
@@ -138,10 +141,19 @@ class Parent {
  public:
   explicit Parent(serve::DeploymentHandle sleeper) : sleeper_(std::move(sleeper)) {}
   serve::Task<std::string> operator()(int ms) { co_return co_await sleeper_.remote<std::string>(ms); }
+  // The same through a shielded handle: the call survives the cancellation of this request.
+  serve::Task<std::string> shielded(int ms) {
+    serve::HandleOptions shield;
+    shield.shield = true;
+    co_return co_await sleeper_.options(shield).remote<std::string>(ms);
+  }
 
  private:
   serve::DeploymentHandle sleeper_;
 };
+}  // namespace
+SERVE_DEPLOYMENT(Parent, serve::method("shielded", &Parent::shielded));
+namespace {
 
 TEST(LocalTestingTest, CancellingARequestCancelsTheCallsItMade) {
   // A sleeper outside any request, due later than the cancellation below, must not delay it.
@@ -161,6 +173,20 @@ TEST(LocalTestingTest, CancellingARequestCancelsTheCallsItMade) {
   // The child's sleep was cancelled too: the application stopped without waiting for it.
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
   outside.join();
+}
+
+TEST(LocalTestingTest, ShieldedCallsSurviveTheCancellationOfTheirCaller) {
+  auto app = run_local(serve::deployment<Parent>().bind(serve::deployment<Sleeper>().bind()));
+  int woken = g_sleepers_woken.load();
+  auto response = app.ingress().method("shielded").remote<std::string>(300);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the child call start
+  response.cancel();
+  EXPECT_THROW(response.result(5.0), serve::RequestCancelledError);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (g_sleepers_woken.load() == woken && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(g_sleepers_woken.load(), woken + 1);
 }
 
 // --- Streams -----------------------------------------------------------------------------------
