@@ -1,6 +1,6 @@
 # Installs the SDK (libserve.so, include/serve, CMake package) and the binaries.
 include(CMakePackageConfigHelpers)
-install(TARGETS serve_sdk serve_client EXPORT serveTargets
+install(TARGETS serve_sdk serve_client serve_testing EXPORT serveTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/serve DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstring>
 #include <future>
-#include <typeinfo>
 
 #include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -11,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rpc/framed_connection.h"
+#include "sdk/execution.h"
 #include "sdk/host.h"
 #include "serve/v1/dataplane.pb.h"
 
@@ -19,28 +19,6 @@ namespace asio = boost::asio;
 using rpc::FrameType;
 
 namespace {
-
-/// An error reported to the caller with a Ray-style type name instead of the C++ one.
-struct TypedError : std::runtime_error {
-  TypedError(std::string type, const std::string& what)
-      : std::runtime_error(what), type(std::move(type)) {}
-  std::string type;
-};
-
-std::string ExceptionText(std::exception_ptr e, std::string* type) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const TypedError& ex) {
-    *type = ex.type;
-    return ex.what();
-  } catch (const std::exception& ex) {
-    *type = detail::Demangle(typeid(ex).name());
-    return ex.what();
-  } catch (...) {
-    *type = "unknown";
-    return "unknown exception";
-  }
-}
 
 HttpRequest ToHttpRequest(const v1::HttpHead& head, std::string_view body) {
   HttpRequest r;
@@ -51,13 +29,6 @@ HttpRequest ToHttpRequest(const v1::HttpHead& head, std::string_view body) {
   for (const auto& h : head.headers()) r.headers[h.key()] = h.value();
   r.body.assign(body.data(), body.size());
   return r;
-}
-
-// Ray's rule: a str gives text/plain, other values are JSON-encoded.
-HttpResponse ToHttpResponse(detail::CallOutput&& out) {
-  if (out.http) return std::move(*out.http);
-  if (out.value.is_string()) return HttpResponse::text(out.value.get<std::string>());
-  return HttpResponse::json(out.value);
 }
 
 }  // namespace
@@ -82,7 +53,6 @@ struct DataServer::Call final : sdk::Resumer {
   sdk::RequestContext ctx;  // installed around every job of this call
   std::chrono::steady_clock::time_point start;
   HttpRequest http;  // the input of an HTTP call (kept while a coroutine handler runs)
-  std::shared_ptr<detail::PendingCall> pending;  // a coroutine handler under way
 };
 
 DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance& instance,
@@ -245,48 +215,22 @@ void DataServer::Start(const std::shared_ptr<Call>& call) {
   Call& c = *call;
   c.start = std::chrono::steady_clock::now();
   sdk::ScopedRequestContext scope(&c.ctx);
-  detail::CallOutput out;
-  std::exception_ptr error;
-  if (c.cancelled.load()) {
-    // Cancelled while it waited for a thread: the handler never runs.
-    error = std::make_exception_ptr(TypedError(
-        "RequestCancelledError", "Request " + c.req.request_id() + " was cancelled."));
+  sdk::HostCall host_call;
+  host_call.method = c.req.method();
+  if (c.req.has_http()) {
+    c.http = ToHttpRequest(c.req.http(), c.body());
+    host_call.http = &c.http;
   } else {
-    try {
-      Json args;
-      detail::CallInput in;
-      if (c.req.has_http()) {
-        c.http = ToHttpRequest(c.req.http(), c.body());
-        in.http = &c.http;
-      } else {
-        args = c.body().empty() ? Json::array() : detail::DecodeMsgpack(std::string(c.body()));
-        in.args = &args;
-      }
-      out = instance_.Call(c.req.method(), in);
-    } catch (...) {
-      error = std::current_exception();
-    }
+    host_call.args = c.body();
   }
-  if (!error && out.pending) {
-    // A coroutine handler: runs here until it first suspends; FinishPending replies.
-    c.pending = std::move(out.pending);
-    c.pending->task.Start([this, call] { FinishPending(call); });
-    return;
-  }
-  Reply(c, std::move(out), error);
-}
-
-void DataServer::FinishPending(const std::shared_ptr<Call>& call) {
-  std::shared_ptr<detail::PendingCall> pending = std::move(call->pending);
-  detail::CallOutput out;
-  std::exception_ptr error;
-  try {
-    out = std::move(pending->task).Take();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  pending.reset();  // destroys the finished coroutine (we run inside its final suspension)
-  Reply(*call, std::move(out), error);
+  host_call.stream = c.req.stream();
+  host_call.cancelled = &c.cancelled;
+  host_call.request_id = c.req.request_id();
+  // A coroutine handler replies from the thread that finishes it.
+  sdk::RunCall(instance_, host_call, [this, call](detail::CallOutput&& out,
+                                                  std::exception_ptr error) {
+    Reply(*call, std::move(out), error);
+  });
 }
 
 void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr error) {
@@ -307,12 +251,6 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
   bool streamed = false;
   try {
     if (error) std::rethrow_exception(error);
-    if (out.stream && !req.has_http() && !req.stream()) {
-      // As in Ray Serve: a generator must be called as one.
-      throw TypedError("TypeError", "Method '" + req.method() +
-                                        "' returns a stream; call it with remote_stream() "
-                                        "(options(stream=true)).");
-    }
     if (out.stream) {
       // Streaming: head now, one chunk per yielded value, then kEnd (or kError).
       streamed = true;
@@ -331,9 +269,8 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
         while (!call.cancelled.load()) {
           std::optional<Json> item = out.stream();
           if (!item) break;
-          std::string chunk = !req.has_http() ? detail::EncodeMsgpack(*item)
-                              : item->is_string() ? item->get<std::string>()
-                                                  : item->dump();
+          std::string chunk =
+              req.has_http() ? sdk::HttpChunk(*item) : detail::EncodeMsgpack(*item);
           send(FrameType::kChunk, std::move(chunk));
           ++chunks;
         }
@@ -341,7 +278,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
         status_text = call.cancelled.load() ? "CANCELLED" : (req.has_http() ? "200" : "OK");
       } catch (...) {
         std::string type;
-        std::string what = ExceptionText(std::current_exception(), &type);
+        std::string what = sdk::ExceptionText(std::current_exception(), &type);
         v1::ResponseHead err;
         err.set_accepted(true);
         err.set_error_type(type);
@@ -353,7 +290,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
                       req.request_id(), req.route(), chunks, type, what);
       }
     } else if (req.has_http()) {
-      HttpResponse resp = ToHttpResponse(std::move(out));
+      HttpResponse resp = sdk::ToHttpResponse(std::move(out));
       head.set_ok(true);
       auto* h = head.mutable_http();
       h->set_status(resp.status);
@@ -371,14 +308,15 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
     }
   } catch (...) {
     std::string type;
-    std::string what = ExceptionText(std::current_exception(), &type);
+    std::string what = sdk::ExceptionText(std::current_exception(), &type);
     head.set_ok(false);
     head.set_error_type(type);
     head.set_error_message(what);
     if (req.has_http()) {
-      head.mutable_http()->set_status(500);
-      reply_body = "Internal Server Error\n\n" + type + ": " + what + "\n";
-      status_text = "500";
+      HttpResponse resp = sdk::HttpErrorResponse(type, what);
+      head.mutable_http()->set_status(resp.status);
+      reply_body = std::move(resp.body);
+      status_text = std::to_string(resp.status);
     } else {
       status_text = "ERROR";
     }

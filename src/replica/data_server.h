@@ -90,10 +90,9 @@ class DataServer {
   /// Runs `job`, then hands its slot to the first queued job (deferred, so that reads and
   /// probes get their turn in between).
   void RunJob(Job job);
-  /// Runs the user call of `call`: replies at once, or starts its coroutine.
+  /// Runs the user call of `call` (sdk::RunCall): replies at once, or once its coroutine
+  /// finished, on the thread that finished it.
   void Start(const std::shared_ptr<Call>& call);
-  /// A coroutine handler finished (on the thread that finished it).
-  void FinishPending(const std::shared_ptr<Call>& call);
   /// Sends the reply (or the stream) of `call` for `out` / `error`, logs it, forgets the call.
   void Reply(Call& call, detail::CallOutput&& out, std::exception_ptr error);
 

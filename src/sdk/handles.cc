@@ -66,10 +66,12 @@ class TimerThread {
       e.flag = ctx->cancelled;  // lives as long as the resumer (the request) we keep
     }
     std::lock_guard lock(mu_);
-    bool first = entries_.empty() || at < entries_.begin()->first;
+    // Wake the thread for an earlier deadline, and for a cancellable sleeper: it may be
+    // waiting for a later deadline without polling cancel flags.
+    bool wake = entries_.empty() || at < entries_.begin()->first || e.flag != nullptr;
     entries_.emplace(at, std::move(e));
     if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
-    if (first) cv_.notify_one();
+    if (wake) cv_.notify_one();
   }
 
  private:

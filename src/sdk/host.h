@@ -50,6 +50,9 @@ struct RequestContext {
   const std::atomic<bool>* cancelled = nullptr;  ///< set by the host when the caller gives up
   Resumer* resumer = nullptr;  ///< where suspended coroutines resume; null: inline
   std::string multiplexed_model_id;  ///< serve::get_multiplexed_model_id(); "" when none
+  /// serve::get_replica_context() while this context is installed; null: the process's
+  /// (SetReplicaContext). Set by hosts running several deployments in one process.
+  const ReplicaContext* replica = nullptr;
 };
 class SERVE_EXPORT ScopedRequestContext {
  public:

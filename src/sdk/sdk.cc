@@ -263,6 +263,9 @@ bool is_request_cancelled() {
 }
 
 const ReplicaContext& get_replica_context() {
+  if (const sdk::RequestContext* req = tls_request_context; req != nullptr && req->replica) {
+    return *req->replica;
+  }
   auto& slot = ReplicaContextSlot();
   if (!slot) throw std::logic_error("get_replica_context() may only be called inside a replica");
   return *slot;
@@ -270,11 +273,13 @@ const ReplicaContext& get_replica_context() {
 
 namespace {
 void UserLog(spdlog::level::level_enum level, const std::string& message) {
-  auto& ctx = ReplicaContextSlot();
   const sdk::RequestContext* req = tls_request_context;
+  const ReplicaContext* ctx = req != nullptr && req->replica ? req->replica
+                              : ReplicaContextSlot() ? &*ReplicaContextSlot()
+                                                     : nullptr;
   std::string prefix;
   if (ctx) prefix = ctx->app_name + "_" + ctx->deployment + " " + ctx->replica_id + " ";
-  if (req) prefix += req->request_id + " " + req->route + " ";
+  if (req && !req->request_id.empty()) prefix += req->request_id + " " + req->route + " ";
   spdlog::log(level, "{}-- {}", prefix, message);
 }
 }  // namespace
