@@ -18,12 +18,12 @@
 // constructor). Constructing one with the name of an existing metric of the same type shares
 // its series. Nothing is recorded when $SERVE_METRICS_ENABLED is 0.
 
+#include <serve/version.h>
+
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <serve/version.h>
 
 namespace serve::metrics {
 

@@ -25,12 +25,18 @@ metrics::GaugeFamily& LoopGauge(const char* name, const char* help) {
 // Ray's ApplicationStatus proto numbers.
 int StatusNumber(AppStatus s) {
   switch (s) {
-    case AppStatus::kDeploying: return 0;
-    case AppStatus::kRunning: return 1;
-    case AppStatus::kDeployFailed: return 2;
-    case AppStatus::kDeleting: return 3;
-    case AppStatus::kNotStarted: return 5;
-    case AppStatus::kUnhealthy: return 6;
+    case AppStatus::kDeploying:
+      return 0;
+    case AppStatus::kRunning:
+      return 1;
+    case AppStatus::kDeployFailed:
+      return 2;
+    case AppStatus::kDeleting:
+      return 3;
+    case AppStatus::kNotStarted:
+      return 5;
+    case AppStatus::kUnhealthy:
+      return 6;
   }
   return -1;
 }
@@ -40,20 +46,25 @@ int StatusNumber(AppStatus s) {
 void RecordControlLoop(const LoopTimes& t, int64_t num_loops) {
   if (!metrics::Enabled()) return;
   LoopGauge("serve_controller_control_loop_duration_s", "The duration of one control loop step.")
-      .With({}).Set(t.loop_s);
+      .With({})
+      .Set(t.loop_s);
   LoopGauge("serve_controller_deployment_state_update_duration_s",
             "The time the deployment state manager took in one control loop step.")
-      .With({}).Set(t.deployment_s);
+      .With({})
+      .Set(t.deployment_s);
   LoopGauge("serve_controller_application_state_update_duration_s",
             "The time the application state manager took in one control loop step.")
-      .With({}).Set(t.application_s);
+      .With({})
+      .Set(t.application_s);
   LoopGauge("serve_controller_proxy_state_update_duration_s",
             "The time the proxy state manager took in one control loop step.")
-      .With({}).Set(t.proxy_s);
+      .With({})
+      .Set(t.proxy_s);
   LoopGauge("serve_controller_node_update_duration_s",
             "The time the per-node inputs (autoscaling metrics upkeep) took in one control loop "
             "step.")
-      .With({}).Set(t.node_s);
+      .With({})
+      .Set(t.node_s);
   static metrics::GaugeFamily loops("serve_controller_num_control_loops",
                                     "The number of control loops the controller has run.",
                                     {"actor_id"});
@@ -63,7 +74,8 @@ void RecordControlLoop(const LoopTimes& t, int64_t num_loops) {
 void RecordControlLoopSleep(double seconds) {
   if (!metrics::Enabled()) return;
   LoopGauge("serve_controller_sleep_duration_s", "The time the controller slept between steps.")
-      .With({}).Set(seconds);
+      .With({})
+      .Set(seconds);
 }
 
 void RecordLongPollTransmission(const std::string& key) {

@@ -63,7 +63,9 @@ rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequ
       return Reply(405, "Method " + req.method + " not allowed.");
     }
     absl::StatusOr<std::string> text = cluster_metrics();
-    if (!text.ok()) return Reply(503, "Cannot collect metrics: " + std::string(text.status().message()));
+    if (!text.ok()) {
+      return Reply(503, "Cannot collect metrics: " + std::string(text.status().message()));
+    }
     return Reply(200, *std::move(text), "text/plain; version=0.0.4; charset=utf-8");
   }
   if (path == "/api/ray/version" && req.method == "GET") {

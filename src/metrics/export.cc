@@ -12,14 +12,18 @@
 
 namespace serve::metrics {
 
-double PushIntervalSeconds() { return std::max(0.05, EnvDouble("SERVE_METRICS_PUSH_INTERVAL_S", 1)); }
+double PushIntervalSeconds() {
+  return std::max(0.05, EnvDouble("SERVE_METRICS_PUSH_INTERVAL_S", 1));
+}
 
 double StaleSeconds() {
   return EnvDouble("SERVE_METRICS_STALE_S", std::max(10.0, 5 * PushIntervalSeconds()));
 }
 
 Pusher::Pusher(std::string tag, std::function<std::string()> extra)
-    : tag_(std::move(tag)), extra_(std::move(extra)), address_(EnvString("SERVE_AGENT_ADDRESS", "")),
+    : tag_(std::move(tag)),
+      extra_(std::move(extra)),
+      address_(EnvString("SERVE_AGENT_ADDRESS", "")),
       interval_s_(PushIntervalSeconds()) {
   if (!Enabled() || address_.empty()) return;
   thread_ = std::thread([this] {

@@ -1,11 +1,11 @@
 #include "metrics/registry.h"
 
+#include <prometheus/text_serializer.h>
+
 #include <cstdlib>
 #include <map>
 #include <sstream>
 #include <stdexcept>
-
-#include <prometheus/text_serializer.h>
 
 namespace serve::metrics {
 
@@ -50,8 +50,8 @@ std::vector<double> ParseBuckets(const std::string& text, const std::string& wha
 
 namespace {
 std::vector<double> BucketsFromEnv(const char* var) {
-  static const std::vector<double> kDefault = {1,    2,    5,    10,    20,    50,     100,
-                                               200,  300,  400,  500,   1000,  2000,   5000,
+  static const std::vector<double> kDefault = {1,     2,     5,      10,     20,    50,   100,
+                                               200,   300,   400,    500,    1000,  2000, 5000,
                                                10000, 60000, 120000, 300000, 600000};
   const char* v = std::getenv(var);
   if (v == nullptr || *v == '\0') return kDefault;
@@ -78,8 +78,8 @@ std::string ExportedName(const std::string& name, prometheus::MetricType type) {
 void CheckName(const std::string& name, const std::string& what) {
   bool ok = !name.empty() && !(name[0] >= '0' && name[0] <= '9');
   for (char c : name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_');
+    ok = ok &&
+         ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
   }
   if (!ok) {
     throw std::invalid_argument(what + " '" + name +
@@ -148,8 +148,7 @@ template class FamilyOf<prometheus::Counter>;
 template class FamilyOf<prometheus::Gauge>;
 // Histograms need their buckets to create a series: HistogramFamily has its own With/Remove.
 template FamilyOf<prometheus::Histogram>::FamilyOf(const std::string&, const std::string&,
-                                                   std::vector<std::string>,
-                                                   prometheus::Registry&);
+                                                   std::vector<std::string>, prometheus::Registry&);
 template prometheus::Labels FamilyOf<prometheus::Histogram>::LabelsOf(
     const std::vector<std::string>&) const;
 

@@ -4,15 +4,15 @@
 // under Ray's exported names ("ray_" + name, "_total" on counters), with fixed tag keys.
 // Every process pushes its registry to its node agent (export.h), which serves them merged.
 
-#include <memory>
-#include <string>
-#include <vector>
-
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
 
 namespace serve::metrics {
 

@@ -432,7 +432,8 @@ int RunAgent(const AgentOptions& options) {
     int metrics_port = options.metrics_export_port;
     try {
       metrics_endpoint = std::make_unique<MetricsEndpoint>(
-          metrics_store, LocalNodeIp(), metrics_port < 0 ? kDefaultMetricsExportPort : metrics_port);
+          metrics_store, LocalNodeIp(),
+          metrics_port < 0 ? kDefaultMetricsExportPort : metrics_port);
     } catch (const std::exception& e) {
       if (metrics_port >= 0) throw;
       spdlog::warn("{}; using a free port instead.", e.what());
@@ -446,7 +447,8 @@ int RunAgent(const AgentOptions& options) {
     ShutdownLogging();
     return kExitConfig;
   }
-  WriteFileAtomic(options.session_dir + "/metrics_address", "http://" + metrics_endpoint->address());
+  WriteFileAtomic(options.session_dir + "/metrics_address",
+                  "http://" + metrics_endpoint->address());
   UpdateServiceDiscovery(options.session_dir, metrics_endpoint->address(), /*add=*/true);
   WriteFileAtomic(options.session_dir + "/agent_address", address);
   WriteFileAtomic(options.session_dir + "/agent_pid", std::to_string(::getpid()));

@@ -4,12 +4,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <stdexcept>
-#include <thread>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <thread>
 
 #include "common/util.h"
 #include "rpc/http_server.h"

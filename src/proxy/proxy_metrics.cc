@@ -4,7 +4,8 @@ namespace serve::proxy {
 namespace {
 
 metrics::CounterFamily& Requests() {
-  static metrics::CounterFamily f("serve_num_http_requests", "The number of HTTP requests processed.",
+  static metrics::CounterFamily f("serve_num_http_requests",
+                                  "The number of HTTP requests processed.",
                                   {"route", "method", "application", "status_code"});
   return f;
 }
@@ -15,9 +16,10 @@ metrics::CounterFamily& Errors() {
   return f;
 }
 metrics::CounterFamily& DeploymentErrors() {
-  static metrics::CounterFamily f("serve_num_deployment_http_error_requests",
-                                  "The number of non-200 HTTP responses returned by each deployment.",
-                                  {"deployment", "error_code", "method", "route", "application"});
+  static metrics::CounterFamily f(
+      "serve_num_deployment_http_error_requests",
+      "The number of non-200 HTTP responses returned by each deployment.",
+      {"deployment", "error_code", "method", "route", "application"});
   return f;
 }
 metrics::HistogramFamily& Latency() {
@@ -30,7 +32,7 @@ metrics::HistogramFamily& Latency() {
 
 // Methods are client input: unknown ones share one tag value, so series stay bounded.
 const std::string& MethodTag(const std::string& method) {
-  static const std::string kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE",
+  static const std::string kMethods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
                                          "CONNECT", "OPTIONS", "TRACE", "PATCH"};
   static const std::string kOther = "OTHER";
   for (const std::string& m : kMethods) {
@@ -80,7 +82,8 @@ void ProxyMetrics::RequestFinished(const std::string& raw_method, const std::str
     s.latency = &Latency().With({method, route, application, code});
     if (status >= 400) {
       s.errors = &Errors().With({route, code, method, application});
-      s.deployment_errors = &DeploymentErrors().With({deployment, code, method, route, application});
+      s.deployment_errors =
+          &DeploymentErrors().With({deployment, code, method, route, application});
     }
   }
   s.requests->Increment();

@@ -352,7 +352,8 @@ int RunReplica(const ReplicaOptions& options) {
 
   MultiplexedModelsPusher multiplexed(options.controller_address, options.replica_id);
   data.metrics().Started();
-  metrics::Pusher metrics_pusher("replica:" + options.replica_id, [] { return sdk::MetricsText(); });
+  metrics::Pusher metrics_pusher("replica:" + options.replica_id,
+                                 [] { return sdk::MetricsText(); });
   ControlService control(*instance, data);
   PolicyService policy;
   int control_port = 0;

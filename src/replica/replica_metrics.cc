@@ -46,9 +46,9 @@ void ReplicaMetrics::RequestFinished(const std::string& route, bool error,
       static metrics::CounterFamily errors(
           "serve_deployment_error_counter",
           "The number of exceptions that have occurred in this replica.", kRouteTags);
-      static metrics::HistogramFamily latency(
-          "serve_deployment_processing_latency_ms", "The latency for queries to be processed.",
-          kRouteTags, metrics::RequestLatencyBucketsMs());
+      static metrics::HistogramFamily latency("serve_deployment_processing_latency_ms",
+                                              "The latency for queries to be processed.",
+                                              kRouteTags, metrics::RequestLatencyBucketsMs());
       std::vector<std::string> tags = {deployment_, replica_, route, app_};
       it->second = Series{&requests.With(tags), &errors.With(tags), &latency.With(tags)};
     }

@@ -329,6 +329,7 @@ uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string
   if (serve_metrics_) serve_metrics_->OnRequest(key, head.route());
   auto p = std::make_shared<Pending>();
   p->id = next_id_++;
+  if (serve_metrics_) p->created = std::chrono::steady_clock::now();
   p->key = key;
   p->live = &live_;
   live_[p->id] = p;
@@ -437,6 +438,10 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
   std::weak_ptr<ReplicaConnection> weak_conn = conn;
   uint64_t id = p->id;
   p->sent_to = conn;
+  if (serve_metrics_ && !p->dispatched) {
+    serve_metrics_->OnAssigned(key, std::chrono::steady_clock::now() - p->created);
+  }
+  p->dispatched = true;
   conn->Send(p->id, p->payload, [this, key, p, replica_id, stream, weak_conn, id](rpc::Frame* f) {
     if (f != nullptr && f->type == FrameType::kAccepted) {
       p->started = true;

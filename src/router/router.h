@@ -102,6 +102,8 @@ class Router {
     std::chrono::steady_clock::time_point match_deadline;
     bool fallback_owner = false;
     std::unordered_map<uint64_t, std::weak_ptr<Pending>>* live = nullptr;
+    std::chrono::steady_clock::time_point created;  // for the fulfillment-time metric
+    bool dispatched = false;                        // sent to a replica at least once
 
     void Finish(RouteResult&& r) {
       if (finished) return;

@@ -46,11 +46,12 @@ void RouterMetrics::OnRequest(const std::string& key, const std::string& route) 
   cache_key.append(route);
   auto [it, added] = counters_.try_emplace(std::move(cache_key));
   if (added) {
-    static metrics::CounterFamily router("serve_num_router_requests",
-                                         "The number of requests processed by the router.",
-                                         {"deployment", "route", "application", "handle", "actor_id"});
+    static metrics::CounterFamily router(
+        "serve_num_router_requests", "The number of requests processed by the router.",
+        {"deployment", "route", "application", "handle", "actor_id"});
     static metrics::CounterFamily handle(
-        "serve_handle_request_counter", "The number of requests processed by this DeploymentHandle.",
+        "serve_handle_request_counter",
+        "The number of requests processed by this DeploymentHandle.",
         {"handle", "deployment", "route", "application"});
     auto [app, deployment] = AppAndDeployment(key);
     it->second.router = &router.With({deployment, route, app, handle_, actor_id_});
@@ -58,6 +59,23 @@ void RouterMetrics::OnRequest(const std::string& key, const std::string& route) 
   }
   it->second.router->Increment();
   if (it->second.handle) it->second.handle->Increment();
+}
+
+std::vector<std::string> RouterMetrics::DeploymentTags(const std::string& key) const {
+  auto [app, deployment] = AppAndDeployment(key);
+  return {deployment, app, handle_, actor_id_};
+}
+
+void RouterMetrics::OnAssigned(const std::string& key, std::chrono::steady_clock::duration waited) {
+  auto [it, added] = fulfillment_.try_emplace(key, nullptr);
+  if (added) {
+    static metrics::HistogramFamily f(
+        "serve_request_router_fulfillment_time_ms",
+        "The time from a request's arrival at the router until a replica was chosen for it.",
+        {"deployment", "application", "handle", "actor_id"}, metrics::RequestLatencyBucketsMs());
+    it->second = &f.With(DeploymentTags(key));
+  }
+  it->second->Observe(std::chrono::duration<double, std::milli>(waited).count());
 }
 
 void RouterMetrics::Sample() {
@@ -81,8 +99,7 @@ void RouterMetrics::Sample() {
           "serve_num_scheduling_tasks_in_backoff",
           "The number of request scheduling tasks in the router that are undergoing backoff.",
           {"deployment", "application", "handle", "actor_id"});
-      auto [app, deployment] = AppAndDeployment(key);
-      std::vector<std::string> tags = {deployment, app, handle_, actor_id_};
+      std::vector<std::string> tags = DeploymentTags(key);
       it->second = Gauges{&queued.With(tags), &at_replicas.With(tags), &scheduling.With(tags),
                           &backoff.With(tags)};
     }

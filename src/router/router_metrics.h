@@ -1,13 +1,13 @@
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "metrics/registry.h"
 
@@ -38,6 +38,8 @@ class RouterMetrics {
 
   /// A request for deployment `key` ("app#deployment") from route prefix `route`.
   void OnRequest(const std::string& key, const std::string& route);
+  /// A request for `key` went to a replica for the first time, `waited` after Route().
+  void OnAssigned(const std::string& key, std::chrono::steady_clock::duration waited);
 
  private:
   struct Gauges {
@@ -46,6 +48,7 @@ class RouterMetrics {
     prometheus::Gauge* scheduling;
     prometheus::Gauge* in_backoff;
   };
+  std::vector<std::string> DeploymentTags(const std::string& key) const;
   struct Counters {
     prometheus::Counter* router;
     prometheus::Counter* handle;
@@ -58,8 +61,9 @@ class RouterMetrics {
   Sampler sampler_;
   boost::asio::steady_timer timer_;
   std::chrono::milliseconds interval_;
-  std::unordered_map<std::string, Counters> counters_;  // by key + '\0' + route
-  std::unordered_map<std::string, Gauges> gauges_;      // by key
+  std::unordered_map<std::string, Counters> counters_;                   // by key + '\0' + route
+  std::unordered_map<std::string, Gauges> gauges_;                       // by key
+  std::unordered_map<std::string, prometheus::Histogram*> fulfillment_;  // by key
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

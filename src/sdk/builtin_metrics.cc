@@ -83,15 +83,15 @@ void MultiplexNumModels(std::size_t n) {
   f.With(With({})).Set(static_cast<double>(n));
 }
 
-void BatchLaunched(const std::string& function_name, double wait_ms, std::size_t size,
-                   int max_size, std::size_t queue_length) {
+void BatchLaunched(const std::string& function_name, double wait_ms, std::size_t size, int max_size,
+                   std::size_t queue_length) {
   if (!metrics::Enabled()) return;
   static metrics::HistogramFamily wait("serve_batch_wait_time_ms",
                                        "The time a batch waited for its requests.",
                                        Keys({"function_name"}), metrics::RequestLatencyBucketsMs());
-  static metrics::HistogramFamily utilization(
-      "serve_batch_utilization_percent", "The batch's size as a percentage of max_batch_size.",
-      Keys({"function_name"}), kPercentBuckets);
+  static metrics::HistogramFamily utilization("serve_batch_utilization_percent",
+                                              "The batch's size as a percentage of max_batch_size.",
+                                              Keys({"function_name"}), kPercentBuckets);
   static metrics::HistogramFamily actual("serve_actual_batch_size",
                                          "The number of requests in a batch.",
                                          Keys({"function_name"}), kBatchSizeBuckets);
@@ -110,8 +110,8 @@ void BatchExecuted(const std::string& function_name, double execution_ms) {
   static metrics::HistogramFamily exec("serve_batch_execution_time_ms",
                                        "The time a batch took to run.", Keys({"function_name"}),
                                        metrics::RequestLatencyBucketsMs());
-  static metrics::CounterFamily processed("serve_batches_processed",
-                                          "The number of batches run.", Keys({"function_name"}));
+  static metrics::CounterFamily processed("serve_batches_processed", "The number of batches run.",
+                                          Keys({"function_name"}));
   Tags tags = With({function_name});
   exec.With(tags).Observe(execution_ms);
   processed.With(tags).Increment();

@@ -16,8 +16,8 @@ void MultiplexNumModels(std::size_t n);
 
 /// A batch of `size` (total weight) out of `max_size` left the queue after waiting `wait_ms`;
 /// `queue_length` items are still queued.
-void BatchLaunched(const std::string& function_name, double wait_ms, std::size_t size,
-                   int max_size, std::size_t queue_length);
+void BatchLaunched(const std::string& function_name, double wait_ms, std::size_t size, int max_size,
+                   std::size_t queue_length);
 void BatchExecuted(const std::string& function_name, double execution_ms);
 
 }  // namespace serve::sdk::builtin

@@ -114,9 +114,9 @@ Metric::~Metric() = default;
 void Metric::set_default_tags(const Tags& tags) {
   for (const auto& [k, v] : tags) {
     if (std::find(state_->tag_keys.begin(), state_->tag_keys.end(), k) == state_->tag_keys.end()) {
-      throw std::invalid_argument("metric '" + state_->name + "': unknown tag key '" + k +
-                                  "' in default tags (declared tag keys: " +
-                                  Join(state_->tag_keys) + ")");
+      throw std::invalid_argument(
+          "metric '" + state_->name + "': unknown tag key '" + k +
+          "' in default tags (declared tag keys: " + Join(state_->tag_keys) + ")");
     }
   }
   std::lock_guard lock(state_->mu);
@@ -161,7 +161,8 @@ std::vector<double> CheckedBoundaries(const std::string& name, const std::vector
 }  // namespace
 
 Histogram::Histogram(const std::string& name, const std::string& description,
-                     const std::vector<double>& boundaries, const std::vector<std::string>& tag_keys)
+                     const std::vector<double>& boundaries,
+                     const std::vector<std::string>& tag_keys)
     : Metric(Kind::kHistogram, name, description, tag_keys, CheckedBoundaries(name, boundaries)) {}
 
 void Histogram::observe(double value, const Tags& tags) {

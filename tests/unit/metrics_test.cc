@@ -83,7 +83,8 @@ TEST(MetricsBuckets, ParsesAndRejectsBadLists) {
     ParseBuckets("1,x", "RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS");
     FAIL();
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS"),
+              std::string::npos);
   }
   EXPECT_EQ(RequestLatencyBucketsMs().front(), 1);
   EXPECT_EQ(RequestLatencyBucketsMs().back(), 600000);

@@ -1,8 +1,9 @@
 // serve/metrics.h: custom metrics, their tag rules and the replica's automatic tags.
 
-#include <serve/metrics.h>
-
 #include <gtest/gtest.h>
+#include <serve/batching.h>
+#include <serve/metrics.h>
+#include <serve/multiplex.h>
 
 #include <stdexcept>
 
@@ -36,7 +37,9 @@ TEST(SdkMetrics, CounterWithDefaultAndPerCallTags) {
 
 TEST(SdkMetrics, InvalidTagUseNamesTheTag) {
   metrics::Counter c("sdk_test_tagged", "", {"model", "version"});
-  std::string unknown = ErrorOf([&] { c.inc(1, {{"model", "a"}, {"version", "1"}, {"colour", "x"}}); });
+  std::string unknown = ErrorOf([&] {
+    c.inc(1, {{"model", "a"}, {"version", "1"}, {"colour", "x"}});
+  });
   EXPECT_NE(unknown.find("unknown tag key 'colour'"), std::string::npos) << unknown;
   std::string missing = ErrorOf([&] { c.inc(1, {{"model", "a"}}); });
   EXPECT_NE(missing.find("missing value for tag key 'version'"), std::string::npos) << missing;
@@ -73,9 +76,35 @@ TEST(SdkMetrics, ReplicaAndRequestTagsAreAutomatic) {
                       "replica=\"Dep#abc\",route=\"/api\"} 1"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("ray_sdk_test_gauge{application=\"app1\",deployment=\"Dep\",replica=\"Dep#abc\"} 4"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find(
+          "ray_sdk_test_gauge{application=\"app1\",deployment=\"Dep\",replica=\"Dep#abc\"} 4"),
+      std::string::npos)
       << text;
+}
+
+// The built-in batching and multiplexing metrics are recorded in libserve.so's registry.
+TEST(SdkMetrics, BatchingAndMultiplexingRecordBuiltInMetrics) {
+  Batcher<int, int> batcher([](std::vector<int> xs) { return xs; },
+                            {.max_batch_size = 1, .function_name = "double_it"});
+  EXPECT_EQ(batcher(21).Get(), 21);
+  Multiplexed<int> models([](const std::string&) { return std::make_shared<int>(1); }, 1);
+  models.get_sync("a");
+  models.get_sync("b");  // evicts a
+  std::string text = sdk::MetricsText();
+  for (const char* expected :
+       {"ray_serve_batches_processed_total{", "function_name=\"double_it\"",
+        "ray_serve_actual_batch_size_count{", "ray_serve_batch_wait_time_ms_count{",
+        "ray_serve_batch_execution_time_ms_count{", "ray_serve_batch_utilization_percent_count{",
+        "ray_serve_batch_queue_length{", "ray_serve_multiplexed_models_load_counter_total{",
+        "ray_serve_multiplexed_models_unload_counter_total{",
+        "ray_serve_multiplexed_get_model_requests_counter_total{",
+        "ray_serve_multiplexed_model_load_latency_ms_count{",
+        "ray_serve_multiplexed_model_unload_latency_ms_count{", "ray_serve_num_multiplexed_models{",
+        "model_id=\"b\""}) {
+    EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n" << text;
+  }
+  EXPECT_EQ(text.find("model_id=\"a\""), std::string::npos) << "unloaded model still registered";
 }
 
 }  // namespace
