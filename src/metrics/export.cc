@@ -63,6 +63,8 @@ void Pusher::PushOnce(v1::Agent::Stub& stub) {
 void NodeStore::Put(int pid, const std::string& tag, std::string text, Clock::time_point now) {
   std::lock_guard lock(mu_);
   by_pid_[pid] = Entry{tag, std::move(text), now};
+  // Also pruned here, so that dead processes do not pile up while nobody scrapes.
+  std::erase_if(by_pid_, [&](const auto& e) { return now - e.second.at > stale_; });
 }
 
 std::string NodeStore::Text(const std::string& own, Clock::time_point now) {

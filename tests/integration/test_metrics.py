@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from conftest import TEST_APP_DIR, get, wait_for
+from conftest import SERVE, TEST_APP_DIR, get, session_pids, wait_for
 
 SOURCE_DIR = os.environ.get("SERVE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 DASHBOARD = os.path.join(SOURCE_DIR, "dashboards", "grafana", "serve.json")
@@ -180,6 +180,37 @@ def test_metrics_switch_off_records_nothing(serve_run):
     r = get(endpoint + "/metrics")
     assert r.status_code == 200
     assert "ray_serve_" not in r.text and "ray_metricsapp" not in r.text, r.text[:2000]
+
+
+def test_serve_start_shows_the_metrics_url_and_rejects_a_busy_port(tmp_path):
+    temp = str(tmp_path)
+
+    def start(port):
+        return subprocess.run([SERVE, "start", "--http-port", "0", "--dashboard-port", "0",
+                               "--metrics-export-port", str(port), "--temp-dir", temp],
+                              capture_output=True, text=True, timeout=60)
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        out = start(busy.getsockname()[1])
+    finally:
+        busy.close()
+    assert out.returncode != 0
+    assert "metrics endpoint" in out.stderr and "Address already in use" in out.stderr, out.stderr
+    wait_for(lambda: not session_pids(temp), 15, what="the failed instance's processes to exit")
+
+    out = start(0)
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        url = re.search(r"Metrics:\s+(http://\S+/metrics)", out.stdout).group(1)
+        assert get(url).status_code == 200
+    finally:
+        stop = subprocess.run([SERVE, "stop", "--temp-dir", temp], capture_output=True, text=True,
+                              timeout=90)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        wait_for(lambda: not session_pids(temp), 30, what="every process to exit")
 
 
 def test_grafana_dashboard_uses_exported_metrics():

@@ -72,6 +72,9 @@ TEST(MetricsStore, DropsProcessesThatStopPushing) {
   EXPECT_EQ(later.find("r=\"a\""), std::string::npos) << later;
   EXPECT_NE(later.find("r=\"b\""), std::string::npos) << later;
   EXPECT_EQ(store.size(), 1u);
+  // Pushes alone (no scrape) drop stale processes too.
+  store.Put(3, "replica:c", "", t0 + std::chrono::seconds(30));
+  EXPECT_EQ(store.size(), 1u);
 }
 
 TEST(MetricsBuckets, ParsesAndRejectsBadLists) {
