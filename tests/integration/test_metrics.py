@@ -111,6 +111,7 @@ def test_prometheus_scrapes_serve_metrics(serve_run, prometheus):
     session = run.session_dir()
     with open(os.path.join(session, "metrics_address")) as f:
         endpoint = f.read().strip()
+    assert f"metrics at {endpoint}/metrics" in run.output()
     sd_file = os.path.join(session, "prom_metrics_service_discovery.json")
     with open(sd_file) as f:
         sd = json.load(f)
