@@ -72,6 +72,7 @@ struct BatchOptions {
   /// >= 0; 0 runs whatever is queued at once. A std::chrono duration, or a number of seconds.
   Duration batch_wait_timeout_s = 0.0;
   int max_concurrent_batches = 1;     ///< >= 1
+  std::string function_name = "";     ///< the batch metrics' function_name tag ("": "batch")
 };
 
 namespace detail {

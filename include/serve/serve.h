@@ -15,6 +15,7 @@
 #include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>
+#include <serve/metrics.h>
 #include <serve/options.h>
 #include <serve/stream.h>
 #include <serve/task.h>

@@ -203,7 +203,8 @@ int CmdRun(RunArgs a) {
     dashboard = cluster->dashboard_address;
     FollowUpFlags follow = FollowUp(root, dashboard);
     Log("INFO", "Started a local serve instance in " + session + "; REST API at " + dashboard +
-                    " (`serve status" + follow.address + "`).");
+                    " (`serve status" + follow.address + "`); metrics at " +
+                    cluster->metrics_address + "/metrics.");
   } else {
     dashboard = attached;
     Log("INFO", "Deploying onto the running serve instance at " + dashboard +
