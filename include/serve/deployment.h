@@ -363,6 +363,15 @@ template <>
 struct CtorArgT<Application> {
   using type = DeploymentHandle;
 };
+/// A string literal bound as an argument reaches the constructor as a std::string.
+template <>
+struct CtorArgT<const char*> {
+  using type = std::string;
+};
+template <>
+struct CtorArgT<char*> {
+  using type = std::string;
+};
 template <class A>
 using CtorArg = typename CtorArgT<A>::type;
 

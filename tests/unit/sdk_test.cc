@@ -454,7 +454,8 @@ TEST_F(InstanceTest, ReconfigureWithoutMethodThrowsLogicError) {
 }
 
 TEST(InstanceReconfigureTest, ReconfigureCallsUserMethod) {
-  auto inst = MakeInstance(serve::deployment<UnitConfigurable>().bind(std::string("pre"), 3));
+  // A string literal reaches the std::string constructor parameter.
+  auto inst = MakeInstance(serve::deployment<UnitConfigurable>().bind("pre", 3));
   EXPECT_TRUE(inst->HasReconfigure());
   EXPECT_EQ(CallArgs(*inst, "threshold", serve::Json::array()).value, -1);
   inst->Reconfigure(serve::Json{{"threshold", 42}});
