@@ -31,4 +31,10 @@ class ControllerApi {
 ///   GET    /api/ray/version
 rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& request);
 
+/// A response with `body` and its content-type header.
+rpc::HttpServerResponse Reply(int status, std::string body,
+                              std::string content_type = "text/plain; charset=utf-8");
+/// The value of `name` in a query string ("" when absent; not percent-decoded).
+std::string QueryParam(const std::string& query, const std::string& name);
+
 }  // namespace serve::controller
