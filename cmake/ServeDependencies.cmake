@@ -10,6 +10,7 @@ if(NOT TARGET yaml-cpp::yaml-cpp)
 endif()
 find_package(nlohmann_json 3 CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
+find_package(prometheus-cpp CONFIG REQUIRED)  # prometheus-cpp::core (metrics)
 find_package(CLI11 CONFIG QUIET)
 if(NOT TARGET CLI11::CLI11)
   add_library(CLI11::CLI11 INTERFACE IMPORTED)  # header-only; /usr/include/CLI

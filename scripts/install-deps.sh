@@ -11,7 +11,7 @@ PACKAGES=(
   libhiredis-dev redis-server libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev unzip zip curl procps python3 python3-pytest python3-requests python3-yaml
   libxgboost-dev libopenblas-dev python3-numpy
-  chromium python3-websockets
+  chromium python3-websockets prometheus
 )
 
 missing=()
@@ -29,6 +29,20 @@ else
   echo "install-deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's prometheus package enables and starts a system-wide server on :9090; the tests run
+# their own (private config, free loopback port), so the service must not run nor start at boot.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  $SUDO systemctl disable --now prometheus.service prometheus-node-exporter.service \
+    >/dev/null 2>&1 || true
+else
+  for svc in prometheus prometheus-node-exporter; do
+    if [ -x "/etc/init.d/$svc" ]; then
+      $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+      $SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The examples' training data: the small data sets scikit-learn bundles (digits, iris, wine,

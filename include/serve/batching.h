@@ -70,6 +70,7 @@ struct BatchOptions {
   int max_batch_size = 10;            ///< >= 1 (total weight with batch_size_fn)
   double batch_wait_timeout_s = 0.0;  ///< >= 0; 0 runs whatever is queued at once
   int max_concurrent_batches = 1;     ///< >= 1
+  std::string function_name = "";     ///< the batch metrics' function_name tag ("": "batch")
 };
 
 namespace detail {

@@ -14,6 +14,7 @@
 #include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>
+#include <serve/metrics.h>
 #include <serve/options.h>
 #include <serve/stream.h>
 #include <serve/task.h>

@@ -55,6 +55,12 @@ int RunCli(int argc, char** argv) {
                     "host of the REST API ($SERVE_DASHBOARD_HOST)");
     cmd->add_option("--dashboard-port", c.dashboard_port,
                     "port of the REST API (0: any; $SERVE_DASHBOARD_PORT)");
+    c.metrics_export_port =
+        static_cast<int>(EnvDouble("SERVE_METRICS_EXPORT_PORT", c.metrics_export_port));
+    cmd->add_option("--metrics-export-port", c.metrics_export_port,
+                    "port of the node's Prometheus endpoint (0: any free port; default 8080, or "
+                    "a free port when taken; $SERVE_METRICS_EXPORT_PORT)")
+        ->check(CLI::Range(0, 65535));
   };
 
   RunArgs run;

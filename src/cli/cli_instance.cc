@@ -66,6 +66,7 @@ int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::str
   std::cout << "Started serve (session " << *session << ").\n"
             << "  HTTP proxy:  " << http << "\n"
             << "  REST API:    " << cluster->dashboard_address << "\n"
+            << "  Metrics:     " << cluster->metrics_address << "/metrics\n"
             << "Next:\n"
             << "  serve deploy config.yaml" << follow.address << "\n"
             << "  serve status" << follow.address << "\n"

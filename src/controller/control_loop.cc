@@ -10,6 +10,7 @@
 #include "common/ids.h"
 #include "common/util.h"
 #include "controller/checkpoint.h"
+#include "controller/controller_metrics.h"
 #include "controller/endpoint_state.h"
 #include "controller/instance_details.h"
 
@@ -97,20 +98,35 @@ bool ChangesState(const Action& a) {
 void ControlLoop::Step() {
   Actions actions;
   bool encode = false;
+  // Wall-clock durations of the step's parts, for the controller's metrics.
+  using Steady = std::chrono::steady_clock;
+  auto seconds_since = [](Steady::time_point t) {
+    return std::chrono::duration<double>(Steady::now() - t).count();
+  };
+  LoopTimes times;
+  Steady::time_point step_start = Steady::now();
   {
     std::lock_guard lock(mu_);
     actions.swap(pending_);
     double now = clock_.Now();
+    Steady::time_point t = Steady::now();
     metrics_.DropStale(now, [this](const std::string& key) {
       auto id = DeploymentId::FromKey(key);
       const DeploymentState* d = id ? deployments_.Get(*id) : nullptr;
       return d != nullptr && d->autoscaling() ? d->spec.cfg.autoscaling_config->metrics_interval_s
                                               : 10.0;
     });
+    times.node_s = seconds_since(t);
+    t = Steady::now();
     deployments_.Autoscale(metrics_, actions);
     for (const DeploymentId& gone : deployments_.Step(actions)) metrics_.DropDeployment(gone.Key());
+    times.deployment_s = seconds_since(t);
+    t = Steady::now();
     apps_.Step();
+    times.application_s = seconds_since(t);
+    t = Steady::now();
     proxies_.Step(shutting_down_, actions);
+    times.proxy_s = seconds_since(t);
     // Only a step where something changed re-publishes and re-encodes: at thousands of
     // replicas encoding dominates a step, and most steps change nothing.
     encode = deployments_.generation() != encoded_generation_ || events_ != encoded_events_ ||
@@ -124,6 +140,7 @@ void ControlLoop::Step() {
       encoded_checkpoint_ = EncodeCheckpoint(apps_, deployments_, proxies_);
     }
     long_poll_.Expire(now);
+    if (encode) RecordStateGauges(apps_, deployments_);
     if (shutting_down_ && apps_.apps().empty() && deployments_.deployments().empty() &&
         !finished_) {
       finished_ = true;
@@ -135,6 +152,8 @@ void ControlLoop::Step() {
   }
   if (encode || checkpoint_failing_) CheckpointIfChanged(encoded_checkpoint_);
   executor_.Execute(std::move(actions));
+  times.loop_s = seconds_since(step_start);
+  RecordControlLoop(times, ++num_loops_);
 }
 
 void ControlLoop::Run(const std::atomic<bool>& stop) {
@@ -143,7 +162,10 @@ void ControlLoop::Run(const std::atomic<bool>& stop) {
   while (!stop) {
     Step();
     std::unique_lock lock(mu_);
+    auto slept_from = std::chrono::steady_clock::now();
     cv_.wait_for(lock, interval);
+    RecordControlLoopSleep(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - slept_from).count());
   }
   std::lock_guard lock(mu_);
   long_poll_.CloseAll();

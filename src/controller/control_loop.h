@@ -106,6 +106,7 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   Random& random_;
   AgentClient& agent_;
   KvStore& kv_;
+  int64_t num_loops_ = 0;  // steps run (loop thread only)
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -24,8 +24,11 @@
 #include "controller/storage/file_kv_store.h"
 #include "controller/storage/kv_store.h"
 #include "controller/storage/redis_kv_store.h"
+#include "metrics/export.h"
+#include "metrics/registry.h"
 #include "rpc/grpc_util.h"
 #include "rpc/http_server.h"
+#include "serve/v1/agent.grpc.pb.h"
 
 // The composition root: options, the state store, the clients, the control loop, and the
 // gRPC and REST servers in front of it.
@@ -140,6 +143,7 @@ int RunController(const ControllerOptions& base_options) {
   ControlLoop loop(options, clock, random, agent, replicas, **kv);
   loop.set_log_file(log_file);
   ControllerService service(loop);
+  metrics::Pusher metrics_pusher("controller");
   int port = 0;
   std::string host = LocalNodeIp();
   int previous = PreviousPort(options.session_dir + "/controller_address", 0);
@@ -163,12 +167,22 @@ int RunController(const ControllerOptions& base_options) {
   bool restarted = ReadFile(options.session_dir + "/dashboard_address").has_value();
   rest_options.port = PreviousPort(options.session_dir + "/dashboard_address", options.dashboard_port);
   rest_options.access_log_name = "dashboard";
+  // Cluster-wide metrics: every node agent's merged text (one node: the head's).
+  auto metrics_stub = v1::Agent::NewStub(rpc::ChannelTo(options.agent_address));
+  MetricsSource cluster_metrics = [&metrics_stub]() -> absl::StatusOr<std::string> {
+    auto ctx = rpc::ContextWithDeadline(5);
+    v1::Empty empty;
+    v1::MetricsText text;
+    grpc::Status st = metrics_stub->GetMetrics(ctx.get(), empty, &text);
+    if (!st.ok()) return rpc::FromGrpcStatus(st);
+    return metrics::MergeText({text.text()});
+  };
   rpc::HttpServer rest(
       rest_io,
-      [&loop, &dashboard_options](rpc::HttpServerRequest req,
-                                  std::function<void(rpc::HttpServerResponse)> done) {
+      [&loop, &dashboard_options, &cluster_metrics](
+          rpc::HttpServerRequest req, std::function<void(rpc::HttpServerResponse)> done) {
         if (auto page = HandleDashboard(dashboard_options, loop, req)) return done(*std::move(page));
-        done(HandleRest(loop, req));
+        done(HandleRest(loop, req, cluster_metrics));
       },
       rest_options);
   unsigned short rest_port = 0;

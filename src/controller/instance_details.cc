@@ -42,6 +42,23 @@ Json DeploymentDetails(const DeploymentState& dep, const std::string& node_ip) {
 
 }  // namespace
 
+AppStatus ApplicationStatus(const AppState& app, const DeploymentStateManager& deployments,
+                            std::string* message) {
+  if (app.deleting) return AppStatus::kDeleting;
+  if (app.build_failed) {
+    *message = app.build_error;
+    return AppStatus::kDeployFailed;
+  }
+  if (app.building) return AppStatus::kDeploying;
+  std::vector<std::pair<std::string, DeploymentStatusInfo>> statuses;
+  for (auto& dname : app.deployments) {
+    if (const DeploymentState* dep = deployments.Get({app.name, dname})) {
+      statuses.emplace_back(dname, dep->status);
+    }
+  }
+  return DeriveAppStatus(statuses, message);
+}
+
 Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& proxies,
                      const ApplicationStateManager& apps,
                      const DeploymentStateManager& deployments, const std::string& api_type,
@@ -95,25 +112,13 @@ Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& 
               {"ingress_deployment", app.ingress},
               {"deployments", Json::object()},
               {"external_scaler_enabled", false}};
-    std::vector<std::pair<std::string, DeploymentStatusInfo>> statuses;
     for (auto& dname : app.deployments) {
       const DeploymentState* dep = deployments.Get({name, dname});
       if (dep == nullptr) continue;
-      statuses.emplace_back(dname, dep->status);
       a["deployments"][dname] = DeploymentDetails(*dep, node_ip);
     }
     std::string message;
-    AppStatus status;
-    if (app.deleting) {
-      status = AppStatus::kDeleting;
-    } else if (app.build_failed) {
-      status = AppStatus::kDeployFailed;
-      message = app.build_error;
-    } else if (app.building) {
-      status = AppStatus::kDeploying;
-    } else {
-      status = DeriveAppStatus(statuses, &message);
-    }
+    AppStatus status = ApplicationStatus(app, deployments, &message);
     a["status"] = ToString(status);
     a["message"] = message;
     details["applications"][name] = std::move(a);

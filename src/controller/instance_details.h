@@ -14,6 +14,10 @@
 
 namespace serve::controller {
 
+/// The status `app` shows (spec §3.1); `message` receives its message.
+AppStatus ApplicationStatus(const AppState& app, const DeploymentStateManager& deployments,
+                            std::string* message);
+
 /// `api_type`: "" (every application), "imperative" or "declarative".
 nlohmann::json InstanceDetails(const ControllerContext& context, const ProxyStateManager& proxies,
                                const ApplicationStateManager& apps,

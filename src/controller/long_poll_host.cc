@@ -1,6 +1,7 @@
 #include "controller/long_poll_host.h"
 
 #include "common/ids.h"
+#include "controller/controller_metrics.h"
 
 namespace serve::controller {
 
@@ -45,6 +46,7 @@ void LongPollHost::Publish(std::map<std::string, v1::Update> objects, bool hold)
       ++it;
       continue;
     }
+    for (const auto& u : updates) RecordLongPollTransmission(u.key());
     it->reply(std::move(updates), false);
     it = listeners_.erase(it);
   }
@@ -56,6 +58,7 @@ void LongPollHost::Listen(std::map<std::string, int64_t> keys, double deadline_s
   if (!hold) {
     auto updates = Changed(l);
     if (!updates.empty()) {
+      for (const auto& u : updates) RecordLongPollTransmission(u.key());
       l.reply(std::move(updates), false);
       return;
     }

@@ -24,7 +24,8 @@ std::string QueryParam(const std::string& query, const std::string& name) {
   return "";
 }
 
-rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& req) {
+rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& req,
+                                   const MetricsSource& cluster_metrics) {
   std::string path = req.target, query;
   if (auto q = path.find('?'); q != std::string::npos) {
     query = path.substr(q + 1);
@@ -52,6 +53,14 @@ rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequ
       return Reply(200, "");
     }
     return Reply(405, "Method " + req.method + " not allowed.");
+  }
+  if ((path == "/api/serve/metrics" || path == "/api/serve/metrics/") && cluster_metrics) {
+    if (req.method != "GET" && req.method != "HEAD") {
+      return Reply(405, "Method " + req.method + " not allowed.");
+    }
+    absl::StatusOr<std::string> text = cluster_metrics();
+    if (!text.ok()) return Reply(503, "Cannot collect metrics: " + std::string(text.status().message()));
+    return Reply(200, *std::move(text), "text/plain; version=0.0.4; charset=utf-8");
   }
   if (path == "/api/ray/version" && req.method == "GET") {
     nlohmann::json v = {{"version", "4"}, {"ray_version", "0.1.0"}, {"ray_commit", ""},

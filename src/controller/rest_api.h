@@ -1,10 +1,12 @@
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "config/schema.h"
 #include "rpc/http_server.h"
 
@@ -29,7 +31,13 @@ class ControllerApi {
 ///   PUT    /api/serve/applications/      (ServeDeploySchema JSON; 400 on invalid bodies)
 ///   DELETE /api/serve/applications/
 ///   GET    /api/ray/version
-rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& request);
+///   GET    /api/serve/metrics            (every node's metrics, Prometheus text; 503 when
+///                                         `cluster_metrics` fails, 404 when it is unset)
+/// `cluster_metrics` returns the merged metrics of every node (blocking; called on the REST
+/// thread).
+using MetricsSource = std::function<absl::StatusOr<std::string>()>;
+rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& request,
+                                   const MetricsSource& cluster_metrics = nullptr);
 
 /// A response with `body` and its content-type header.
 rpc::HttpServerResponse Reply(int status, std::string body,

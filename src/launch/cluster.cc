@@ -63,7 +63,7 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                             {"cluster_name", options.cluster_name}};
   // Addresses left by an instance that was killed; the new one writes its own.
   for (const char* stale : {"controller_address", "dashboard_address", "agent_address", "agent_pid",
-                            "startup_error"}) {
+                            "startup_error", "metrics_address"}) {
     std::error_code ec;
     fs::remove(session_dir + "/" + stale, ec);
   }
@@ -74,6 +74,10 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--head"};
   if (!options.detached && options.forward_logs) args.push_back("--forward-logs");
+  if (options.metrics_export_port >= 0) {
+    args.push_back("--metrics-export-port");
+    args.push_back(std::to_string(options.metrics_export_port));
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -99,7 +103,7 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  LocalCluster result{session_dir, pid, "", ""};
+  LocalCluster result{session_dir, pid, "", "", ""};
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     auto controller = ReadFile(session_dir + "/controller_address");
@@ -107,6 +111,7 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
     if (controller && dashboard) {
       result.controller_address = *controller;
       result.dashboard_address = *dashboard;
+      result.metrics_address = ReadFile(session_dir + "/metrics_address").value_or("");
       return result;
     }
     int status;

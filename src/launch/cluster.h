@@ -35,6 +35,9 @@ struct ClusterOptions {
   std::string cluster_name = "default";  ///< key namespace in Redis
   bool detached = false;      ///< `serve start`: outlives this process, logs to files only
   bool forward_logs = true;   ///< when not detached: print the processes' logs on stdout
+  /// Port of the node's Prometheus endpoint: 0 = any free port, -1 = the agent's default
+  /// (8080, or any free port when taken).
+  int metrics_export_port = -1;
   std::string bin_dir;        ///< where serve-agent is; "" = $SERVE_BIN_DIR, else next to this
                               ///< executable
 };
@@ -44,6 +47,7 @@ struct LocalCluster {
   pid_t agent_pid = -1;
   std::string controller_address;
   std::string dashboard_address;  ///< http://host:port of the REST API
+  std::string metrics_address;    ///< http://host:port of the head node's metrics endpoint
 };
 
 /// Starts a head node agent (which starts the controller, its REST API and the proxy) and

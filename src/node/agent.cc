@@ -25,6 +25,8 @@
 
 #include "common/logging.h"
 #include "common/util.h"
+#include "metrics/export.h"
+#include "node/metrics_endpoint.h"
 #include "rpc/grpc_util.h"
 #include "serve/v1/agent.grpc.pb.h"
 #include "serve/v1/controller.grpc.pb.h"
@@ -64,6 +66,10 @@ class ProcessTable {
     spawner_.join();
     reaper_.join();
   }
+
+  /// Children get $SERVE_AGENT_ADDRESS (where they push their metrics). Set before the first
+  /// Start().
+  void SetAgentAddress(std::string address) { agent_address_ = std::move(address); }
 
   using ExitCallback = std::function<void(const Child&, int exit_code)>;
   void OnExit(ExitCallback cb) { on_exit_ = std::move(cb); }
@@ -139,6 +145,7 @@ class ProcessTable {
     argv.push_back(nullptr);
     std::vector<std::string> env_s;
     for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
+    if (!agent_address_.empty()) env_s.push_back("SERVE_AGENT_ADDRESS=" + agent_address_);
     for (auto& kv : req.env()) env_s.push_back(kv.key() + "=" + kv.value());
     std::vector<char*> envp;
     for (auto& e : env_s) envp.push_back(e.data());
@@ -252,6 +259,7 @@ class ProcessTable {
   }
 
   const AgentOptions& options_;
+  std::string agent_address_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable exited_cv_;
@@ -265,8 +273,8 @@ class ProcessTable {
 
 class AgentService final : public v1::Agent::Service {
  public:
-  AgentService(ProcessTable& table, std::function<void()> shutdown)
-      : table_(table), shutdown_(std::move(shutdown)) {}
+  AgentService(ProcessTable& table, metrics::NodeStore& metrics, std::function<void()> shutdown)
+      : table_(table), metrics_(metrics), shutdown_(std::move(shutdown)) {}
   grpc::Status StartProcess(grpc::ServerContext*, const v1::StartProcessRequest* req,
                             v1::StartProcessReply* reply) override {
     v1::StartProcessRequest copy = *req;
@@ -299,9 +307,19 @@ class AgentService final : public v1::Agent::Service {
     shutdown_();
     return grpc::Status::OK;
   }
+  grpc::Status PushMetrics(grpc::ServerContext*, const v1::PushMetricsRequest* req,
+                           v1::Empty*) override {
+    metrics_.Put(req->pid(), req->tag(), req->text());
+    return grpc::Status::OK;
+  }
+  grpc::Status GetMetrics(grpc::ServerContext*, const v1::Empty*, v1::MetricsText* reply) override {
+    reply->set_text(metrics_.Text());
+    return grpc::Status::OK;
+  }
 
  private:
-  ProcessTable& table_;  // Not owned; must outlive this.
+  ProcessTable& table_;        // Not owned; must outlive this.
+  metrics::NodeStore& metrics_;  // Not owned; must outlive this.
   std::function<void()> shutdown_;
 };
 
@@ -399,7 +417,8 @@ int RunAgent(const AgentOptions& options) {
     if (!st.ok()) spdlog::warn("Cannot report exit of {}: {}", child.tag, st.error_message());
   });
 
-  AgentService service(table, request_shutdown);
+  metrics::NodeStore metrics_store(metrics::StaleSeconds());
+  AgentService service(table, metrics_store, request_shutdown);
   int port = 0;
   auto server = rpc::StartGrpcServer(LocalNodeIp(), 0, {&service}, &port);
   if (!server) {
@@ -407,9 +426,32 @@ int RunAgent(const AgentOptions& options) {
     return 1;
   }
   std::string address = LocalNodeIp() + ":" + std::to_string(port);
+  table.SetAgentAddress(address);
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  try {
+    int metrics_port = options.metrics_export_port;
+    try {
+      metrics_endpoint = std::make_unique<MetricsEndpoint>(
+          metrics_store, LocalNodeIp(), metrics_port < 0 ? kDefaultMetricsExportPort : metrics_port);
+    } catch (const std::exception& e) {
+      if (metrics_port >= 0) throw;
+      spdlog::warn("{}; using a free port instead.", e.what());
+      metrics_endpoint = std::make_unique<MetricsEndpoint>(metrics_store, LocalNodeIp(), 0);
+    }
+  } catch (const std::exception& e) {
+    std::string reason = std::string("The node agent ") + e.what() + ".";
+    spdlog::error("{}", reason);
+    WriteFileAtomic(startup_error_file, reason);
+    server->Shutdown(std::chrono::system_clock::now());
+    ShutdownLogging();
+    return kExitConfig;
+  }
+  WriteFileAtomic(options.session_dir + "/metrics_address", "http://" + metrics_endpoint->address());
+  UpdateServiceDiscovery(options.session_dir, metrics_endpoint->address(), /*add=*/true);
   WriteFileAtomic(options.session_dir + "/agent_address", address);
   WriteFileAtomic(options.session_dir + "/agent_pid", std::to_string(::getpid()));
-  spdlog::info("Node agent {} listening on {}.", node_id, address);
+  spdlog::info("Node agent {} listening on {}; metrics at http://{}/metrics.", node_id, address,
+               metrics_endpoint->address());
 
   std::function<void()> start_controller = [&] {
     {
@@ -450,7 +492,10 @@ int RunAgent(const AgentOptions& options) {
   spdlog::info("Node agent stopping its processes.");
   table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  UpdateServiceDiscovery(options.session_dir, metrics_endpoint->address(), /*add=*/false);
+  metrics_endpoint.reset();
   std::error_code ec;
+  std::filesystem::remove(options.session_dir + "/metrics_address", ec);
   std::filesystem::remove(options.session_dir + "/agent_address", ec);
   std::filesystem::remove(options.session_dir + "/controller_address", ec);
   std::filesystem::remove(options.session_dir + "/dashboard_address", ec);

@@ -16,6 +16,7 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/util.h"
+#include "metrics/export.h"
 #include "proxy/request_handler.h"
 #include "router/router.h"
 #include "rpc/grpc_util.h"
@@ -57,6 +58,9 @@ int RunProxy(const ProxyOptions& options) {
   metrics.source = "proxy:" + options.node_id;
   router.EnableMetrics(std::move(metrics));
   RequestHandler handler(router, io.get_executor(), options.request_timeout_s);
+  ProxyMetrics proxy_metrics(options.node_id, LocalNodeIp());
+  handler.set_metrics(&proxy_metrics);
+  metrics::Pusher metrics_pusher("proxy:" + options.node_id);
   rpc::HttpServerOptions http_options;
   http_options.host = options.http_host;
   http_options.port = options.http_port;

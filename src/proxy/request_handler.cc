@@ -23,8 +23,23 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
     if (k.size() == 12 && strcasecmp(k.c_str(), "x-request-id") == 0) request_id = v;
   }
   if (request_id.empty()) request_id = RandomUuid();
+  // Tags of the request's metrics: filled once the route is matched.
+  struct Tags {
+    std::string method, route, app, deployment;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  };
+  std::shared_ptr<Tags> tags;
+  if (metrics_) {
+    tags = std::make_shared<Tags>();
+    tags->method = req.method;
+    metrics_->RequestStarted();
+  }
   // Outlives Handle(): runs when the routed request completes.
-  auto finish = [request_id, done = std::move(done)](ProxyResponse r) {
+  auto finish = [request_id, done = std::move(done), metrics = metrics_, tags](ProxyResponse r) {
+    if (metrics) {
+      metrics->RequestFinished(tags->method, tags->route, tags->app, tags->deployment, r.status,
+                               tags->start);
+    }
     r.request_id = request_id;
     r.headers.emplace_back("x-request-id", request_id);
     done(std::move(r));
@@ -55,6 +70,11 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
                                 "/-/routes for available routes."));
   }
 
+  if (tags) {
+    tags->route = route->route_prefix;
+    tags->app = route->app_name;
+    tags->deployment = route->deployment;
+  }
   v1::RequestHead head;
   head.set_request_id(request_id);
   head.set_route(route->route_prefix);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/proxy_metrics.h"
 #include "proxy/route_table.h"
 #include "router/router.h"
 #include "rpc/http_server.h"
@@ -30,6 +31,8 @@ class RequestHandler {
     populated_ = true;
   }
   const RouteTable& routes() const { return routes_; }
+  /// Records every request (not owned; must outlive this). Unset: nothing is recorded.
+  void set_metrics(ProxyMetrics* metrics) { metrics_ = metrics; }
 
   /// Handles one request; `done` runs exactly once (possibly before Handle returns).
   void Handle(ProxyRequest request, std::function<void(ProxyResponse)> done);
@@ -40,6 +43,7 @@ class RequestHandler {
   double request_timeout_s_;
   RouteTable routes_;
   bool populated_ = false;
+  ProxyMetrics* metrics_ = nullptr;
 };
 
 }  // namespace serve::proxy

@@ -89,7 +89,8 @@ DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance&
                        DataServerOptions options)
     : io_(io), user_threads_(options.serialized ? 1 : std::max(1, user_threads)),
       instance_(instance), options_(std::move(options)), acceptor_(io),
-      max_ongoing_(options_.max_ongoing_requests) {}
+      max_ongoing_(options_.max_ongoing_requests),
+      metrics_(options_.app_name, options_.deployment, options_.replica_id) {}
 
 unsigned short DataServer::Listen(const std::string& host) {
   unsigned short port = rpc::ListenOn(acceptor_, host, 0);
@@ -208,7 +209,7 @@ void DataServer::Accept() {
             conn->Send(FrameType::kResponse, frame.id, rpc::EncodeEnvelope(head, {}));
             return;
           }
-          ++ongoing_;
+          metrics_.SetProcessing(++ongoing_);
           // Before any user code runs: from now on the caller fails the request rather than
           // retrying it elsewhere if this replica dies.
           uint64_t accepted_at = conn->Send(FrameType::kAccepted, frame.id, {});
@@ -228,7 +229,7 @@ void DataServer::Accept() {
           // completion, the call then goes on this thread with no hand-off and no waiting.
           conn->WhenWritten(accepted_at, [this, call = std::move(call)](bool written) mutable {
             if (!written) {  // connection lost first: the caller retries it elsewhere
-              --ongoing_;
+              metrics_.SetProcessing(--ongoing_);
               std::lock_guard lock(mu_);
               calls_.erase({call->conn.get(), call->id});
               return;
@@ -305,6 +306,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
   head.set_num_ongoing(ongoing_.load());
   std::string status_text;
   bool streamed = false;
+  bool failed = false;  // the user code threw
   try {
     if (error) std::rethrow_exception(error);
     if (out.stream && !req.has_http() && !req.stream()) {
@@ -348,6 +350,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
         err.set_error_message(what);
         send(FrameType::kError, rpc::EncodeEnvelope(err, {}));
         status_text = "ERROR";
+        failed = true;
         spdlog::error("{}_{} {} {} {} -- Stream failed after {} chunk(s): {}: {}",
                       options_.app_name, options_.deployment, options_.replica_id,
                       req.request_id(), req.route(), chunks, type, what);
@@ -375,6 +378,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
     head.set_ok(false);
     head.set_error_type(type);
     head.set_error_message(what);
+    failed = true;
     if (req.has_http()) {
       head.mutable_http()->set_status(500);
       reply_body = "Internal Server Error\n\n" + type + ": " + what + "\n";
@@ -399,7 +403,8 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
                  options_.replica_id, req.request_id(), req.route(), verb, what, status_text, ms);
   }
   if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(head, reply_body));
-  --ongoing_;
+  metrics_.RequestFinished(req.route(), failed, call.start);
+  metrics_.SetProcessing(--ongoing_);
   std::lock_guard lock(mu_);
   calls_.erase({conn.get(), id});
 }

@@ -15,6 +15,7 @@
 
 #include <serve/deployment.h>
 
+#include "replica/replica_metrics.h"
 #include "serve/v1/dataplane.pb.h"
 
 namespace serve::rpc {
@@ -71,6 +72,7 @@ class DataServer {
   /// Changes max_ongoing_requests for requests arriving from now on; in concurrent mode
   /// without fixed threads, user_threads() follows it.
   void set_max_ongoing_requests(int n);
+  ReplicaMetrics& metrics() { return metrics_; }
   /// Runs `fn` as a user job (in serialized mode: on the strand, between handlers) and waits
   /// for it; rethrows what it throws. Call from a thread outside the executor (gRPC's).
   void RunUserCode(const std::function<void()>& fn);
@@ -106,6 +108,7 @@ class DataServer {
   std::atomic<uint64_t> finished_{0};
   std::atomic<bool> draining_{false};
   std::atomic<int> max_ongoing_;
+  ReplicaMetrics metrics_;
   std::mutex mu_;  // guards the members below
   int running_ = 0;            // user jobs running now
   std::deque<Job> queued_;     // user jobs waiting for a free slot

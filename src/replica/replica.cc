@@ -22,6 +22,7 @@
 #include "common/logging.h"
 #include "common/util.h"
 #include "config/import_path.h"
+#include "metrics/export.h"
 #include "replica/data_server.h"
 #include "replica/elastic_io.h"
 #include "replica/handle_runtime.h"
@@ -350,6 +351,8 @@ int RunReplica(const ReplicaOptions& options) {
   }
 
   MultiplexedModelsPusher multiplexed(options.controller_address, options.replica_id);
+  data.metrics().Started();
+  metrics::Pusher metrics_pusher("replica:" + options.replica_id, [] { return sdk::MetricsText(); });
   ControlService control(*instance, data);
   PolicyService policy;
   int control_port = 0;

@@ -81,6 +81,7 @@ class MetricsReporter {
   void OnQueuedAtZero(const std::string& key);
 
   const std::string& handle_id() const { return options_.handle_id; }
+  const std::string& source() const { return options_.source; }
 
  private:
   struct Deployment {

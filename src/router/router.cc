@@ -196,6 +196,22 @@ Router::~Router() {
 void Router::EnableMetrics(MetricsOptions options) {
   metrics_ = std::make_unique<MetricsReporter>(
       executor_, std::move(options), [this](const std::string& key) { return SampleLoad(key); });
+  if (!metrics::Enabled()) return;
+  // "replica:<id>" / "proxy:<node>": the actor is the part after the kind.
+  const std::string& source = metrics_->source();
+  std::string actor = source.substr(source.find(':') + 1);
+  bool is_handle = source.rfind("proxy:", 0) != 0;
+  serve_metrics_ = std::make_unique<RouterMetrics>(
+      executor_, actor, metrics_->handle_id(), is_handle,
+      [this](const std::function<void(const std::string&, const RouterLoad&)>& visit) {
+        for (const auto& [key, d] : deployments_) {
+          RouterLoad load;
+          for (const auto& p : d.queue) load.queued += p->finished ? 0 : 1;
+          for (const auto& r : d.replicas) load.at_replicas += r.conn->in_flight();
+          load.in_backoff = d.backoff && d.backoff->expiry() > std::chrono::steady_clock::now();
+          visit(key, load);
+        }
+      });
 }
 
 LoadSample Router::SampleLoad(const std::string& key) const {
@@ -310,6 +326,7 @@ uint64_t Router::Route(const std::string& key, v1::RequestHead head, std::string
     done(std::move(r));
     return 0;
   }
+  if (serve_metrics_) serve_metrics_->OnRequest(key, head.route());
   auto p = std::make_shared<Pending>();
   p->id = next_id_++;
   p->key = key;

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "router/metrics_reporter.h"
+#include "router/router_metrics.h"
 #include "rpc/http_server.h"
 #include "serve/v1/controller.pb.h"
 #include "serve/v1/dataplane.pb.h"
@@ -64,7 +65,8 @@ class Router {
   ~Router();
 
   /// Starts pushing autoscaling metrics (spec §6.1) for the deployments whose targets carry
-  /// `autoscaling`. Call once, before the first UpdateTargets.
+  /// `autoscaling`, and recording the router's Prometheus metrics (RouterMetrics, actor
+  /// `options.source`) unless metrics are disabled. Call once, before the first UpdateTargets.
   void EnableMetrics(MetricsOptions options);
 
   /// Replaces the replica set of `deployment_key` ("app#deployment") with `targets`.
@@ -153,6 +155,7 @@ class Router {
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::weak_ptr<Pending>> live_;  // by id, until finished
   std::unique_ptr<MetricsReporter> metrics_;  // last: destroyed first (it samples the rest)
+  std::unique_ptr<RouterMetrics> serve_metrics_;
 };
 
 /// Long-polls the controller for `keys` on its own thread and hands each update to

@@ -10,6 +10,7 @@
 
 #include <serve/context.h>
 
+#include "sdk/builtin_metrics.h"
 #include "sdk/host.h"
 
 namespace serve::detail {
@@ -96,6 +97,7 @@ struct BatchQueue::Impl {
   int max_batch_size;
   std::chrono::nanoseconds timeout;
   int max_concurrent;
+  std::string function_name;  // tag of the batch metrics
   std::deque<std::shared_ptr<BatchItem>> queue;
   bool own_thread = false;
   bool capacity_checked = false;  // the capacity warning was considered (first Submit)
@@ -108,6 +110,11 @@ namespace {
 
 struct Batch {
   std::vector<std::shared_ptr<BatchItem>> items;
+  // For the metrics: how long it formed, its total weight, the queue left behind.
+  double wait_ms = 0;
+  std::size_t size = 0;
+  int max_size = 1;
+  std::size_t queue_left = 0;
 };
 
 void Pump(const std::shared_ptr<BatchQueue>& self, BatchQueue::Impl& impl);
@@ -124,11 +131,17 @@ void Finish(const std::shared_ptr<BatchQueue>& self, BatchQueue::Impl& impl, Bat
 
 Detached RunBatch(std::shared_ptr<BatchQueue> self, BatchQueue::Impl* impl,
                   std::shared_ptr<Batch> batch) {
+  sdk::builtin::BatchLaunched(impl->function_name, batch->wait_ms, batch->size, batch->max_size,
+                              batch->queue_left);
+  auto started = Clock::now();
   try {
     co_await impl->run(batch->items);
   } catch (...) {  // run() catches the user's errors; this is e.g. bad_alloc
     for (auto& item : batch->items) item->error = std::current_exception();
   }
+  sdk::builtin::BatchExecuted(
+      impl->function_name,
+      std::chrono::duration<double, std::milli>(Clock::now() - started).count());
   Finish(self, *impl, *batch);
 }
 
@@ -207,6 +220,10 @@ void Pump(const std::shared_ptr<BatchQueue>& self, BatchQueue::Impl& impl) {
       for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
         impl.queue.erase(impl.queue.begin() + static_cast<std::ptrdiff_t>(*it));
       }
+      batch->wait_ms = std::chrono::duration<double, std::milli>(now - *impl.forming_since).count();
+      batch->size = total;
+      batch->max_size = impl.max_batch_size;
+      batch->queue_left = impl.queue.size();
       // Closed by its wait: items of other model ids queued in the same window close with it
       // (each in its own slot); closed by size: the next batch starts its own wait.
       if (full) impl.forming_since.reset();
@@ -254,6 +271,7 @@ BatchQueue::BatchQueue(BatchRunFn run, BatchOptions options, bool own_thread)
   impl_->timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::duration<double>(options.batch_wait_timeout_s));
   impl_->max_concurrent = options.max_concurrent_batches;
+  impl_->function_name = options.function_name.empty() ? "batch" : options.function_name;
 }
 
 BatchQueue::~BatchQueue() = default;

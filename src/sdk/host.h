@@ -90,6 +90,10 @@ SERVE_EXPORT void SetMultiplexedModelsListener(std::function<void()> listener);
 /// and unique.
 SERVE_EXPORT std::vector<std::string> MultiplexedModelIds();
 
+/// The metrics recorded in libserve.so (custom metrics, batching, multiplexing) in Prometheus
+/// text format; the replica pushes them with its own.
+SERVE_EXPORT std::string MetricsText();
+
 /// Builds the application `name` with `args`. Throws std::invalid_argument for an unknown name,
 /// for args given to a non-builder app, and whatever the builder throws.
 SERVE_EXPORT Json BuildApplication(const std::string& name, const Args& args);

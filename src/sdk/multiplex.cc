@@ -3,6 +3,7 @@
 #include <serve/multiplex.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <list>
 #include <map>
@@ -12,12 +13,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "sdk/builtin_metrics.h"
 #include "sdk/host.h"
 
 namespace serve {
 namespace detail {
 
 struct ModelLoad {
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
@@ -94,6 +97,17 @@ void EvictOver(ModelCache::State& s, size_t limit, const std::string* keep, Evic
 void RunUnloads(const ModelCache::Unload& hook, Evicted& evicted) {
   for (auto& [id, model] : evicted) {
     spdlog::info("Unloading multiplexed model '{}'.", id);
+    auto started = std::chrono::steady_clock::now();
+    struct Record {  // also when the hook throws
+      const std::string& id;
+      std::chrono::steady_clock::time_point started;
+      ~Record() {
+        sdk::builtin::MultiplexUnloaded(
+            id, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                          started)
+                    .count());
+      }
+    } record{id, started};
     if (!hook) continue;
     try {
       hook(id, model);
@@ -137,6 +151,7 @@ ModelCache::Ticket ModelCache::Acquire(const std::string& id) {
   State& s = *state_;
   Ticket t;
   Evicted evicted;
+  sdk::builtin::MultiplexGetModel();
   {
     std::lock_guard lock(s.mu);
     if (auto it = s.index.find(id); it != s.index.end()) {
@@ -174,6 +189,13 @@ void ModelCache::Finish(const std::string& id, const std::shared_ptr<ModelLoad>&
       s.index[id] = std::prev(s.lru.end());
       if (s.max_models > 0) EvictOver(s, static_cast<size_t>(s.max_models), &id, evicted);
     }
+    sdk::builtin::MultiplexNumModels(s.lru.size());
+  }
+  if (!error) {
+    sdk::builtin::MultiplexLoaded(
+        id, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                      load->started)
+                .count());
   }
   RunUnloads(s.unload, evicted);
   NotifyChanged();
