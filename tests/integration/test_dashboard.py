@@ -57,7 +57,7 @@ class Browser:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", f"--user-data-dir={self.profile}",
-             "--window-size=1400,1800", "about:blank"],
+             "--window-size=1300,1000", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.loop = asyncio.new_event_loop()
         self.ws = None
@@ -158,7 +158,7 @@ def test_serve_page_shows_instance_and_charts(serve_instance, tmp_path, browser)
         wait_for(lambda: "Starting replica" in get(link).text, 30, what="a replica's log lines")
         deps = browser.eval("document.querySelector('#deployments tr[data-deployment=\"echo#Echo\"]')"
                             ".textContent")
-        assert "RUNNING 2" in deps and "fixed 2 replicas" in deps
+        assert "RUNNING 2" in deps and "fixed 2 replicas" in deps, deps
         assert browser.eval("document.querySelectorAll('#proxies tbody tr').length") == 1
         assert "HEALTHY" in browser.eval("document.getElementById('proxies').textContent")
 
@@ -189,8 +189,10 @@ def test_serve_page_shows_instance_and_charts(serve_instance, tmp_path, browser)
 
         shot = os.environ.get("SERVE_DASHBOARD_SCREENSHOT")
         if shot:
-            png = browser.call("Page.captureScreenshot", format="png",
-                               captureBeyondViewport=True)["data"]
+            size = browser.call("Page.getLayoutMetrics")["cssContentSize"]
+            png = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                               clip={"x": 0, "y": 0, "width": size["width"],
+                                     "height": size["height"], "scale": 1})["data"]
             with open(shot, "wb") as f:
                 f.write(base64.b64decode(png))
     finally:

@@ -68,7 +68,8 @@
       return `autoscaling ${esc(a.min_replicas)}–${esc(a.max_replicas)} replicas, ` +
              `target ${esc(target)} ongoing requests each`;
     }
-    return `fixed ${esc(cfg.num_replicas ?? dep.target_num_replicas)} replicas`;
+    const n = cfg.num_replicas ?? dep.target_num_replicas;
+    return `fixed ${esc(n)} replica${n === 1 ? "" : "s"}`;
   }
 
   function renderDetails(d) {
@@ -161,9 +162,9 @@
       if (window.uPlot) {
         c.plots[spec.id] = new window.uPlot({
           title: spec.title, width: 340, height: 170,
-          scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max || 0, 1e-9) * 1.1] } },
+          scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
           series: [{}, ...spec.series.map((s) => ({ ...s, width: 1.5, spanGaps: false }))],
-          legend: { show: true },
+          legend: { live: false },
         }, [[], ...spec.series.map(() => [])], box);
       } else {
         box.innerHTML = `<div class="none">Chart library not installed</div>`;
