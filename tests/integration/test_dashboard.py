@@ -21,7 +21,7 @@ import requests
 import websockets
 import yaml
 
-from conftest import TEST_APP_DIR, get, wait_for
+from conftest import TEST_APP_DIR, get, session_pids, wait_for
 
 CHROMIUM = shutil.which("chromium")
 
@@ -58,7 +58,10 @@ class Browser:
              "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", f"--user-data-dir={self.profile}",
              "--window-size=1300,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            # Its crash handler runs in a session of its own; with its files in the profile, its
+            # command line names the profile, so close() finds it.
+            env={**os.environ, "XDG_CONFIG_HOME": os.path.join(self.profile, "config")})
         self.loop = asyncio.new_event_loop()
         self.ws = None
         self.next_id = 0
@@ -106,6 +109,11 @@ class Browser:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+            for pid in session_pids(self.profile):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 @pytest.fixture
