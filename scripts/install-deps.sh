@@ -11,7 +11,7 @@ PACKAGES=(
   libhiredis-dev redis-server libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev unzip zip curl procps python3 python3-pytest python3-requests python3-yaml
   libxgboost-dev libopenblas-dev python3-numpy
-  prometheus
+  chromium python3-websockets prometheus
 )
 
 missing=()
@@ -58,4 +58,18 @@ if [ ! -f "$DATA_DIR/digits.csv.gz" ]; then
   $SUDO mkdir -p "$DATA_DIR"
   $SUDO cp "$tmp"/pkg/usr/lib/python3/dist-packages/sklearn/datasets/data/*.csv* "$DATA_DIR"/
   echo "install-deps: scikit-learn's bundled data sets in $DATA_DIR"
+fi
+
+# The dashboard's chart library (uPlot), from npm into a fixed prefix; the build copies it next
+# to the dashboard's own files (web/CMakeLists.txt). Debian's npm is used when none is present.
+NPM_PREFIX=/usr/local/share/serve/npm
+UPLOT_VERSION=1.6.32
+if ! grep -qs "\"version\": \"$UPLOT_VERSION\"" "$NPM_PREFIX/node_modules/uplot/package.json"; then
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+  fi
+  $SUDO mkdir -p "$NPM_PREFIX"
+  $SUDO npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --save-exact "uplot@$UPLOT_VERSION"
+  echo "install-deps: uplot $UPLOT_VERSION in $NPM_PREFIX"
 fi

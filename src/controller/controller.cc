@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "controller/clock.h"
 #include "controller/control_loop.h"
+#include "controller/dashboard.h"
 #include "controller/grpc_clients.h"
 #include "controller/rest_api.h"
 #include "controller/service.h"
@@ -156,7 +157,9 @@ int RunController(const ControllerOptions& base_options) {
   loop.set_address(address);
   spdlog::info("Controller listening on {} (session {}).", address, options.session_dir);
 
-  // REST API on the dashboard port, served from its own I/O thread.
+  // REST API and the Serve page on the dashboard port, served from its own I/O thread.
+  DashboardOptions dashboard_options{FindWebDir(), options.session_dir + "/logs"};
+  if (dashboard_options.web_dir.empty()) spdlog::warn("The dashboard's web files were not found.");
   boost::asio::io_context rest_io(1);
   rpc::HttpServerOptions rest_options;
   rest_options.host = options.dashboard_host;
@@ -176,8 +179,9 @@ int RunController(const ControllerOptions& base_options) {
   };
   rpc::HttpServer rest(
       rest_io,
-      [&loop, &cluster_metrics](rpc::HttpServerRequest req,
-                                std::function<void(rpc::HttpServerResponse)> done) {
+      [&loop, &dashboard_options, &cluster_metrics](
+          rpc::HttpServerRequest req, std::function<void(rpc::HttpServerResponse)> done) {
+        if (auto page = HandleDashboard(dashboard_options, loop, req)) return done(*std::move(page));
         done(HandleRest(loop, req, cluster_metrics));
       },
       rest_options);

@@ -3,10 +3,8 @@
 #include <spdlog/spdlog.h>
 
 namespace serve::controller {
-namespace {
 
-rpc::HttpServerResponse Reply(int status, std::string body,
-                              std::string content_type = "text/plain; charset=utf-8") {
+rpc::HttpServerResponse Reply(int status, std::string body, std::string content_type) {
   rpc::HttpServerResponse r;
   r.status = status;
   r.headers.emplace_back("content-type", std::move(content_type));
@@ -25,8 +23,6 @@ std::string QueryParam(const std::string& query, const std::string& name) {
   }
   return "";
 }
-
-}  // namespace
 
 rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& req,
                                    const MetricsSource& cluster_metrics) {

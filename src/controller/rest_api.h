@@ -39,4 +39,10 @@ using MetricsSource = std::function<absl::StatusOr<std::string>()>;
 rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequest& request,
                                    const MetricsSource& cluster_metrics = nullptr);
 
+/// A response with `body` and its content-type header.
+rpc::HttpServerResponse Reply(int status, std::string body,
+                              std::string content_type = "text/plain; charset=utf-8");
+/// The value of `name` in a query string ("" when absent; not percent-decoded).
+std::string QueryParam(const std::string& query, const std::string& name);
+
 }  // namespace serve::controller
