@@ -8,8 +8,9 @@
 # The load generator (wrk, the ping-pong client) runs on core $BENCH_LOAD_CPU (0) and the
 # system under test, all of its processes, on core $BENCH_SUT_CPU (1), both via taskset.
 # Baselines run in the same invocation:
-#   HTTP noop   serve proxy -> 1 noop replica | nginx (1 worker, upstream keep-alive) -> Beast
-#               backend | Beast backend alone;   wrk -t1 -c{1,16,64,256} --latency
+#   HTTP noop   serve proxy -> 1 noop replica | the same with metrics off (SERVE_METRICS_ENABLED=0)
+#               | nginx (1 worker, upstream keep-alive) -> Beast backend | Beast backend alone;
+#               wrk -t1 -c{1,16,64,256} --latency
 #   streaming   50 chunks of 20 bytes: direct Beast chunked output | nginx -> Beast (reference)
 #               | serve proxy -> bench_stream:app (when it builds and the proxy streams it)
 #   handles     raw Asio TCP ping-pong (sequential RTT, batches of 100 in flight) | serve
@@ -547,16 +548,22 @@ note_affinity nginx+backend $NGINX_SUT
 check_stream "http://127.0.0.1:$BACKEND_PORT/stream" || die "beast_backend /stream is not 50 chunks of 20 bytes"
 check_stream "http://127.0.0.1:$NGINX_PORT/stream" || log "warning: nginx /stream did not pass through chunked"
 
+# The same app with metrics recording off (SERVE_METRICS_ENABLED=0): what metrics cost.
+SERVE_METRICS_ENABLED=0 start_serve bench_apps:noop "$APP_DIR" serve-nometrics
+[[ $(curl -s -m 2 "http://127.0.0.1:$SERVE_PORT/") == ok ]] || die "noop app (metrics off) does not answer 'ok'"
+NOMETRICS_PID=$SERVE_PID NOMETRICS_PORT=$SERVE_PORT
+NOMETRICS_SUT=$(tree_pids "$NOMETRICS_PID" | tr '\n' ' ')
 start_serve bench_apps:noop "$APP_DIR" serve
 [[ $(curl -s -m 2 "http://127.0.0.1:$SERVE_PORT/") == ok ]] || die "noop app does not answer 'ok'"
 SERVE_SUT=$(tree_pids "$SERVE_PID" | tr '\n' ' ')
 # shellcheck disable=SC2086
 note_affinity serve $SERVE_SUT
 
-log "== HTTP noop: nginx -> Beast | Beast alone | serve proxy -> 1 noop replica"
+log "== HTTP noop: nginx -> Beast | Beast alone | serve proxy -> 1 noop replica (metrics on | off)"
 warmup "http://127.0.0.1:$NGINX_PORT/"
 warmup "http://127.0.0.1:$BACKEND_PORT/"
 warmup "http://127.0.0.1:$SERVE_PORT/"
+warmup "http://127.0.0.1:$NOMETRICS_PORT/"
 for ((round = 1; round <= ROUNDS; round++)); do
   for c in $CONC; do
     # shellcheck disable=SC2086
@@ -564,6 +571,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     measure http "beast" "$c" "http://127.0.0.1:$BACKEND_PORT/" "$BACKEND_PID"
     # shellcheck disable=SC2086
     measure http "serve" "$c" "http://127.0.0.1:$SERVE_PORT/" $SERVE_SUT
+    # shellcheck disable=SC2086
+    measure http "serve-nometrics" "$c" "http://127.0.0.1:$NOMETRICS_PORT/" $NOMETRICS_SUT
   done
 done
 
@@ -611,6 +620,7 @@ if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
   fi
 fi
 stop_pid "$SERVE_PID"
+stop_pid "$NOMETRICS_PID"
 
 # Streaming through the proxy: bench_stream:app (or BENCH_STREAM_APP), when the proxy streams.
 STREAM_APP="${BENCH_STREAM_APP:-}"
@@ -753,7 +763,7 @@ table() {  # SECTION
       if ($13 + 0 > maxround) maxround = $13 + 0
     }
     END {
-      ns = split("nginx->beast beast serve", sc, " ")
+      ns = split("nginx->beast beast serve serve-nometrics", sc, " ")
       multi = (maxround > 1)
       printf "| scenario | c | rps |%s p50 ms | p99 ms | CPU-µs/req | CPU-µs/req by process | rps vs nginx | cores busy %% (load/SUT) | foreign CPU %% | errors |\n", (multi ? " rps min–max (clean/rounds) |" : "")
       printf "|---|---:|---:|%s---:|---:|---:|---|---:|---:|---:|---:|\n", (multi ? "---|" : "")
@@ -763,6 +773,7 @@ table() {  # SECTION
         split(row[k, 1], f, "\t")
         name = f[2]
         if (name == "serve") name = (sec == "http" ? "serve proxy -> noop replica" : "serve proxy -> streaming replica")
+        else if (name == "serve-nometrics") name = "serve proxy -> noop replica, metrics off"
         else if (name == "nginx->beast") name = "nginx -> Beast"
         else if (name == "beast") name = (sec == "http" ? "Beast alone" : "Beast chunked, direct")
         if (f[4] == "-") { printf "| %s | %s | %s |%s | | | | | | | |\n", name, f[3], f[8], (multi ? " |" : ""); continue }
