@@ -53,6 +53,14 @@ struct CallResult {
   std::string body{};  ///< msgpack-encoded return value (kOk)
   std::string error_type{};
   std::string error_message{};
+
+  /// A failed result with `code` and `message` (no error type).
+  static CallResult Failure(Code code, std::string message) {
+    CallResult r;
+    r.code = code;
+    r.error_message = std::move(message);
+    return r;
+  }
 };
 
 /// Completion state shared by a DeploymentResponse and the runtime. Thread-safe.

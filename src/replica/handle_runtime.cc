@@ -89,13 +89,6 @@ detail::CallResult ToCallResult(router::RouteResult& r) {
   return c;
 }
 
-detail::CallResult Failure(detail::CallResult::Code code, std::string message) {
-  detail::CallResult c;
-  c.code = code;
-  c.error_message = std::move(message);
-  return c;
-}
-
 }  // namespace
 
 /// One handle call. Created on the caller's thread, then touched on io_'s thread only.
@@ -129,7 +122,8 @@ bool ReplicaHandleRuntime::Prepare(const detail::CallTarget& target, Outgoing& o
   o.app = target.app.empty() ? app_name_ : target.app;
   o.deployment = target.deployment;
   if (o.deployment.empty()) {
-    *failure = Failure(detail::CallResult::Code::kUnavailable, "empty deployment name");
+    *failure =
+        detail::CallResult::Failure(detail::CallResult::Code::kUnavailable, "empty deployment name");
     return false;
   }
   if (o.deployment != detail::kAppIngress) o.key = DeploymentId{o.app, o.deployment}.Key();
@@ -198,7 +192,7 @@ void ReplicaHandleRuntime::Start(OutgoingPtr o) {
     boost::asio::post(io_, [this, o, ingress] {
       if (o->stage == Outgoing::Stage::kDone) return;  // cancelled meanwhile
       if (ingress.empty()) {
-        Complete(o, Failure(detail::CallResult::Code::kUnavailable,
+        Complete(o, detail::CallResult::Failure(detail::CallResult::Code::kUnavailable,
                             "Application '" + o->app + "' does not exist."));
         return;
       }
@@ -272,7 +266,7 @@ void ReplicaHandleRuntime::OnRouted(const OutgoingPtr& o, router::RouteResult&& 
 
 void ReplicaHandleRuntime::Cancel(const OutgoingPtr& o) {
   auto cancelled = [&] {
-    return Failure(detail::CallResult::Code::kCancelled,
+    return detail::CallResult::Failure(detail::CallResult::Code::kCancelled,
                    "Request " + o->request_id + " was cancelled.");
   };
   switch (o->stage) {
@@ -356,7 +350,7 @@ void ReplicaHandleRuntime::ScheduleExistenceCheck(const std::string& key,
         held_.erase(it);
         spdlog::warn("Failing {} call(s) to {}: {}", calls.size(), key, missing);
         for (auto& o : calls) {
-          Complete(o, Failure(detail::CallResult::Code::kUnavailable, missing));
+          Complete(o, detail::CallResult::Failure(detail::CallResult::Code::kUnavailable, missing));
         }
       });
     });

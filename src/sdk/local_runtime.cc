@@ -27,13 +27,6 @@ std::string RandomHex(size_t digits) {
   return out;
 }
 
-detail::CallResult Failure(detail::CallResult::Code code, std::string message) {
-  detail::CallResult r;
-  r.code = code;
-  r.error_message = std::move(message);
-  return r;
-}
-
 detail::CallResult ErrorResult(std::exception_ptr error) {
   detail::CallResult r;
   r.code = detail::CallResult::Code::kError;
@@ -188,7 +181,7 @@ std::shared_ptr<LocalRuntime::LocalCall> LocalRuntime::Prepare(const detail::Cal
                                                                detail::CallResult* failure) {
   const std::string app = target.app.empty() ? app_name_ : target.app;
   if (app != app_name_) {
-    *failure = Failure(detail::CallResult::Code::kUnavailable,
+    *failure = detail::CallResult::Failure(detail::CallResult::Code::kUnavailable,
                        "Application '" + app + "' does not exist.");
     return nullptr;
   }
@@ -199,7 +192,7 @@ std::shared_ptr<LocalRuntime::LocalCall> LocalRuntime::Prepare(const detail::Cal
   }
   LocalDeployment* d = Find(name);
   if (d == nullptr) {
-    *failure = Failure(detail::CallResult::Code::kUnavailable,
+    *failure = detail::CallResult::Failure(detail::CallResult::Code::kUnavailable,
                        "Deployment '" + name + "' does not exist in application '" + app + "'.");
     return nullptr;
   }
@@ -303,7 +296,7 @@ void LocalRuntime::Launch(const std::shared_ptr<LocalCall>& call) {
     }
   }
   if (!admitted) {
-    detail::CallResult stopped = Failure(detail::CallResult::Code::kUnavailable,
+    detail::CallResult stopped = detail::CallResult::Failure(detail::CallResult::Code::kUnavailable,
                                          "The application '" + app_name_ + "' stopped.");
     if (call->response) call->response->Complete(stopped);
     if (call->items) call->items->Finish(stopped);

@@ -3,6 +3,7 @@ conditions with deadlines, and make sure every process a test started is gone af
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -14,6 +15,25 @@ BIN_DIR = os.environ.get("SERVE_BIN_DIR", os.path.join(os.path.dirname(__file__)
 SERVE = os.path.join(BIN_DIR, "serve")
 TEST_APP_DIR = os.environ.get("SERVE_TEST_APP_DIR", "")
 EXAMPLES_DIR = os.environ.get("SERVE_EXAMPLES_DIR", "")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cmake_build(src, build, prefix):
+    """Configures (Ninja) and builds the CMake project `src` in `build` against the serve SDK
+    installed under `prefix`; fails the test with CMake's output when either step fails."""
+    cfg = subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja",
+                          f"-DCMAKE_PREFIX_PATH={prefix}"], capture_output=True, text=True,
+                         timeout=120)
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    out = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def wait_for(predicate, timeout, interval=0.05, what="condition"):

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import session_pids, wait_for
+from conftest import free_port, session_pids, wait_for
 
 SOURCE_DIR = os.environ.get("SERVE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 BUILD_DIR = os.environ.get("SERVE_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
@@ -69,14 +68,6 @@ class Docs:
     def unclaimed(self):
         return [f"{self.name}:{line} ({lang})" for i, (lang, _, line) in enumerate(self.blocks)
                 if i not in self.claimed]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def commands(text):

@@ -2,7 +2,6 @@
 whole-head restart from the file store and from Redis, bad state."""
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -10,7 +9,7 @@ import time
 import requests
 import yaml
 
-from conftest import SERVE, TEST_APP_DIR, ServeInstance, get, session_pids, wait_for
+from conftest import SERVE, ServeInstance, TEST_APP_DIR, free_port, get, session_pids, wait_for
 
 
 def write_config(tmp_path, doc, name="config.yaml"):
@@ -178,12 +177,6 @@ def test_whole_head_restart_from_the_file_store(serve_instance, tmp_path):
     inst.wait_running("echo")
     assert len(inst.replica_pids("echo", "Echo")) == 2
     assert get(inst.http + "/").status_code == 200
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Redis:

@@ -4,6 +4,7 @@ local testing mode needs no serve process."""
 import os
 import subprocess
 
+from conftest import cmake_build
 from test_docs import read_blocks
 
 BUILD_DIR = os.environ.get("SERVE_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
@@ -26,13 +27,7 @@ def test_docs_testing_example_builds_out_of_tree_and_passes(tmp_path):
     (src / "classifier_test.cc").write_text(cpp[0])
     (src / "CMakeLists.txt").write_text(cmake[0])
     build = tmp_path / "build"
-    cfg = subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja",
-                          f"-DCMAKE_PREFIX_PATH={prefix}"], capture_output=True, text=True,
-                         timeout=120)
-    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    out = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    cmake_build(src, build, prefix)
     # No serve process may be involved: the test runs with no serve binary on PATH.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVE_")}
     env["PATH"] = "/usr/bin:/bin"

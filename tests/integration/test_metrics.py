@@ -11,25 +11,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 import requests
 
-from conftest import SERVE, TEST_APP_DIR, get, session_pids, wait_for
+from conftest import SERVE, TEST_APP_DIR, free_port, get, session_pids, wait_for
 
 SOURCE_DIR = os.environ.get("SERVE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 DASHBOARD = os.path.join(SOURCE_DIR, "dashboards", "grafana", "serve.json")
 METRICS_DOC = os.path.join(SOURCE_DIR, "docs", "metrics.md")
 FAST = {"SERVE_METRICS_PUSH_INTERVAL_S": "0.2", "SERVE_METRICS_STALE_S": "2"}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Prometheus:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import SERVE, TEST_APP_DIR, get, process_cmdline, session_pids, wait_for
+from conftest import SERVE, TEST_APP_DIR, cmake_build, get, process_cmdline, session_pids, wait_for
 
 BUILD_DIR = os.environ.get("SERVE_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 
@@ -213,13 +213,7 @@ def test_reload_rebuilds_and_redeploys_and_keeps_serving_on_a_build_error(serve_
     (src / "hello.cc").write_text(RELOAD_SOURCE.replace("VERSION", "v1"))
     (src / "CMakeLists.txt").write_text(RELOAD_CMAKE)
     build = src / "build"  # inside the source tree: the watcher must skip it
-    cfg = subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja",
-                          f"-DCMAKE_PREFIX_PATH={prefix}"], capture_output=True, text=True,
-                         timeout=120)
-    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    out = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    cmake_build(src, build, prefix)
 
     run = serve_run("hello:build", "--reload", app_dir=str(build))
     url = run.wait_ready()
