@@ -296,8 +296,8 @@ void LocalRuntime::Launch(const std::shared_ptr<LocalCall>& call) {
     }
   }
   if (!admitted) {
-    detail::CallResult stopped = detail::CallResult::Failure(detail::CallResult::Code::kUnavailable,
-                                         "The application '" + app_name_ + "' stopped.");
+    detail::CallResult stopped = detail::CallResult::Failure(
+        detail::CallResult::Code::kUnavailable, "The application '" + app_name_ + "' stopped.");
     if (call->response) call->response->Complete(stopped);
     if (call->items) call->items->Finish(stopped);
     return;
