@@ -313,7 +313,8 @@ void OnSignal(int) { g_signalled = true; }
 
 int RunAgent(const AgentOptions& options) {
   std::string node_id = options.node_id.empty() ? RandomId(28) : options.node_id;
-  InitProcessLogging(options.session_dir + "/logs/serve/agent.log", "INFO", /*to_stderr=*/false);
+  InitProcessLogging({"agent", node_id}, options.session_dir + "/logs/serve/agent.log", {},
+                     /*to_stderr=*/false);
   ::signal(SIGPIPE, SIG_IGN);
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
