@@ -24,24 +24,28 @@ void Append(spdlog::memory_buf_t& dest, std::string_view s) {
   dest.append(s.data(), s.data() + s.size());
 }
 
-// JSON string literal, quotes included.
+void AppendInt(spdlog::memory_buf_t& dest, long long n) { Append(dest, fmt::format_int(n).c_str()); }
+
+// JSON string literal, quotes included. Runs of characters that need no escape are copied
+// at once.
 void AppendJsonString(spdlog::memory_buf_t& dest, std::string_view s) {
   dest.push_back('"');
-  for (unsigned char c : s) {
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    Append(dest, s.substr(run, i - run));
+    run = i + 1;
     switch (c) {
       case '"': Append(dest, "\\\""); break;
       case '\\': Append(dest, "\\\\"); break;
       case '\n': Append(dest, "\\n"); break;
       case '\r': Append(dest, "\\r"); break;
       case '\t': Append(dest, "\\t"); break;
-      default:
-        if (c < 0x20) {
-          fmt::format_to(std::back_inserter(dest), "\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          dest.push_back(static_cast<char>(c));
-        }
+      default: fmt::format_to(std::back_inserter(dest), "\\u{:04x}", static_cast<unsigned>(c));
     }
   }
+  Append(dest, s.substr(run));
   dest.push_back('"');
 }
 
@@ -67,7 +71,10 @@ void AppendAsctime(spdlog::memory_buf_t& dest, spdlog::log_clock::time_point t) 
   }
   int ms = static_cast<int>(
       std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count() % 1000);
-  fmt::format_to(std::back_inserter(dest), "{},{:03d}", cached, ms);
+  Append(dest, cached);
+  char millis[4] = {',', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                    static_cast<char>('0' + ms % 10)};
+  dest.append(millis, millis + 4);
 }
 
 std::string_view Basename(const char* path) {
@@ -147,7 +154,7 @@ ServeLogFormatter::ServeLogFormatter(LogComponent component, LogEncoding encodin
                                      std::vector<std::string> extra_attrs)
     : component_(std::move(component)), encoding_(encoding),
       extra_attrs_(std::move(extra_attrs)),
-      text_prefix_(" " + component_.name + " " + component_.id) {}
+      text_prefix_(" " + component_.name + " " + component_.id), pid_(::getpid()) {}
 
 std::unique_ptr<spdlog::formatter> ServeLogFormatter::clone() const {
   return std::make_unique<ServeLogFormatter>(component_, encoding_, extra_attrs_);
@@ -200,9 +207,11 @@ void ServeLogFormatter::FormatJson(const spdlog::details::log_msg& msg,
   AppendJsonField(dest, "message", {msg.payload.data(), msg.payload.size()});
   if (!msg.source.empty()) {
     AppendJsonField(dest, "filename", Basename(msg.source.filename));
-    fmt::format_to(std::back_inserter(dest), ", \"lineno\": {}", msg.source.line);
+    Append(dest, ", \"lineno\": ");
+    AppendInt(dest, msg.source.line);
   }
-  fmt::format_to(std::back_inserter(dest), ", \"process\": {}", ::getpid());
+  Append(dest, ", \"process\": ");
+  AppendInt(dest, pid_);
   for (const std::string& name : extra_attrs_) {
     // Keys emitted above keep their one value (as in Ray's record dict).
     if (name == "asctime" || name == "levelname" || name == "message" || name == "process" ||
@@ -230,10 +239,11 @@ void ServeLogFormatter::FormatJson(const spdlog::details::log_msg& msg,
     AppendJsonField(dest, "component_name", component_.name);
     AppendJsonField(dest, "component_id", component_.id);
   }
-  fmt::format_to(std::back_inserter(dest), ", \"timestamp_ns\": {}}}",
-                 std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     msg.time.time_since_epoch())
-                     .count());
+  Append(dest, ", \"timestamp_ns\": ");
+  AppendInt(dest, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      msg.time.time_since_epoch())
+                      .count());
+  dest.push_back('}');
 }
 
 }  // namespace serve

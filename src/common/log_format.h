@@ -80,6 +80,7 @@ class ServeLogFormatter final : public spdlog::formatter {
   LogEncoding encoding_;
   std::vector<std::string> extra_attrs_;
   std::string text_prefix_;  // " <name> <id>"
+  int pid_;
 };
 
 /// Ray's level names (DEBUG, INFO, WARNING, ERROR, CRITICAL) for spdlog levels.
