@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -188,6 +189,12 @@ void ReconfigureProcessLogging(const LogSettings& settings, const std::string& l
   SetFormatters(state, settings);
   logger->set_level(ParseLogLevel(settings.level));
 }
+
+namespace {
+std::atomic<bool> g_access_log{true};
+}  // namespace
+bool AccessLogEnabled() { return g_access_log.load(std::memory_order_relaxed); }
+void SetAccessLogEnabled(bool on) { g_access_log.store(on); }
 
 std::string CurrentLogFile() {
   ProcessLog& state = State();

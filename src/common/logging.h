@@ -57,6 +57,11 @@ void InitProcessLogging(const LogComponent& component, const std::string& log_fi
 /// cannot be opened the old file stays and the error is logged. Thread-safe.
 void ReconfigureProcessLogging(const LogSettings& settings, const std::string& log_file = "");
 
+/// Whether the HTTP servers of this process write access-log lines (the proxy follows the
+/// top-level logging_config's enable_access_log). Default true.
+bool AccessLogEnabled();
+void SetAccessLogEnabled(bool on);
+
 /// The file this process logs to ("" when none).
 std::string CurrentLogFile();
 

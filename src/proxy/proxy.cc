@@ -108,6 +108,8 @@ int RunProxy(const ProxyOptions& options) {
           if (lc.is_object()) {
             ReconfigureProcessLogging(LogSettingsFromJson(lc),
                                       ServeLogsDir(options.session_dir, lc) + "/" + log_name);
+            SetAccessLogEnabled(lc.value("enable_access_log", true));
+            spdlog::info("Applied the top-level logging_config: {}", u.logging_config_json());
           }
         } else if (auto id = ParseTargetsKey(u.key()); id && u.has_targets()) {
           router.UpdateTargets(id->Key(), u.targets());

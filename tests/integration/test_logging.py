@@ -115,3 +115,26 @@ def test_invalid_logging_config_is_rejected_naming_the_field(serve_instance, tmp
         out = inst.cli("deploy", write_config(tmp_path, doc))
         assert out.returncode != 0
         assert field in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_logs_rotate_with_ray_rotation_env(serve_instance, tmp_path, monkeypatch):
+    # Every process of the instance inherits these from `serve start`.
+    monkeypatch.setenv("RAY_ROTATION_MAX_BYTES", "3000")
+    monkeypatch.setenv("RAY_ROTATION_BACKUP_COUNT", "2")
+    inst = serve_instance(TEST_APP_DIR)
+    doc = {"applications": [{"name": "chat", "route_prefix": "/chat",
+                             "import_path": "logapps:chatty_app"}]}
+    inst.cli("deploy", write_config(tmp_path, doc), check=True)
+    inst.wait_running("chat")
+    logs = os.path.join(inst.temp_dir, "session_latest", "logs", "serve")
+
+    def rotated():
+        for i in range(20):
+            get(inst.http + f"/chat/?word=w{i}", headers={"X-Request-ID": f"rot-{i}"})
+        proxy = glob.glob(os.path.join(logs, "proxy_*.2.log"))
+        replicas = glob.glob(os.path.join(logs, "replica_chat_Chatty_*.2.log"))
+        return proxy and replicas
+    wait_for(rotated, 60, interval=0.2, what="rotated proxy and replica logs")
+    for name in os.listdir(logs):
+        assert ".3.log" not in name, name  # at most RAY_ROTATION_BACKUP_COUNT backups
+        assert os.path.getsize(os.path.join(logs, name)) <= 3000, name
