@@ -1,5 +1,6 @@
 #pragma once
 
+#include <source_location>
 #include <string>
 
 #include <serve/version.h>
@@ -23,14 +24,20 @@ SERVE_EXPORT const ReplicaContext& get_replica_context();
 /// streaming handlers stop at the next co_yield. False outside a request.
 SERVE_EXPORT bool is_request_cancelled();
 
-/// Logger for user code. Lines carry the deployment, replica id, request id and route of the
-/// request being served, and go to the replica's log file (and the `serve run` console).
+/// Logger for user code. Lines go to the replica's log (and the `serve run` console) in the
+/// deployment's logging_config encoding and level, carrying the deployment, replica id and
+/// the request id, route and application of the request being served, plus the caller's
+/// file and line (JSON `filename` / `lineno`).
 class SERVE_EXPORT Logger {
  public:
-  void debug(const std::string& message) const;
-  void info(const std::string& message) const;
-  void warning(const std::string& message) const;
-  void error(const std::string& message) const;
+  void debug(const std::string& message,
+             std::source_location where = std::source_location::current()) const;
+  void info(const std::string& message,
+            std::source_location where = std::source_location::current()) const;
+  void warning(const std::string& message,
+               std::source_location where = std::source_location::current()) const;
+  void error(const std::string& message,
+             std::source_location where = std::source_location::current()) const;
 };
 SERVE_EXPORT const Logger& logger();
 

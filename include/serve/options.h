@@ -3,6 +3,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <serve/duration.h>
 #include <serve/json.h>
@@ -18,12 +19,15 @@ struct ActorOptions {
   std::map<std::string, double> resources{};
 };
 
-/// Per-deployment logging (`logging_config`).
+/// Per-deployment logging (`logging_config`; docs/logging.md). Set in code, it is the
+/// deployment's whole config (application and top-level configs do not fill its fields).
 struct LoggingConfig {
   std::string encoding = "TEXT";   ///< TEXT | JSON
   std::string log_level = "INFO";  ///< DEBUG | INFO | WARNING | ERROR | CRITICAL
-  std::optional<std::string> logs_dir{};
+  std::optional<std::string> logs_dir{};  ///< unset: <session>/logs/serve
   bool enable_access_log = true;
+  /// Python LogRecord attribute names added to each line (e.g. "name", "funcName").
+  std::vector<std::string> additional_log_standard_attrs;
 };
 
 /// `autoscaling_config` of a deployment (Ray Serve's AutoscalingConfig). Only the fields that

@@ -24,6 +24,8 @@ struct DeploymentId {
 
 /// Long-poll keys (spec §7).
 inline constexpr std::string_view kRouteTableKey = "ROUTE_TABLE";
+/// The top-level logging_config, which proxies apply to their own log.
+inline constexpr std::string_view kGlobalLoggingConfigKey = "GLOBAL_LOGGING_CONFIG";
 /// "DEPLOYMENT_TARGETS:app#deployment": the running replicas of one deployment.
 std::string TargetsKey(const DeploymentId& id);
 /// The deployment of a targets key; nullopt for any other key.

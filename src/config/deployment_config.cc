@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "config/logging_config.h"
+
 namespace serve::config {
 namespace {
 
@@ -233,7 +235,13 @@ absl::StatusOr<DeploymentConfig> ResolveDeploymentConfig(const json& o) {
       return FieldError("max_replicas_per_node", "must be between 1 and 100");
     }
   }
-  if (auto it = o.find("logging_config"); it != o.end() && !it->is_null()) c.logging_config = *it;
+  if (auto it = o.find("logging_config"); it != o.end() && !it->is_null()) {
+    auto lc = ValidateLoggingConfig(*it, "logging_config", /*fill_defaults=*/false);
+    if (!lc.ok()) {
+      return absl::InvalidArgumentError("deployment option " + std::string(lc.status().message()));
+    }
+    c.logging_config = *lc;
+  }
 
   // autoscaling_config (whole dict); with num_replicas "auto" the seed's auto defaults
   // {min 1, max 100, target 2} sit under the user's fields.

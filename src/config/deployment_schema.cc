@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/logging.h"
 
 namespace serve::config::detail {
 namespace {
@@ -133,6 +134,7 @@ absl::StatusOr<json> ValidateLoggingConfig(const Validator& v, const std::string
     const json& val = it.value();
     std::string p = Join(path, key);
     if (key == "encoding") {
+      if (val.is_null()) continue;  // the default encoding
       if (!val.is_string() || (val != "TEXT" && val != "JSON")) {
         return v.Error(p, absl::StrCat("must be one of TEXT, JSON (got ", Show(val), ")"));
       }
@@ -181,7 +183,7 @@ absl::StatusOr<json> ValidateLoggingConfig(const Validator& v, const std::string
     }
   }
   if (fill_defaults) {
-    if (!out.contains("encoding")) out["encoding"] = "TEXT";
+    if (!out.contains("encoding")) out["encoding"] = DefaultLoggingConfig()["encoding"];
     if (!out.contains("log_level")) out["log_level"] = "INFO";
     if (!out.contains("logs_dir")) out["logs_dir"] = nullptr;
     if (!out.contains("enable_access_log")) out["enable_access_log"] = true;
@@ -193,7 +195,8 @@ absl::StatusOr<json> ValidateLoggingConfig(const Validator& v, const std::string
 }
 
 json DefaultLoggingConfig() {
-  return json{{"encoding", "TEXT"},
+  std::string encoding = DefaultLogEncoding() == LogEncoding::kJson ? "JSON" : "TEXT";
+  return json{{"encoding", encoding},
               {"log_level", "INFO"},
               {"logs_dir", nullptr},
               {"enable_access_log", true},

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config/deployment_config.h"
+#include "config/logging_config.h"
 
 namespace serve::controller {
 namespace {
@@ -35,7 +36,8 @@ std::string LibraryStamp(const std::string& path) {
 ApplicationStateManager::ApplicationStateManager(const ControllerContext& context, Clock& clock,
                                                  Random& random,
                                                  DeploymentStateManager& deployments)
-    : context_(context), clock_(clock), random_(random), deployments_(deployments) {}
+    : context_(context), clock_(clock), random_(random), deployments_(deployments),
+      global_logging_config_(config::DefaultLoggingConfig()) {}
 
 StartBuildAction ApplicationStateManager::MakeBuild(AppState& app) {
   app.build_log = context_.options.session_dir + "/logs/serve/build_" + app.name + "_" +
@@ -92,7 +94,10 @@ absl::Status ApplicationStateManager::Deploy(const config::ServeDeployConfig& cf
     }
     envs[a.name] = *env;
   }
-  if (source == "declarative") deployments_.SetTargetCapacity(cfg.target_capacity);
+  if (source == "declarative") {
+    deployments_.SetTargetCapacity(cfg.target_capacity);
+    set_global_logging_config(cfg.logging_config);
+  }
   for (const auto& a : cfg.applications) {
     AppState& app = apps_[a.name];
     std::string code_key =
@@ -117,6 +122,7 @@ absl::Status ApplicationStateManager::Deploy(const config::ServeDeployConfig& cf
     app.source = source;
     app.submitted = source == "declarative" ? a.submitted : Json(nullptr);
     app.overrides = a.deployments;
+    app.logging_config = a.logging_config;
     app.code_key = code_key;
     app.deleting = false;
     app.last_deployed_time_s = clock_.UnixNow();
@@ -184,6 +190,9 @@ void ApplicationStateManager::ApplyGraph(AppState& app, const std::string& graph
       fail(std::string(cfg.status().message()));
       return;
     }
+    // Logging: the deployment's, else the application's, else the top-level config's.
+    cfg->logging_config = config::ResolveLoggingConfig(cfg->logging_config, app.logging_config,
+                                                       global_logging_config_set_);
     DeploymentSpec d;
     d.cfg = *cfg;
     d.factory_key = node.value("factory", "");
@@ -203,7 +212,8 @@ void ApplicationStateManager::ApplyGraph(AppState& app, const std::string& graph
                   {"working_dir", d.working_dir}};
     d.fingerprint = heavy.dump() + d.init_args;
     Json light = {{"user_config", d.cfg.user_config ? *d.cfg.user_config : Json(nullptr)},
-                  {"max_ongoing_requests", d.cfg.max_ongoing_requests}};
+                  {"max_ongoing_requests", d.cfg.max_ongoing_requests},
+                  {"logging_config", *d.cfg.logging_config}};
     d.config_fingerprint = light.dump();
     names.push_back(cfg->name);
     incoming.emplace(cfg->name, std::move(d));
@@ -213,6 +223,11 @@ void ApplicationStateManager::ApplyGraph(AppState& app, const std::string& graph
   app.ingress = graph.value("ingress", "");
   spdlog::info("Application '{}': deployments [{}], ingress '{}'.", app.name,
                fmt::join(names, ", "), app.ingress);
+}
+
+void ApplicationStateManager::set_global_logging_config(const std::optional<Json>& lc) {
+  global_logging_config_set_ = lc;
+  global_logging_config_ = config::ResolveLoggingConfig(std::nullopt, std::nullopt, lc);
 }
 
 void ApplicationStateManager::DeleteApp(AppState& app) {

@@ -34,6 +34,7 @@ struct AppState {
   nlohmann::json runtime_env = nlohmann::json::object();
   PreparedRuntimeEnv prepared_env;
   std::vector<config::DeploymentOverride> overrides;
+  std::optional<nlohmann::json> logging_config;  ///< the application's (null: unset)
   std::string code_key;       ///< import_path + runtime_env + args
   std::string graph;          ///< last built graph (msgpack)
   std::string library_stamp;  ///< size+mtime of the library when built
@@ -84,6 +85,14 @@ class ApplicationStateManager {
   void Step();
 
   const std::map<std::string, AppState>& apps() const { return apps_; }
+  /// The top-level logging_config of the last declarative config, every field set (the
+  /// controller's and proxies' logging; deployments fall back to it).
+  const nlohmann::json& global_logging_config() const { return global_logging_config_; }
+  void set_global_logging_config(const std::optional<nlohmann::json>& lc);
+  /// The top-level logging_config as given (nullopt: unset).
+  const std::optional<nlohmann::json>& global_logging_config_set() const {
+    return global_logging_config_set_;
+  }
   /// Restarts the build of a restored application whose build died with the old controller.
   void Restore(AppState app, bool build_running, Actions& actions);
   void Clear() { apps_.clear(); }
@@ -100,6 +109,8 @@ class ApplicationStateManager {
   DeploymentStateManager& deployments_;
   std::map<std::string, AppState> apps_;
   bool shutting_down_ = false;
+  std::optional<nlohmann::json> global_logging_config_set_;  ///< as given (null: unset)
+  nlohmann::json global_logging_config_;                     ///< resolved
   /// pid -> exit code of build processes whose exit arrived before the agent's start report.
   std::map<int, int> early_build_exits_;
 };

@@ -31,6 +31,7 @@ Json EncodeApp(const AppState &a) {
           {"env_vars", a.prepared_env.env_vars},
           {"working_dir", a.prepared_env.working_dir},
           {"overrides", overrides},
+          {"logging_config", a.logging_config ? *a.logging_config : Json(nullptr)},
           {"code_key", a.code_key},
           {"graph", Binary(a.graph)},
           {"library_stamp", a.library_stamp},
@@ -59,6 +60,7 @@ AppState DecodeApp(const Json &j) {
   for (const Json &o : j.at("overrides")) {
     a.overrides.push_back({o.at("name").get<std::string>(), o.at("fields")});
   }
+  if (auto it = j.find("logging_config"); it != j.end() && !it->is_null()) a.logging_config = *it;
   a.code_key = j.at("code_key");
   a.graph = Bytes(j.at("graph"));
   a.library_stamp = j.at("library_stamp");
@@ -195,6 +197,8 @@ std::string EncodeCheckpoint(const ApplicationStateManager &apps,
   auto tc = deployments.target_capacity();
   // shutting_down is not saved: a controller started later serves again.
   Json doc = {{"version", 1}, {"target_capacity", tc ? Json(*tc) : Json(nullptr)}};
+  auto lc = apps.global_logging_config_set();
+  doc["logging_config"] = lc ? *lc : Json(nullptr);
   doc["apps"] = std::move(japps);
   doc["deployments"] = std::move(jdeps);
   doc["proxies"] = std::move(jproxies);
@@ -209,6 +213,9 @@ void RestoreCheckpoint(const std::string &blob, const std::map<int, std::string>
   if (snap.is_discarded() || !snap.is_object()) throw std::runtime_error("not msgpack");
   if (auto it = snap.find("target_capacity"); it != snap.end() && !it->is_null()) {
     deployments.SetTargetCapacity(it->get<double>());
+  }
+  if (auto it = snap.find("logging_config"); it != snap.end() && !it->is_null()) {
+    apps.set_global_logging_config(*it);
   }
   for (const Json &j : snap.at("apps")) {
     AppState a = DecodeApp(j);

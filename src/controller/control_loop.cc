@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/ids.h"
+#include "common/logging.h"
 #include "common/util.h"
 #include "controller/checkpoint.h"
 #include "controller/controller_metrics.h"
@@ -51,6 +52,7 @@ void ControlLoop::Recover() {
   std::map<int, std::string> alive = listed.ok() ? *listed : std::map<int, std::string>{};
   try {
     RestoreCheckpoint(*blob, alive, apps_, deployments_, proxies_, pending_);
+    ApplyControllerLogging();
   } catch (const std::exception& e) {
     spdlog::error("The checkpoint is corrupt ({}); keeping it as '{}-corrupt' and starting "
                   "with an empty state.", e.what(), kCheckpointKey);
@@ -199,9 +201,19 @@ absl::Status ControlLoop::Deploy(const config::ServeDeployConfig& cfg, const std
     std::lock_guard lock(mu_);
     ++events_;
     st = apps_.Deploy(cfg, source, app_dir, pending_);
+    if (st.ok() && source == "declarative") ApplyControllerLogging();
   }
   cv_.notify_all();
   return st;
+}
+
+void ControlLoop::ApplyControllerLogging() {
+  if (context_.log_file.empty()) return;  // not logging to a file (tests)
+  const nlohmann::json& lc = apps_.global_logging_config();
+  std::string name = std::filesystem::path(context_.log_file).filename().string();
+  ReconfigureProcessLogging(LogSettingsFromJson(lc),
+                            ServeLogsDir(context_.options.session_dir, lc) + "/" + name);
+  if (std::string file = CurrentLogFile(); !file.empty()) context_.log_file = file;
 }
 
 absl::Status ControlLoop::ApplyConfig(const config::ServeDeployConfig& config) {

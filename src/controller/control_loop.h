@@ -84,6 +84,10 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   const LongPollHost& long_poll() const { return long_poll_; }
 
  private:
+  /// The controller's own log follows the top-level logging_config (level, encoding,
+  /// logs_dir). Called with mu_ held.
+  void ApplyControllerLogging();
+
   // ActionResults.
   void OnReplicaProcessStarted(const std::string& replica_id,
                                const absl::StatusOr<int>& pid) override;

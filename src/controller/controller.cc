@@ -121,7 +121,7 @@ int RunController(const ControllerOptions& base_options) {
   const ControllerOptions options = LoadClusterOptions(base_options);
   std::string log_file =
       options.session_dir + "/logs/serve/controller_" + std::to_string(::getpid()) + ".log";
-  InitProcessLogging(log_file);
+  InitProcessLogging({"controller", std::to_string(::getpid())}, log_file);
   ::signal(SIGPIPE, SIG_IGN);
   struct sigaction sa {};
   sa.sa_handler = OnSignal;

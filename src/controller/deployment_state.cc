@@ -221,7 +221,8 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
       continue;
     }
     if (r.state != ReplicaState::kRunning) continue;
-    // In-place update of reconfigurable options (user_config, max_ongoing_requests).
+    // In-place update of reconfigurable options (user_config, max_ongoing_requests,
+    // logging_config).
     if (!dep.deleting && r.version == dep.version && r.config_version != dep.config_version &&
         !r.updating) {
       r.updating = true;
@@ -231,6 +232,9 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
         a.request.set_user_config_json(dep.spec.cfg.user_config->dump());
       }
       a.request.set_max_ongoing_requests(dep.spec.cfg.max_ongoing_requests);
+      if (dep.spec.cfg.logging_config) {
+        a.request.set_logging_config_json(dep.spec.cfg.logging_config->dump());
+      }
       actions.push_back(std::move(a));
     }
     // Health checks (spec §4.5): period × U(0.9, 1.1) after the last one started.

@@ -53,6 +53,10 @@ std::map<std::string, v1::Update> LongPollObjects(const ApplicationStateManager&
                                                   const std::string& node_ip) {
   std::map<std::string, v1::Update> objects;
   objects[std::string(kRouteTableKey)] = RouteTableObject(apps.apps());
+  v1::Update logging;
+  logging.set_key(std::string(kGlobalLoggingConfigKey));
+  logging.set_logging_config_json(apps.global_logging_config().dump());
+  objects[logging.key()] = std::move(logging);
   for (auto& [id, dep] : deployments.deployments()) {
     v1::Update u = TargetsObject(dep, node_ip);
     objects[u.key()] = std::move(u);

@@ -338,7 +338,8 @@ int RunAgent(const AgentOptions& options) {
     std::cerr << "serve-agent: " << e.what() << "\n";
     return 2;
   }
-  InitProcessLogging(options.session_dir + "/logs/serve/agent.log", "INFO", /*to_stderr=*/false);
+  InitProcessLogging({"agent", node_id}, options.session_dir + "/logs/serve/agent.log", {},
+                     /*to_stderr=*/false);
   WriteFileAtomic(options.session_dir + "/node.json",
                   nlohmann::json{{"node_id", node_id}, {"node_ip", LocalNodeIp()},
                                  {"resources", resources.ToJson()}}

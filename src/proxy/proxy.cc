@@ -47,8 +47,9 @@ std::string ListenErrorReason(const std::exception& e) {
 }  // namespace
 
 int RunProxy(const ProxyOptions& options) {
-  std::string log_file = options.session_dir + "/logs/serve/proxy_" + LocalNodeIp() + ".log";
-  InitProcessLogging(log_file);
+  const std::string log_name = "proxy_" + LocalNodeIp() + ".log";
+  std::string log_file = options.session_dir + "/logs/serve/" + log_name;
+  InitProcessLogging({"proxy", LocalNodeIp()}, log_file);
   ::signal(SIGPIPE, SIG_IGN);
 
   asio::io_context io(1);
@@ -105,11 +106,21 @@ int RunProxy(const ProxyOptions& options) {
           }
           handler.SetRouteTable(RouteTable(std::move(routes)));
           server.StartAccepting();
+        } else if (u.has_logging_config_json()) {
+          // The top-level logging_config: this proxy's level, encoding and logs_dir.
+          nlohmann::json lc = nlohmann::json::parse(u.logging_config_json(), nullptr, false);
+          if (lc.is_object()) {
+            ReconfigureProcessLogging(LogSettingsFromJson(lc),
+                                      ServeLogsDir(options.session_dir, lc) + "/" + log_name);
+            SetAccessLogEnabled(lc.value("enable_access_log", true));
+            spdlog::info("Applied the top-level logging_config: {}", u.logging_config_json());
+          }
         } else if (auto id = ParseTargetsKey(u.key()); id && u.has_targets()) {
           router.UpdateTargets(id->Key(), u.targets());
         }
       });
   poll->Watch(std::string(kRouteTableKey));
+  poll->Watch(std::string(kGlobalLoggingConfigKey));
   // Without a controller to ask, serve anyway after a while (/-/healthz then says 503).
   asio::steady_timer accept_anyway(io, std::chrono::seconds(5));
   accept_anyway.async_wait([&server](boost::system::error_code ec) {

@@ -121,7 +121,9 @@ bool ReportResult(const std::string& controller_address, const v1::BuildResult& 
 }  // namespace
 
 int RunBuild(const BuildOptions& options) {
-  if (!options.log_file.empty()) InitProcessLogging(options.log_file);
+  if (!options.log_file.empty()) {
+    InitProcessLogging({"build", options.build_id}, options.log_file);
+  }
   v1::BuildResult result;
   result.set_build_id(options.build_id);
   Json graph;

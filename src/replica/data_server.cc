@@ -58,8 +58,8 @@ struct DataServer::Call final : sdk::Resumer {
 DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance& instance,
                        DataServerOptions options)
     : io_(io), user_threads_(options.serialized ? 1 : std::max(1, user_threads)),
-      instance_(instance), options_(std::move(options)), acceptor_(io),
-      max_ongoing_(options_.max_ongoing_requests),
+      instance_(instance), options_(std::move(options)), access_log_(options_.access_log),
+      acceptor_(io), max_ongoing_(options_.max_ongoing_requests),
       metrics_(options_.app_name, options_.deployment, options_.replica_id) {}
 
 unsigned short DataServer::Listen(const std::string& host) {
@@ -244,6 +244,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
       conn->Send(type, id, std::move(payload));
     });
   };
+  sdk::ScopedRequestContext log_scope(&call.ctx);  // log lines carry the request's fields
   v1::ResponseHead head;
   std::string reply_body;
   head.set_accepted(true);
@@ -288,9 +289,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
         send(FrameType::kError, rpc::EncodeEnvelope(err, {}));
         status_text = "ERROR";
         failed = true;
-        spdlog::error("{}_{} {} {} {} -- Stream failed after {} chunk(s): {}: {}",
-                      options_.app_name, options_.deployment, options_.replica_id,
-                      req.request_id(), req.route(), chunks, type, what);
+        spdlog::error("Stream failed after {} chunk(s): {}: {}", chunks, type, what);
       }
     } else if (req.has_http()) {
       HttpResponse resp = sdk::ToHttpResponse(std::move(out));
@@ -325,20 +324,17 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
       status_text = "ERROR";
     }
     if (!call.cancelled.load()) {
-      spdlog::error("{}_{} {} {} {} -- Request failed: {}: {}", options_.app_name,
-                    options_.deployment, options_.replica_id, req.request_id(), req.route(),
-                    type, what);
+      spdlog::error("Request failed: {}: {}", type, what);
     }
   }
   if (call.cancelled.load()) status_text = "CANCELLED";
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                         call.start)
                   .count();
-  if (options_.access_log) {
+  if (access_log_.load(std::memory_order_relaxed)) {
     std::string verb = req.has_http() ? req.http().method() : "CALL";
     std::string what = req.has_http() ? req.http().path() : req.method();
-    spdlog::info("{}_{} {} {} {} -- {} {} {} {:.1f}ms", options_.app_name, options_.deployment,
-                 options_.replica_id, req.request_id(), req.route(), verb, what, status_text, ms);
+    spdlog::info("{} {} {} {:.1f}ms", verb, what, status_text, ms);
   }
   if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(head, reply_body));
   metrics_.RequestFinished(req.route(), failed, call.start);

@@ -73,6 +73,8 @@ class DataServer {
   /// without fixed threads, user_threads() follows it.
   void set_max_ongoing_requests(int n);
   ReplicaMetrics& metrics() { return metrics_; }
+  /// Turns the per-request access log line on or off (logging_config.enable_access_log).
+  void set_access_log(bool on) { access_log_.store(on); }
   /// Runs `fn` as a user job (in serialized mode: on the strand, between handlers) and waits
   /// for it; rethrows what it throws. Call from a thread outside the executor (gRPC's).
   void RunUserCode(const std::function<void()>& fn);
@@ -102,6 +104,7 @@ class DataServer {
   std::atomic<int> user_threads_;
   detail::Instance& instance_;               // Not owned; must outlive this.
   DataServerOptions options_;
+  std::atomic<bool> access_log_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::atomic<int> ongoing_{0};
   std::atomic<uint64_t> finished_{0};

@@ -39,9 +39,24 @@ namespace asio = boost::asio;
 
 namespace {
 
+// The request fields of log lines written while user code serves a request (the SDK's
+// per-request context); the application is the replica's.
+std::string g_log_application;
+RequestLogFields ReplicaRequestLogFields() {
+  const sdk::RequestContext* ctx = sdk::CurrentRequestContext();
+  if (ctx == nullptr) return {};
+  return {ctx->request_id, ctx->route, g_log_application};
+}
+
 class ControlService final : public v1::ReplicaControl::Service {
  public:
-  ControlService(detail::Instance& instance, DataServer& data) : instance_(instance), data_(data) {}
+  /// `apply_logging` applies a new logging_config (JSON text); `user_config_json` is the one
+  /// the instance was constructed with.
+  ControlService(detail::Instance& instance, DataServer& data,
+                 std::function<void(const std::string&)> apply_logging,
+                 std::string user_config_json)
+      : instance_(instance), data_(data), apply_logging_(std::move(apply_logging)),
+        user_config_json_(std::move(user_config_json)) {}
   grpc::Status CheckHealth(grpc::ServerContext*, const v1::Empty*, v1::HealthReply* reply) override {
     try {
       RunUserCode([this] { instance_.CheckHealth(); });
@@ -56,9 +71,13 @@ class ControlService final : public v1::ReplicaControl::Service {
                            v1::ReconfigureReply* reply) override {
     try {
       if (req->max_ongoing_requests() > 0) data_.set_max_ongoing_requests(req->max_ongoing_requests());
-      if (req->has_user_config()) {
+      if (!req->logging_config_json().empty()) apply_logging_(req->logging_config_json());
+      // As in Ray, the user's reconfigure runs only when user_config changed (not when only
+      // logging_config or max_ongoing_requests did).
+      if (req->has_user_config() && req->user_config_json() != user_config_json_) {
         Json config = Json::parse(req->user_config_json());
         RunUserCode([&] { instance_.Reconfigure(config); });
+        user_config_json_ = req->user_config_json();
       }
       reply->set_ok(true);
     } catch (...) {
@@ -81,6 +100,8 @@ class ControlService final : public v1::ReplicaControl::Service {
 
   detail::Instance& instance_;  // Not owned; must outlive this.
   DataServer& data_;            // Not owned; must outlive this.
+  std::function<void(const std::string&)> apply_logging_;
+  std::string user_config_json_;  // the last one applied
 };
 
 // Pushes this replica's ongoing-request count to the controller when handles do not collect
@@ -270,21 +291,22 @@ int RunReplica(const ReplicaOptions& options) {
       return 1;
     }
   }
-  std::string log_file = options.log_file.empty()
-                             ? options.session_dir + "/logs/serve/replica_" + spec.app_name() +
-                                   "_" + spec.deployment() + "_" + options.replica_id + ".log"
-                             : options.log_file;
-  // logging_config: log_level and enable_access_log apply to this replica's log.
-  std::string log_level = "INFO";
-  bool access_log = true;
-  if (!spec.logging_config_json().empty()) {
-    Json lc = Json::parse(spec.logging_config_json(), nullptr, false);
-    if (lc.is_object()) {
-      if (lc.contains("log_level") && lc["log_level"].is_string()) log_level = lc["log_level"];
-      access_log = lc.value("enable_access_log", true);
-    }
-  }
-  InitProcessLogging(log_file, log_level);
+  // logging_config (resolved by the controller): the log's directory, level, encoding and
+  // attributes, and whether requests get an access-log line. --log-file overrides the path.
+  const std::string log_name = "replica_" + spec.app_name() + "_" + spec.deployment() + "_" +
+                               options.replica_id + ".log";
+  auto log_path = [&](const Json& lc) {
+    return options.log_file.empty() ? ServeLogsDir(options.session_dir, lc) + "/" + log_name
+                                    : options.log_file;
+  };
+  Json lc = Json::parse(spec.logging_config_json(), nullptr, false);
+  if (!lc.is_object()) lc = Json::object();
+  bool access_log = lc.value("enable_access_log", true);
+  g_log_application = spec.app_name();
+  SetRequestLogFieldsSource(&ReplicaRequestLogFields);
+  std::string log_file = log_path(lc);
+  InitProcessLogging({spec.app_name() + "_" + spec.deployment(), options.replica_id, true},
+                     log_file, LogSettingsFromJson(lc));
   spdlog::info("Starting replica {} of {}:{} (pid {}).", options.replica_id, spec.app_name(),
                spec.deployment(), ::getpid());
 
@@ -354,7 +376,15 @@ int RunReplica(const ReplicaOptions& options) {
   data.metrics().Started();
   metrics::Pusher metrics_pusher("replica:" + options.replica_id,
                                  [] { return sdk::MetricsText(); });
-  ControlService control(*instance, data);
+  ControlService control(
+      *instance, data,
+      [&](const std::string& text) {
+        Json next = Json::parse(text, nullptr, false);
+        if (!next.is_object()) return;
+        ReconfigureProcessLogging(LogSettingsFromJson(next), log_path(next));
+        data.set_access_log(next.value("enable_access_log", true));
+      },
+      spec.user_config_json());
   PolicyService policy;
   int control_port = 0;
   auto server = rpc::StartGrpcServer(host, 0, {&control, &policy}, &control_port);

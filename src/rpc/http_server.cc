@@ -18,6 +18,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/logging.h"
 #include "rpc/framed_connection.h"
 
 namespace serve::rpc {
@@ -271,10 +272,11 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     socket.cancel(cancel_ec);
     const std::string& route = sresp.route.empty() ? target : sresp.route;
     auto log_access = [&](const char* suffix) {
-      if (options.access_log_name.empty()) return;
+      if (options.access_log_name.empty() || !AccessLogEnabled()) return;
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-      spdlog::info("{} {} -- {} {} {} {:.1f}ms{}", options.access_log_name, sresp.request_id,
-                   method, route, sresp.status, ms, suffix);
+      // The process's log format adds the component (e.g. "proxy <ip>") and the request id.
+      ScopedRequestLog fields({sresp.request_id, route, {}});
+      spdlog::info("{} {} {} {:.1f}ms{}", method, route, sresp.status, ms, suffix);
     };
     if (sresp.status == 499) {
       log_access(" (client disconnected)");

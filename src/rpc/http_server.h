@@ -88,7 +88,7 @@ struct HttpServerOptions {
   size_t max_header_bytes = 16 * 1024;        ///< larger headers get 431
   size_t max_body_bytes = 100 * 1024 * 1024;  ///< larger bodies get 413
   double keep_alive_timeout_s = 90;           ///< idle keep-alive connections are closed
-  std::string access_log_name;                ///< non-empty: log "<name> ... METHOD route status ms"
+  std::string access_log_name;                ///< non-empty: log "METHOD route status ms"
 };
 
 class Watchdog;

@@ -87,13 +87,16 @@ void from_json(const Json& j, ActorOptions& o) {
 void to_json(Json& j, const LoggingConfig& o) {
   j = Json{{"encoding", o.encoding}, {"log_level", o.log_level},
            {"logs_dir", o.logs_dir ? Json(*o.logs_dir) : Json(nullptr)},
-           {"enable_access_log", o.enable_access_log}};
+           {"enable_access_log", o.enable_access_log},
+           {"additional_log_standard_attrs", o.additional_log_standard_attrs}};
 }
 void from_json(const Json& j, LoggingConfig& o) {
   o.encoding = j.value("encoding", "TEXT");
   o.log_level = j.value("log_level", "INFO");
   if (auto it = j.find("logs_dir"); it != j.end() && !it->is_null()) o.logs_dir = it->get<std::string>();
   o.enable_access_log = j.value("enable_access_log", true);
+  o.additional_log_standard_attrs =
+      j.value("additional_log_standard_attrs", std::vector<std::string>{});
 }
 
 void to_json(Json& j, const AutoscalingConfig& o) {

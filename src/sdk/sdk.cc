@@ -272,22 +272,29 @@ const ReplicaContext& get_replica_context() {
 }
 
 namespace {
-void UserLog(spdlog::level::level_enum level, const std::string& message) {
-  const sdk::RequestContext* req = tls_request_context;
-  const ReplicaContext* ctx = req != nullptr && req->replica ? req->replica
-                              : ReplicaContextSlot() ? &*ReplicaContextSlot()
-                                                     : nullptr;
-  std::string prefix;
-  if (ctx) prefix = ctx->app_name + "_" + ctx->deployment + " " + ctx->replica_id + " ";
-  if (req && !req->request_id.empty()) prefix += req->request_id + " " + req->route + " ";
-  spdlog::log(level, "{}-- {}", prefix, message);
+// The replica's log format adds the component and request fields (see
+// src/common/log_format.h); the source location becomes filename / lineno / funcName.
+void UserLog(spdlog::level::level_enum level, const std::string& message,
+             const std::source_location& where) {
+  spdlog::default_logger_raw()->log(
+      spdlog::source_loc{where.file_name(), static_cast<int>(where.line()),
+                         where.function_name()},
+      level, spdlog::string_view_t(message));
 }
 }  // namespace
 
-void Logger::debug(const std::string& m) const { UserLog(spdlog::level::debug, m); }
-void Logger::info(const std::string& m) const { UserLog(spdlog::level::info, m); }
-void Logger::warning(const std::string& m) const { UserLog(spdlog::level::warn, m); }
-void Logger::error(const std::string& m) const { UserLog(spdlog::level::err, m); }
+void Logger::debug(const std::string& m, std::source_location w) const {
+  UserLog(spdlog::level::debug, m, w);
+}
+void Logger::info(const std::string& m, std::source_location w) const {
+  UserLog(spdlog::level::info, m, w);
+}
+void Logger::warning(const std::string& m, std::source_location w) const {
+  UserLog(spdlog::level::warn, m, w);
+}
+void Logger::error(const std::string& m, std::source_location w) const {
+  UserLog(spdlog::level::err, m, w);
+}
 const Logger& logger() {
   static const Logger instance;
   return instance;

@@ -92,6 +92,7 @@ class FakeReplicaClient final : public ReplicaClient {
   };
   std::deque<Call> health_checks;
   std::deque<Call> reconfigures;
+  std::vector<v1::ReconfigureRequest> reconfigure_requests;  ///< every one sent, in order
   struct PolicyCall {
     std::string address;
     v1::PolicyRequest request;
@@ -103,9 +104,10 @@ class FakeReplicaClient final : public ReplicaClient {
                    std::function<void(absl::Status)> done) override {
     health_checks.push_back({address, std::move(done)});
   }
-  void Reconfigure(const std::string& address, const v1::ReconfigureRequest&,
+  void Reconfigure(const std::string& address, const v1::ReconfigureRequest& request,
                    std::function<void(absl::Status)> done) override {
     reconfigures.push_back({address, std::move(done)});
+    reconfigure_requests.push_back(request);
   }
   void RunPolicy(const std::string& address, const v1::PolicyRequest& request,
                  std::function<void(absl::StatusOr<v1::PolicyReply>)> done) override {

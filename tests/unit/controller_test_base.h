@@ -58,6 +58,12 @@ class ControllerTest : public ::testing::Test {
                    {"args", args},
                    {"deployments", overrides}}}}};
     if (target_capacity) doc["target_capacity"] = *target_capacity;
+    return DeployDoc(code, doc, code_version);
+  }
+
+  /// Deploys the config document `doc` (declaratively) with `code` as its built graph.
+  absl::Status DeployDoc(const std::vector<Json>& code, const Json& doc,
+                         const std::string& code_version = "") {
     auto cfg = config::ParseServeDeployConfig(doc);
     if (!cfg.ok()) return cfg.status();
     size_t builds = agent_.StartedTags("build:").size();
