@@ -19,7 +19,7 @@ ALLOWED = {
     "proxy": {"metrics", "router", "rpc", "config", "common"},
     "replica": {"metrics", "sdk", "router", "rpc", "config", "common"},
     "launch": {"rpc", "common"},
-    "cli": {"launch", "rpc", "config", "common"},
+    "cli": {"launch", "node", "rpc", "config", "common"},  # node: resource options only
     # Programs outside the cluster reuse the replica's handle runtime and start instances.
     "client": {"launch", "replica", "sdk", "router", "rpc", "config", "common"},
 }
