@@ -224,6 +224,20 @@ void ThrowNotHttp(const std::string& method) {
                               "serve::HttpRequest");
 }
 
+void ThrowGrpcMismatch(const std::string& method, bool grpc_call) {
+  if (grpc_call) {
+    throw std::invalid_argument("'" + method +
+                                "' is not a gRPC method: register it with serve::grpc_method "
+                                "(SERVE_GRPC_METHOD)");
+  }
+  throw std::invalid_argument("'" + method +
+                              "' is a gRPC method: it is called through the gRPC proxy");
+}
+
+void ThrowGrpcParse(const std::string& method, const char* type) {
+  throw std::invalid_argument("'" + method + "': the request is not a valid " + Demangle(type));
+}
+
 }  // namespace detail
 
 Json Application::graph_json() const {
