@@ -46,6 +46,28 @@ grpc::ByteBuffer ToBuffer(const std::string& bytes) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  int i = static_cast<int>(code);
+  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN";
+}
+
 std::string Seconds(double s) {
   char t[32];
   std::snprintf(t, sizeof(t), "%g", s);
@@ -56,6 +78,8 @@ std::string Seconds(double s) {
 
 /// What calls share with the proxy, touched only on the executor.
 struct GrpcProxy::State {
+  State(router::Router& r, asio::any_io_executor e, GrpcProxyOptions o)
+      : router(r), executor(std::move(e)), options(std::move(o)) {}
   router::Router& router;
   asio::any_io_executor executor;
   GrpcProxyOptions options;
@@ -63,6 +87,7 @@ struct GrpcProxy::State {
   std::map<std::string, Route, std::less<>> apps;  // by application name
   bool populated = false;
   bool shutting_down = false;
+  ProxyMetrics* metrics = nullptr;
 };
 
 namespace {
@@ -125,8 +150,16 @@ class Call final : public grpc::ServerGenericBidiReactor {
     std::optional<grpc::Status> final_status;
 
     google::protobuf::RepeatedPtrField<v1::KeyValue> trailing;  // set by the handler
+    // Metric tags, filled as the call is matched.
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    bool counted = false;
+    std::string method_tag = "OTHER", route, app, deployment;
 
-    void AddTrailers() {
+    void AddTrailers(grpc::StatusCode code) {
+      if (counted && proxy->metrics) {
+        proxy->metrics->Record(method_tag, route, app, deployment, CodeName(code),
+                               code != grpc::StatusCode::OK, start);
+      }
       if (timer) timer->cancel();
       for (const auto& kv : trailing) ctx->AddTrailingMetadata(kv.key(), kv.value());
       if (!request_id.empty()) ctx->AddTrailingMetadata("request_id", request_id);
@@ -134,14 +167,14 @@ class Call final : public grpc::ServerGenericBidiReactor {
     void FinishWith(const grpc::Status& status) {
       if (finished) return;
       finished = true;
-      AddTrailers();
+      AddTrailers(status.error_code());
       reactor->Finish(status);
     }
     /// A unary reply: the message and the status in one batch.
     void WriteAndFinish(const std::string& bytes) {
       if (finished) return;
       finished = true;
-      AddTrailers();
+      AddTrailers(grpc::StatusCode::OK);
       out = ToBuffer(bytes);
       reactor->StartWriteAndFinish(&out, grpc::WriteOptions(), grpc::Status::OK);
     }
@@ -250,6 +283,12 @@ void Call::Io::Dispatch(std::string body) {
     kv->set_value(std::move(value));
   }
   if (request_id.empty()) request_id = RandomUuid();
+  bool known = service == kApiService || proxy->services.count(service) > 0;
+  if (proxy->metrics) {
+    counted = true;
+    proxy->metrics->RequestStarted();
+    if (known) method_tag = full;  // client input: only accepted services' methods are tags
+  }
   if (service == kApiService && ServeApi(method)) return;
   if (proxy->services.find(service) == proxy->services.end()) {
     return FinishWith(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -271,6 +310,9 @@ void Call::Io::Dispatch(std::string body) {
                                                                     "' not found. " +
                                                                     kListApplicationsHint));
   }
+  this->route = route->route_prefix;
+  app = route->app_name;
+  deployment = route->deployment;
   head.set_request_id(request_id);
   head.set_route(route->route_prefix);
   head.set_app_name(route->app_name);
@@ -365,7 +407,7 @@ class GrpcProxy::Service final : public grpc::CallbackGenericService {
 
 GrpcProxy::GrpcProxy(router::Router& router, asio::any_io_executor executor,
                      GrpcProxyOptions options)
-    : state_(std::make_shared<State>(State{router, std::move(executor), std::move(options)})) {
+    : state_(std::make_shared<State>(router, std::move(executor), std::move(options))) {
   for (const auto& s : state_->options.services) state_->services.insert(s);
   service_ = std::make_unique<Service>(state_);
 }
@@ -392,6 +434,8 @@ int GrpcProxy::Start() {
   }
   return port;
 }
+
+void GrpcProxy::set_metrics(ProxyMetrics* metrics) { state_->metrics = metrics; }
 
 void GrpcProxy::SetRouteTable(const RouteTable& table) {
   state_->apps.clear();

@@ -6,6 +6,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "proxy/proxy_metrics.h"
 #include "proxy/route_table.h"
 #include "router/router.h"
 
@@ -48,6 +49,8 @@ class GrpcProxy {
   int Start();
   /// Replaces the applications served (on the executor).
   void SetRouteTable(const RouteTable& table);
+  /// Records every call (not owned; must outlive this; a kGrpc ProxyMetrics). Before Start().
+  void set_metrics(ProxyMetrics* metrics);
   /// Stops accepting calls and ends those in flight (any thread but the executor's).
   void Shutdown();
 

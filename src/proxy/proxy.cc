@@ -92,6 +92,7 @@ int RunProxy(const ProxyOptions& options) {
     ShutdownLogging();
     return kExitCannotListen;
   }
+  std::unique_ptr<ProxyMetrics> grpc_metrics;  // outlives grpc_proxy
   std::unique_ptr<GrpcProxy> grpc_proxy;
   int grpc_port = 0;
   if (GrpcIngressEnabled(options.grpc_port, options.grpc_services)) {
@@ -102,6 +103,9 @@ int RunProxy(const ProxyOptions& options) {
     g.request_timeout_s = options.grpc_request_timeout_s > 0 ? options.grpc_request_timeout_s
                                                              : options.request_timeout_s;
     grpc_proxy = std::make_unique<GrpcProxy>(router, io.get_executor(), std::move(g));
+    grpc_metrics = std::make_unique<ProxyMetrics>(options.node_id, LocalNodeIp(),
+                                                  ProxyMetrics::Protocol::kGrpc);
+    grpc_proxy->set_metrics(grpc_metrics.get());
     try {
       grpc_port = grpc_proxy->Start();
     } catch (const std::exception& e) {
