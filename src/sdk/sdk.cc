@@ -15,6 +15,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <serve/grpc.h>
+
 #include "sdk/host.h"
 #include "sdk/sdk_internal.h"
 

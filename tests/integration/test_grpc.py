@@ -318,3 +318,16 @@ def test_proxy_grpc_metrics(cluster, pb):
                        r'[^}]*\} ([0-9.]+)', text)
         return ok and nf and "ray_serve_grpc_request_latency_ms_bucket" in text
     wait_for(scraped, 15, interval=0.5, what="the proxy's gRPC metrics")
+
+
+def test_serve_build_writes_grpc_servicer_functions():
+    from conftest import SERVE
+    out = subprocess.run([SERVE, "build", "grpcapps:echo_app", "-d", TEST_APP_DIR,
+                          "--grpc-servicer-functions", "servetest.Echo",
+                          "--grpc-servicer-functions", "servetest.Hidden"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    config = yaml.safe_load(out.stdout)
+    assert config["grpc_options"] == {"port": 9000,
+                                      "grpc_servicer_functions": ["servetest.Echo",
+                                                                  "servetest.Hidden"]}
