@@ -19,7 +19,7 @@ D="${BENCH_DURATION:-5}"
 CONC="${BENCH_CONCURRENCY:-1 16 64}"
 LOAD_CPU="${BENCH_LOAD_CPU:-0}"
 SUT_CPU="${BENCH_SUT_CPU:-1}"
-BENCH="$BUILD/bench/grpc_bench"
+BENCH="$BUILD/bin/grpc_bench"
 
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   ninja -C "$BUILD" grpc_bench bench_grpc serve serve-agent serve-controller serve-proxy \
