@@ -331,3 +331,14 @@ def test_serve_build_writes_grpc_servicer_functions():
     assert config["grpc_options"] == {"port": 9000,
                                       "grpc_servicer_functions": ["servetest.Echo",
                                                                   "servetest.Hidden"]}
+
+
+def test_rest_shows_grpc_options(cluster):
+    with open(os.path.join(cluster.run.session_dir(), "dashboard_address")) as f:
+        rest = f.read().strip()
+    if not rest.startswith("http"):
+        rest = "http://" + rest
+    details = get(rest + "/api/serve/applications/").json()
+    assert details["grpc_options"] == {"port": cluster.grpc_port,
+                                       "grpc_servicer_functions": ["servetest.Echo"],
+                                       "request_timeout_s": 2}
