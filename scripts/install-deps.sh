@@ -11,7 +11,7 @@ PACKAGES=(
   libhiredis-dev redis-server libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev unzip zip curl procps python3 python3-pytest python3-requests python3-yaml
   libxgboost-dev libopenblas-dev python3-numpy
-  chromium python3-websockets prometheus
+  chromium python3-websockets prometheus python3-grpcio python3-grpc-tools
 )
 
 missing=()

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <serve/grpc_context.h>
 #include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>
@@ -83,12 +84,13 @@ constexpr Concurrency ConcurrencyOf() {
   }
 }
 
-/// What a handler receives: an HTTP request (ingress over HTTP) or positional arguments. For a
-/// coroutine handler (CallOutput::pending) `*http` must stay valid until the pending call
-/// finished; `args` are decoded at once.
+/// What a handler receives: an HTTP request (ingress over HTTP), a gRPC call (serve/grpc.h) or
+/// positional arguments. For a coroutine handler (CallOutput::pending) `*http` and `*grpc`
+/// must stay valid until the pending call finished; `args` are decoded at once.
 struct CallInput {
   const HttpRequest* http = nullptr;
   const Json* args = nullptr;  ///< JSON array of positional arguments.
+  const GrpcInput* grpc = nullptr;
 };
 
 struct PendingCall;
@@ -134,6 +136,8 @@ SERVE_EXPORT bool RegisterFactory(const char* key, Factory factory);
 SERVE_EXPORT std::string Demangle(const char* mangled);
 [[noreturn]] SERVE_EXPORT void ThrowBadArity(const std::string& method, size_t want, size_t got);
 [[noreturn]] SERVE_EXPORT void ThrowNotHttp(const std::string& method);
+/// A gRPC call reached a method not registered with serve::grpc_method, or the reverse.
+[[noreturn]] SERVE_EXPORT void ThrowGrpcMismatch(const std::string& method, bool grpc_call);
 
 /// A deployment node of the application graph.
 struct AppNode {
@@ -190,6 +194,7 @@ CallOutput Invoke(const std::string& name, Obj& obj, const Fn& fn, const CallInp
       return Wrap(std::invoke(fn, obj, std::forward<decltype(args)>(args)...));
     }
   };
+  if (in.grpc != nullptr) ThrowGrpcMismatch(name, true);
   if (in.http != nullptr) {
     if constexpr (sizeof...(A) == 0) {
       return call();

@@ -12,6 +12,7 @@
 #include <serve/deployment.h>
 #include <serve/duration.h>
 #include <serve/errors.h>
+#include <serve/grpc.h>
 #include <serve/handle.h>
 #include <serve/http.h>
 #include <serve/json.h>

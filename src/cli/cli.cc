@@ -151,6 +151,8 @@ int RunCli(int argc, char** argv) {
                             "overrides it when given")
           ->check(CLI::IsMember({"HeadOnly", "EveryNode", "NoServer"}));
   start_cmd->add_option("--grpc-port", start.grpc_port);
+  start_cmd->add_option("--grpc-servicer-functions", start.grpc_servicer_functions,
+                        "fully-qualified gRPC service names the proxies serve (repeatable)");
   start_cmd->add_option("-d,--app-dir", start_app_dir, "where applications' libraries are found");
   std::string start_session;
   start.redis_address = EnvString("SERVE_REDIS_ADDRESS", "");
@@ -200,6 +202,9 @@ int RunCli(int argc, char** argv) {
   build_cmd->add_option("import_paths", build_targets)->required();
   build_cmd->add_option("-d,--app-dir", build_app_dir);
   build_cmd->add_option("-o,--output-path", build_output);
+  std::vector<std::string> build_grpc_services;
+  build_cmd->add_option("--grpc-servicer-functions", build_grpc_services,
+                        "grpc_options.grpc_servicer_functions of the config (repeatable)");
 
   try {
     app.parse(argc, argv);
@@ -238,7 +243,7 @@ int RunCli(int argc, char** argv) {
   if (*config_cmd) return CmdConfig(DashboardAddress(address, root), name);
   if (*status_cmd) return CmdStatus(DashboardAddress(address, root), name);
   if (*shutdown_cmd) return CmdShutdown(DashboardAddress(address, root), yes);
-  if (*build_cmd) return CmdBuild(build_targets, build_app_dir, build_output);
+  if (*build_cmd) return CmdBuild(build_targets, build_app_dir, build_output, build_grpc_services);
   return 1;
 }
 

@@ -91,7 +91,7 @@ int CmdStatus(const std::string& address, const std::string& name) {
 }
 
 int CmdBuild(const std::vector<std::string>& targets, const std::string& app_dir,
-             const std::string& output) {
+             const std::string& output, const std::vector<std::string>& grpc_services) {
   std::vector<config::BuiltApplication> apps;
   for (const auto& target : targets) {
     auto import_path = config::ParseImportPath(target);
@@ -116,7 +116,7 @@ int CmdBuild(const std::vector<std::string>& targets, const std::string& app_dir
     }
     apps.push_back(std::move(app));
   }
-  std::string yaml = config::FormatServeBuildYaml(apps);
+  std::string yaml = config::FormatServeBuildYaml(apps, grpc_services);
   if (output.empty()) {
     std::cout << yaml;
   } else if (!WriteFileAtomic(output, yaml)) {

@@ -138,6 +138,6 @@ int CmdStatus(const std::string& address, const std::string& name);
 /// never runs in the CLI) and prints (or writes to `output`) the full config with every
 /// deployment's options.
 int CmdBuild(const std::vector<std::string>& targets, const std::string& app_dir,
-             const std::string& output);
+             const std::string& output, const std::vector<std::string>& grpc_services = {});
 
 }  // namespace serve::cli::detail

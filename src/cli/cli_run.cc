@@ -121,6 +121,8 @@ int CmdRun(RunArgs a) {
     a.cluster.request_timeout_s = parsed->http_options.request_timeout_s.value_or(-1);
     a.cluster.keep_alive_timeout_s = parsed->http_options.keep_alive_timeout_s;
     a.cluster.grpc_port = parsed->grpc_options.port;
+    a.cluster.grpc_servicer_functions = parsed->grpc_options.grpc_servicer_functions;
+    a.cluster.grpc_request_timeout_s = parsed->grpc_options.request_timeout_s.value_or(-1);
     a.cluster.proxy_location = parsed->proxy_location;
     for (const auto& app : parsed->applications) apps.emplace_back(app.name, app.route_prefix.value_or(""));
     // The runtime env flags are defaults for every application of the file (as Ray's job-level

@@ -75,6 +75,8 @@ ControllerOptions LoadClusterOptions(ControllerOptions o) {
   o.request_timeout_s = j.value("request_timeout_s", o.request_timeout_s);
   o.keep_alive_timeout_s = j.value("keep_alive_timeout_s", o.keep_alive_timeout_s);
   o.grpc_port = j.value("grpc_port", o.grpc_port);
+  o.grpc_servicer_functions = j.value("grpc_servicer_functions", o.grpc_servicer_functions);
+  o.grpc_request_timeout_s = j.value("grpc_request_timeout_s", o.grpc_request_timeout_s);
   o.proxy_location = j.value("proxy_location", o.proxy_location);
   o.dashboard_host = j.value("dashboard_host", o.dashboard_host);
   o.dashboard_port = j.value("dashboard_port", o.dashboard_port);

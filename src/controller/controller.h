@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace serve::controller {
 
@@ -15,6 +16,8 @@ struct ControllerOptions {
   double request_timeout_s = -1;      ///< < 0: none
   double keep_alive_timeout_s = 90;
   int grpc_port = 9000;
+  std::vector<std::string> grpc_servicer_functions;  ///< gRPC services the proxies accept
+  double grpc_request_timeout_s = -1;                ///< < 0: none
   std::string proxy_location = "EveryNode";  ///< EveryNode | HeadOnly | Disabled
   std::string dashboard_host = "127.0.0.1";
   int dashboard_port = 8265;          ///< REST API; 0: any free port

@@ -57,6 +57,16 @@ void ProxyStateManager::Start(Actions& actions) {
         std::string("--request-timeout-s"), std::to_string(timeout > 0 ? timeout : -1)}) {
     req.add_args(arg);
   }
+  req.add_args("--grpc-port");
+  req.add_args(std::to_string(o.grpc_port));
+  for (const std::string& service : o.grpc_servicer_functions) {
+    req.add_args("--grpc-servicer-functions");
+    req.add_args(service);
+  }
+  if (o.grpc_request_timeout_s > 0) {
+    req.add_args("--grpc-request-timeout-s");
+    req.add_args(std::to_string(o.grpc_request_timeout_s));
+  }
   actions.push_back(std::move(a));
 }
 

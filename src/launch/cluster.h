@@ -28,6 +28,8 @@ struct ClusterOptions {
   double request_timeout_s = -1;
   double keep_alive_timeout_s = 90;
   int grpc_port = 9000;
+  std::vector<std::string> grpc_servicer_functions;  ///< gRPC services the proxies accept
+  double grpc_request_timeout_s = -1;
   std::string proxy_location = "EveryNode";
   std::string dashboard_host = "127.0.0.1";
   int dashboard_port = 8265;

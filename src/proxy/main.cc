@@ -3,7 +3,7 @@
 #include "proxy/proxy.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"serve-proxy: the HTTP ingress of one node"};
+  CLI::App app{"serve-proxy: the HTTP and gRPC ingress of one node"};
   serve::proxy::ProxyOptions options;
   app.add_option("--controller-address", options.controller_address)->required();
   app.add_option("--node-id", options.node_id)->required();
@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   app.add_option("--http-port", options.http_port);
   app.add_option("--keep-alive-timeout-s", options.keep_alive_timeout_s);
   app.add_option("--request-timeout-s", options.request_timeout_s);
+  app.add_option("--grpc-port", options.grpc_port);
+  app.add_option("--grpc-servicer-functions", options.grpc_services,
+                 "fully-qualified gRPC service names served (repeatable)");
+  app.add_option("--grpc-request-timeout-s", options.grpc_request_timeout_s);
   CLI11_PARSE(app, argc, argv);
   return serve::proxy::RunProxy(options);
 }

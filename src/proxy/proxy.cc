@@ -6,8 +6,10 @@
 #include <chrono>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
@@ -17,6 +19,7 @@
 #include "common/logging.h"
 #include "common/util.h"
 #include "metrics/export.h"
+#include "proxy/grpc_proxy.h"
 #include "proxy/request_handler.h"
 #include "router/router.h"
 #include "rpc/grpc_util.h"
@@ -89,9 +92,39 @@ int RunProxy(const ProxyOptions& options) {
     ShutdownLogging();
     return kExitCannotListen;
   }
+  std::unique_ptr<ProxyMetrics> grpc_metrics;  // outlives grpc_proxy
+  std::unique_ptr<GrpcProxy> grpc_proxy;
+  int grpc_port = 0;
+  if (GrpcIngressEnabled(options.grpc_port, options.grpc_services)) {
+    GrpcProxyOptions g;
+    g.host = options.http_host;
+    g.port = options.grpc_port;
+    g.services = options.grpc_services;
+    g.request_timeout_s = options.grpc_request_timeout_s > 0 ? options.grpc_request_timeout_s
+                                                             : options.request_timeout_s;
+    grpc_proxy = std::make_unique<GrpcProxy>(router, io.get_executor(), std::move(g));
+    grpc_metrics = std::make_unique<ProxyMetrics>(options.node_id, LocalNodeIp(),
+                                                  ProxyMetrics::Protocol::kGrpc);
+    grpc_proxy->set_metrics(grpc_metrics.get());
+    try {
+      grpc_port = grpc_proxy->Start();
+    } catch (const std::exception& e) {
+      std::string line = e.what();
+      spdlog::critical("{}", line);
+      WriteFileAtomic(ProxyStartupErrorFile(options), line);
+      ShutdownLogging();
+      return kExitCannotListen;
+    }
+  }
   std::error_code ignored;
   std::filesystem::remove(ProxyStartupErrorFile(options), ignored);
   spdlog::info("Proxy listening on http://{}:{}.", options.http_host, port);
+  if (grpc_proxy) {
+    std::string services;
+    for (const auto& s : options.grpc_services) services += (services.empty() ? "" : ", ") + s;
+    spdlog::info("Proxy listening for gRPC on {}:{} (services: {}).", options.http_host,
+                 grpc_port, services);
+  }
 
   std::set<std::string> watched;
   std::unique_ptr<router::LongPollClient> poll;
@@ -104,7 +137,9 @@ int RunProxy(const ProxyOptions& options) {
             std::string key = TargetsKey({e.app_name(), e.deployment()});
             if (watched.insert(key).second) poll->Watch(key);
           }
-          handler.SetRouteTable(RouteTable(std::move(routes)));
+          RouteTable table(std::move(routes));
+          if (grpc_proxy) grpc_proxy->SetRouteTable(table);
+          handler.SetRouteTable(std::move(table));
           server.StartAccepting();
         } else if (u.has_logging_config_json()) {
           // The top-level logging_config: this proxy's level, encoding and logs_dir.
@@ -141,12 +176,20 @@ int RunProxy(const ProxyOptions& options) {
   }
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
+  std::thread grpc_stopper;
   signals.async_wait([&](boost::system::error_code, int) {
     spdlog::info("Proxy shutting down.");
     server.Close();
-    io.stop();
+    if (!grpc_proxy) return io.stop();
+    // gRPC calls in flight end on this executor: stop the gRPC server from another thread.
+    grpc_stopper = std::thread([&] {
+      grpc_proxy->Shutdown();
+      asio::post(io, [&io] { io.stop(); });
+    });
   });
   io.run();
+  if (grpc_stopper.joinable()) grpc_stopper.join();
+  grpc_proxy.reset();
   poll.reset();
   ShutdownLogging();
   return 0;

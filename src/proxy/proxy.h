@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace serve::proxy {
 
@@ -14,9 +15,13 @@ struct ProxyOptions {
   size_t max_body_bytes = 100 * 1024 * 1024;   ///< larger bodies get 413
   double keep_alive_timeout_s = 90;            ///< idle keep-alive connections are closed
   double request_timeout_s = -1;               ///< > 0: end-to-end deadline, then 408
+  /// gRPC ingress (GrpcProxy): runs when grpc_port > 0 and grpc_services is not empty.
+  int grpc_port = 9000;
+  std::vector<std::string> grpc_services;      ///< accepted fully-qualified service names
+  double grpc_request_timeout_s = -1;          ///< > 0: deadline, then DEADLINE_EXCEEDED
 };
 
-/// Runs the HTTP proxy until SIGTERM: keeps the route table and replica sets current through
+/// Runs the HTTP proxy (and the gRPC one when enabled) until SIGTERM: keeps the route table and replica sets current through
 /// long-poll and forwards requests through its router. Returns the exit code.
 int RunProxy(const ProxyOptions& options);
 

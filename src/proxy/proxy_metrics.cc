@@ -3,31 +3,39 @@
 namespace serve::proxy {
 namespace {
 
-metrics::CounterFamily& Requests() {
-  static metrics::CounterFamily f("serve_num_http_requests",
-                                  "The number of HTTP requests processed.",
-                                  {"route", "method", "application", "status_code"});
-  return f;
-}
-metrics::CounterFamily& Errors() {
-  static metrics::CounterFamily f("serve_num_http_error_requests",
-                                  "The number of non-200 HTTP responses.",
-                                  {"route", "error_code", "method", "application"});
-  return f;
-}
-metrics::CounterFamily& DeploymentErrors() {
-  static metrics::CounterFamily f(
-      "serve_num_deployment_http_error_requests",
-      "The number of non-200 HTTP responses returned by each deployment.",
-      {"deployment", "error_code", "method", "route", "application"});
-  return f;
-}
-metrics::HistogramFamily& Latency() {
-  static metrics::HistogramFamily f(
-      "serve_http_request_latency_ms",
-      "The end-to-end latency of HTTP requests (measured from the Serve HTTP proxy).",
-      {"method", "route", "application", "status_code"}, metrics::RequestLatencyBucketsMs());
-  return f;
+// The families of one protocol ("http" or "grpc"), with Ray's names.
+struct Families {
+  explicit Families(const std::string& p, const std::string& P)
+      : requests("serve_num_" + p + "_requests", "The number of " + P + " requests processed.",
+                 {"route", "method", "application", "status_code"}),
+        errors("serve_num_" + p + "_error_requests", "The number of non-OK " + P + " responses.",
+               {"route", "error_code", "method", "application"}),
+        deployment_errors("serve_num_deployment_" + p + "_error_requests",
+                          "The number of non-OK " + P +
+                              " responses returned by each deployment.",
+                          {"deployment", "error_code", "method", "route", "application"}),
+        latency("serve_" + p + "_request_latency_ms",
+                "The end-to-end latency of " + P +
+                    " requests (measured from the Serve " + P + " proxy).",
+                {"method", "route", "application", "status_code"},
+                metrics::RequestLatencyBucketsMs()),
+        ongoing("serve_num_ongoing_" + p + "_requests",
+                "The number of ongoing requests in the " + P + " Proxy.",
+                {"node_id", "node_ip_address"}) {}
+  metrics::CounterFamily requests;
+  metrics::CounterFamily errors;
+  metrics::CounterFamily deployment_errors;
+  metrics::HistogramFamily latency;
+  metrics::GaugeFamily ongoing;
+};
+
+Families& FamiliesFor(ProxyMetrics::Protocol protocol) {
+  if (protocol == ProxyMetrics::Protocol::kGrpc) {
+    static Families grpc("grpc", "gRPC");
+    return grpc;
+  }
+  static Families http("http", "HTTP");
+  return http;
 }
 
 // Methods are client input: unknown ones share one tag value, so series stay bounded.
@@ -43,18 +51,12 @@ const std::string& MethodTag(const std::string& method) {
 
 }  // namespace
 
-ProxyMetrics::ProxyMetrics(const std::string& node_id, const std::string& node_ip)
-    : enabled_(metrics::Enabled()) {
+ProxyMetrics::ProxyMetrics(const std::string& node_id, const std::string& node_ip,
+                           Protocol protocol)
+    : enabled_(metrics::Enabled()), protocol_(protocol) {
   if (!enabled_) return;
-  static metrics::GaugeFamily ongoing("serve_num_ongoing_http_requests",
-                                      "The number of ongoing requests in the HTTP Proxy.",
-                                      {"node_id", "node_ip_address"});
-  ongoing_ = &ongoing.With({node_id, node_ip});
   // Families exist from the start, so a scrape shows them before the first request.
-  Requests();
-  Errors();
-  DeploymentErrors();
-  Latency();
+  ongoing_ = &FamiliesFor(protocol_).ongoing.With({node_id, node_ip});
 }
 
 void ProxyMetrics::RequestStarted() {
@@ -65,9 +67,17 @@ void ProxyMetrics::RequestFinished(const std::string& raw_method, const std::str
                                    const std::string& application, const std::string& deployment,
                                    int status, std::chrono::steady_clock::time_point start) {
   if (!enabled_) return;
+  Record(MethodTag(raw_method), route, application, deployment, std::to_string(status),
+         status >= 400, start);
+}
+
+void ProxyMetrics::Record(const std::string& method, const std::string& route,
+                          const std::string& application, const std::string& deployment,
+                          const std::string& code, bool error,
+                          std::chrono::steady_clock::time_point start) {
+  if (!enabled_) return;
   ongoing_->Decrement();
-  const std::string& method = MethodTag(raw_method);
-  std::string code = std::to_string(status);
+  Families& f = FamiliesFor(protocol_);
   std::string key;
   key.reserve(route.size() + method.size() + application.size() + deployment.size() + 8);
   key.append(route).push_back('\0');
@@ -78,12 +88,11 @@ void ProxyMetrics::RequestFinished(const std::string& raw_method, const std::str
   auto [it, added] = series_.try_emplace(std::move(key));
   Series& s = it->second;
   if (added) {
-    s.requests = &Requests().With({route, method, application, code});
-    s.latency = &Latency().With({method, route, application, code});
-    if (status >= 400) {
-      s.errors = &Errors().With({route, code, method, application});
-      s.deployment_errors =
-          &DeploymentErrors().With({deployment, code, method, route, application});
+    s.requests = &f.requests.With({route, method, application, code});
+    s.latency = &f.latency.With({method, route, application, code});
+    if (error) {
+      s.errors = &f.errors.With({route, code, method, application});
+      s.deployment_errors = &f.deployment_errors.With({deployment, code, method, route, application});
     }
   }
   s.requests->Increment();

@@ -31,6 +31,18 @@ HttpRequest ToHttpRequest(const v1::HttpHead& head, std::string_view body) {
   return r;
 }
 
+// The status, details and trailing metadata a gRPC handler set, for the reply envelope.
+void SetGrpcStatus(const GrpcContext& ctx, v1::ResponseHead& head) {
+  v1::GrpcHead* g = head.mutable_grpc();
+  g->set_code(static_cast<int>(ctx.code()));
+  g->set_details(ctx.details());
+  for (const auto& [k, v] : ctx.trailing_metadata()) {
+    auto* kv = g->add_trailing_metadata();
+    kv->set_key(k);
+    kv->set_value(v);
+  }
+}
+
 }  // namespace
 
 /// One request from the moment it is accepted until its reply is sent. It is the request's
@@ -53,6 +65,10 @@ struct DataServer::Call final : sdk::Resumer {
   sdk::RequestContext ctx;  // installed around every job of this call
   std::chrono::steady_clock::time_point start;
   HttpRequest http;  // the input of an HTTP call (kept while a coroutine handler runs)
+  // The input of a gRPC call (kept until the reply is sent).
+  std::string grpc_request;
+  GrpcContext grpc_context;
+  detail::GrpcInput grpc_input;
 };
 
 DataServer::DataServer(asio::io_context& io, int user_threads, detail::Instance& instance,
@@ -218,7 +234,14 @@ void DataServer::Start(const std::shared_ptr<Call>& call) {
   sdk::ScopedRequestContext scope(&c.ctx);
   sdk::HostCall host_call;
   host_call.method = c.req.method();
-  if (c.req.has_http()) {
+  if (c.req.has_grpc()) {
+    GrpcMetadata metadata;
+    for (const auto& kv : c.req.grpc().metadata()) metadata.emplace_back(kv.key(), kv.value());
+    c.grpc_context.set_invocation_metadata(std::move(metadata));
+    c.grpc_request.assign(c.body());
+    c.grpc_input = {&c.grpc_request, &c.grpc_context};
+    host_call.grpc = &c.grpc_input;
+  } else if (c.req.has_http()) {
     c.http = ToHttpRequest(c.req.http(), c.body());
     host_call.http = &c.http;
   } else {
@@ -272,12 +295,21 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
         while (!call.cancelled.load()) {
           std::optional<Json> item = out.stream();
           if (!item) break;
-          std::string chunk =
-              req.has_http() ? sdk::HttpChunk(*item) : detail::EncodeMsgpack(*item);
+          std::string chunk = req.has_grpc()   ? item->get<std::string>()
+                              : req.has_http() ? sdk::HttpChunk(*item)
+                                               : detail::EncodeMsgpack(*item);
           send(FrameType::kChunk, std::move(chunk));
           ++chunks;
         }
-        send(FrameType::kEnd, {});
+        std::string end;
+        if (req.has_grpc()) {
+          v1::ResponseHead status;
+          status.set_accepted(true);
+          status.set_ok(true);
+          SetGrpcStatus(call.grpc_context, status);
+          end = rpc::EncodeEnvelope(status, {});
+        }
+        send(FrameType::kEnd, std::move(end));
         status_text = call.cancelled.load() ? "CANCELLED" : (req.has_http() ? "200" : "OK");
       } catch (...) {
         std::string type;
@@ -291,6 +323,13 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
         failed = true;
         spdlog::error("Stream failed after {} chunk(s): {}: {}", chunks, type, what);
       }
+    } else if (req.has_grpc()) {
+      head.set_ok(true);
+      SetGrpcStatus(call.grpc_context, head);
+      reply_body = out.value.is_string() ? out.value.get<std::string>() : std::string();
+      status_text = call.grpc_context.code() == GrpcStatusCode::kOk
+                        ? "OK"
+                        : std::to_string(static_cast<int>(call.grpc_context.code()));
     } else if (req.has_http()) {
       HttpResponse resp = sdk::ToHttpResponse(std::move(out));
       head.set_ok(true);
@@ -332,8 +371,10 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
                                                         call.start)
                   .count();
   if (access_log_.load(std::memory_order_relaxed)) {
-    std::string verb = req.has_http() ? req.http().method() : "CALL";
-    std::string what = req.has_http() ? req.http().path() : req.method();
+    std::string verb = req.has_http() ? req.http().method() : req.has_grpc() ? "GRPC" : "CALL";
+    std::string what = req.has_http()   ? req.http().path()
+                       : req.has_grpc() ? "/" + req.grpc().service() + "/" + req.method()
+                                        : req.method();
     spdlog::info("{} {} {} {:.1f}ms", verb, what, status_text, ms);
   }
   if (!streamed) send(FrameType::kResponse, rpc::EncodeEnvelope(head, reply_body));

@@ -459,6 +459,7 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
       } else if (f->type == FrameType::kChunk) {
         q.Push(std::move(f->payload));
       } else if (f->type == FrameType::kEnd) {
+        q.trailer = std::move(f->payload);
         q.Finish();
       } else if (f->type == FrameType::kError) {
         v1::ResponseHead err;

@@ -50,6 +50,9 @@ class ChunkQueue {
   const std::string& error() const { return error_; }
   bool finished() const { return finished_; }
   std::function<void()> on_cancel;
+  /// The payload of the stream's last frame (kEnd or kError) when it has one: a gRPC stream's
+  /// final status envelope. Set before Finish().
+  std::string trailer;
 
  private:
   std::deque<std::string> chunks_;

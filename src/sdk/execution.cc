@@ -70,7 +70,9 @@ void RunCall(detail::Instance& instance, const HostCall& call, CallDone done) {
     try {
       Json args;
       detail::CallInput in;
-      if (call.http != nullptr) {
+      if (call.grpc != nullptr) {
+        in.grpc = call.grpc;
+      } else if (call.http != nullptr) {
         in.http = call.http;
       } else {
         args = call.args.empty() ? Json::array() : detail::DecodeMsgpack(std::string(call.args));
@@ -87,7 +89,8 @@ void RunCall(detail::Instance& instance, const HostCall& call, CallDone done) {
     std::shared_ptr<detail::PendingCall> pending = std::move(out.pending);
     detail::PendingCall* task = pending.get();
     task->task.Start([pending = std::move(pending), done = std::move(done),
-                      method = std::string(call.method), http = call.http != nullptr,
+                      method = std::string(call.method),
+                      http = call.http != nullptr || call.grpc != nullptr,
                       stream = call.stream]() mutable {
       std::shared_ptr<detail::PendingCall> finished = std::move(pending);
       detail::CallOutput result;
@@ -103,7 +106,9 @@ void RunCall(detail::Instance& instance, const HostCall& call, CallDone done) {
     });
     return;
   }
-  if (!error) error = CheckKind(call.method, call.http != nullptr, call.stream, out);
+  if (!error) {
+    error = CheckKind(call.method, call.http != nullptr || call.grpc != nullptr, call.stream, out);
+  }
   done(std::move(out), error);
 }
 

@@ -43,9 +43,11 @@ struct HostCall {
   std::string_view method;
   /// An HTTP call (ingress through the proxy); must stay valid until `done` ran.
   const HttpRequest* http = nullptr;
+  /// A gRPC call (through the proxy): the request bytes and context; valid until `done` ran.
+  const detail::GrpcInput* grpc = nullptr;
   /// Otherwise: the msgpack-encoded array of arguments ("" = none); read before RunCall returns.
   std::string_view args;
-  /// The caller reads items (remote_stream). HTTP calls accept both kinds of handler.
+  /// The caller reads items (remote_stream). HTTP and gRPC calls accept both kinds of handler.
   bool stream = false;
   /// Set before the call starts: the handler does not run (RequestCancelledError).
   const std::atomic<bool>* cancelled = nullptr;

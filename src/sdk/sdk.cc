@@ -15,6 +15,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <serve/grpc.h>
+
 #include "sdk/host.h"
 #include "sdk/sdk_internal.h"
 
@@ -222,6 +224,20 @@ void ThrowNotHttp(const std::string& method) {
   throw std::invalid_argument("'" + method +
                               "' cannot serve HTTP: it must take no arguments or one "
                               "serve::HttpRequest");
+}
+
+void ThrowGrpcMismatch(const std::string& method, bool grpc_call) {
+  if (grpc_call) {
+    throw std::invalid_argument("'" + method +
+                                "' is not a gRPC method: register it with serve::grpc_method "
+                                "(SERVE_GRPC_METHOD)");
+  }
+  throw std::invalid_argument("'" + method +
+                              "' is a gRPC method: it is called through the gRPC proxy");
+}
+
+void ThrowGrpcParse(const std::string& method, const char* type) {
+  throw std::invalid_argument("'" + method + "': the request is not a valid " + Demangle(type));
 }
 
 }  // namespace detail
