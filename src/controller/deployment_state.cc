@@ -28,8 +28,8 @@ double RestartBackoffS(int consecutive_failures) {
 }
 
 DeploymentStateManager::DeploymentStateManager(const ControllerContext& context, Clock& clock,
-                                               Random& random)
-    : context_(context), clock_(clock), random_(random) {}
+                                               Random& random, Scheduler& scheduler)
+    : context_(context), clock_(clock), random_(random), scheduler_(scheduler) {}
 
 DeploymentState* DeploymentStateManager::Find(const DeploymentId& id) {
   auto it = deployments_.find(id);
@@ -200,17 +200,26 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
   }
   int delta = target - static_cast<int>(active.size());
   if (delta > 0 && !dep.terminally_failed && now >= dep.next_start_s) {
-    for (int i = 0; i < delta; ++i) StartReplica(dep, actions);
+    for (int i = 0; i < delta; ++i) StartReplica(dep);
   } else if (delta < 0) {
-    // Downscale order (spec §4.1): outdated replicas, then those not serving yet, then running.
+    // Downscale order (spec §4.1): replicas waiting for a node and outdated ones, then those
+    // not serving yet, then running ones.
     std::stable_sort(active.begin(), active.end(), [&](ReplicaInfo* a, ReplicaInfo* b) {
       auto rank = [&](ReplicaInfo* r) {
-        return r->version != dep.version ? 0 : (r->state == ReplicaState::kRunning ? 2 : 1);
+        if (!r->scheduled || r->version != dep.version) return 0;  // pending or outdated
+        return r->state == ReplicaState::kRunning ? 2 : 1;
       };
       return rank(a) < rank(b);
     });
     for (int i = 0; i < -delta; ++i) StopReplica(dep, *active[i], actions);
   }
+  // Pending replicas asked to stop have no process: they just go.
+  std::vector<std::string> dropped;
+  for (auto& [id, r] : dep.replicas) {
+    if (!r.scheduled && r.state == ReplicaState::kStopping) dropped.push_back(id);
+  }
+  for (const std::string& id : dropped) RemoveReplica(dep, id);
+  ScheduleReplicas(dep, actions);
   for (auto& [id, r] : dep.replicas) {
     if (r.state == ReplicaState::kRecovering && !r.health_in_flight) {
       // Adopted after a controller restart: serving again once a health check passes.
@@ -269,19 +278,62 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
   }
 }
 
-void DeploymentStateManager::StartReplica(DeploymentState& dep, Actions& actions) {
+void DeploymentStateManager::StartReplica(DeploymentState& dep) {
   ReplicaInfo r;
   r.id = random_.Id(8);
   r.deployment = dep.id;
-  r.node_id = context_.options.node_id;
+  r.scheduled = false;
   r.version = dep.version;
   r.config_version = dep.config_version;
   r.start_time_s = clock_.UnixNow();
   ++generation_;
   r.last_health_s = clock_.Now();
   replica_index_[r.id] = dep.id;
+  dep.replicas.Add(std::move(r));
+}
+
+void DeploymentStateManager::ScheduleReplicas(DeploymentState& dep, Actions& actions) {
+  ResourceSet demand = DemandFromActorOptions(dep.spec.cfg.ray_actor_options);
+  int max_per_node = dep.spec.cfg.max_replicas_per_node.value_or(0);
+  int pending = 0;
+  for (auto& [id, r] : dep.replicas) {
+    if (r.scheduled || r.state != ReplicaState::kStarting) continue;
+    auto placement = scheduler_.Place(r.id, dep.id.Key(), demand, max_per_node);
+    if (!placement) {
+      ++pending;
+      continue;
+    }
+    r.scheduled = true;
+    r.node_id = placement->node_id;
+    r.gpu_ids = placement->gpu_ids;
+    ++generation_;
+    LaunchReplica(dep, r, actions);
+  }
+  if (pending == dep.unschedulable) return;
+  ++generation_;
+  if (pending > 0) {
+    // Ray's wording (deployment_state.py), said at once: the scheduler knows no node fits.
+    dep.message = "Deployment '" + dep.id.name + "' in application '" + dep.id.app + "' has " +
+                  std::to_string(pending) +
+                  " replicas that cannot be scheduled: no node has the resources they need" +
+                  (max_per_node > 0
+                       ? " with at most " + std::to_string(max_per_node) + " replicas per node"
+                       : std::string()) +
+                  ". Resources required for each replica: " + FormatResources(demand) +
+                  ", total resources available: " + FormatResources(scheduler_.AvailableTotal()) +
+                  ".";
+    spdlog::warn("{}", dep.message);
+  } else if (dep.unschedulable > 0) {
+    dep.message.clear();
+  }
+  dep.unschedulable = pending;
+}
+
+void DeploymentStateManager::LaunchReplica(DeploymentState& dep, ReplicaInfo& r,
+                                           Actions& actions) {
   StartReplicaAction a;
   a.replica_id = r.id;
+  a.node_id = r.node_id;
   v1::StartProcessRequest& req = a.request;
   req.set_tag(ProcessTag::Replica(r.id).Encode());
   req.set_log_prefix("ServeReplica:" + dep.id.app + ":" + dep.id.name);
@@ -292,13 +344,24 @@ void DeploymentStateManager::StartReplica(DeploymentState& dep, Actions& actions
         r.node_id}) {
     req.add_args(arg);
   }
-  for (auto& [k, v] : dep.spec.env) {
+  auto add_env = [&req](const std::string& k, const std::string& v) {
     auto* kv = req.add_env();
     kv->set_key(k);
     kv->set_value(v);
+  };
+  // As Ray sets them: the assigned GPU devices, and OpenMP threads = num_cpus (at least 1)
+  // unless the runtime_env sets it.
+  if (!r.gpu_ids.empty()) {
+    std::string ids;
+    for (int g : r.gpu_ids) ids += (ids.empty() ? "" : ",") + std::to_string(g);
+    add_env("CUDA_VISIBLE_DEVICES", ids);
   }
+  if (!dep.spec.env.count("OMP_NUM_THREADS")) {
+    double cpus = DemandFromActorOptions(dep.spec.cfg.ray_actor_options)["CPU"];
+    add_env("OMP_NUM_THREADS", std::to_string(std::max(1, static_cast<int>(cpus))));
+  }
+  for (auto& [k, v] : dep.spec.env) add_env(k, v);
   if (!dep.spec.working_dir.empty()) req.set_working_dir(dep.spec.working_dir);
-  dep.replicas.Add(std::move(r));
   actions.push_back(std::move(a));
 }
 
@@ -306,13 +369,14 @@ void DeploymentStateManager::StopReplica(DeploymentState& dep, ReplicaInfo& r, A
   bool graceful = r.state == ReplicaState::kRunning;
   r.state = ReplicaState::kStopping;
   ++generation_;
-  if (r.pid == 0) return;  // not started yet; stopped once the agent answers
-  actions.push_back(
-      StopProcessAction{r.pid, graceful ? dep.spec.cfg.graceful_shutdown_timeout_s : 0});
+  if (r.pid == 0) return;  // not started yet; stopped once the agent answers (or never placed)
+  actions.push_back(StopProcessAction{r.pid, graceful ? dep.spec.cfg.graceful_shutdown_timeout_s : 0,
+                                      r.node_id});
 }
 
 void DeploymentStateManager::RemoveReplica(DeploymentState& dep, const std::string& replica_id) {
   dep.replicas.Erase(replica_id);
+  scheduler_.Release(replica_id);
   dep.multiplexed_model_ids.erase(replica_id);
   replica_index_.erase(replica_id);
   ++generation_;
@@ -376,7 +440,7 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
   if (idx == replica_index_.end()) return;
   DeploymentState& dep = deployments_.at(idx->second);
   ReplicaInfo* r = dep.replicas.Find(msg.replica_id());
-  if (r == nullptr || r->state != ReplicaState::kStarting) return;
+  if (r == nullptr || r->state != ReplicaState::kStarting || !r->scheduled) return;
   r->pid = msg.pid();
   r->log_file = msg.log_file_path();
   ++generation_;
@@ -396,12 +460,13 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
 }
 
 void DeploymentStateManager::OnReplicaProcessStarted(const std::string& replica_id,
+                                                     const std::string& node_id,
                                                      const absl::StatusOr<int>& pid,
                                                      Actions& actions) {
   auto idx = replica_index_.find(replica_id);
   if (idx == replica_index_.end()) {
     // Forgotten meanwhile (its deployment was dropped): it must not linger.
-    if (pid.ok()) actions.push_back(StopProcessAction{*pid, 0});
+    if (pid.ok()) actions.push_back(StopProcessAction{*pid, 0, node_id});
     return;
   }
   DeploymentState& dep = deployments_.at(idx->second);
@@ -416,7 +481,7 @@ void DeploymentStateManager::OnReplicaProcessStarted(const std::string& replica_
     r->pid = *pid;
     ++generation_;
   }
-  if (r->state == ReplicaState::kStopping) actions.push_back(StopProcessAction{*pid, 0});
+  if (r->state == ReplicaState::kStopping) actions.push_back(StopProcessAction{*pid, 0, r->node_id});
 }
 
 void DeploymentStateManager::OnReplicaExit(const std::string& replica_id, int exit_code) {
@@ -460,7 +525,7 @@ void DeploymentStateManager::OnHealthResult(const DeploymentId& id, const std::s
     } else {
       spdlog::warn("Replica {} did not answer after the controller restart ({}); replacing it.",
                    replica_id, error);
-      actions.push_back(StopProcessAction{r->pid, 0});
+      actions.push_back(StopProcessAction{r->pid, 0, r->node_id});
       RemoveReplica(*dep, replica_id);
     }
     return;
@@ -504,9 +569,33 @@ void DeploymentStateManager::OnReconfigureResult(const DeploymentId& id,
 
 void DeploymentStateManager::Restore(DeploymentState state) {
   DeploymentId id = state.id;
-  for (auto& [rid, r] : state.replicas) replica_index_[rid] = id;
+  ResourceSet demand = DemandFromActorOptions(state.spec.cfg.ray_actor_options);
+  for (auto& [rid, r] : state.replicas) {
+    replica_index_[rid] = id;
+    scheduler_.Reserve(rid, id.Key(), r.node_id, demand, r.gpu_ids);
+  }
   ++generation_;
   deployments_[id] = std::move(state);
+}
+
+void DeploymentStateManager::OnNodeDead(const std::string& node_id) {
+  for (auto& [id, dep] : deployments_) {
+    std::vector<std::string> gone;
+    for (auto& [rid, r] : dep.replicas) {
+      if (r.scheduled && r.node_id == node_id) gone.push_back(rid);
+    }
+    for (const std::string& rid : gone) {
+      ReplicaInfo* r = dep.replicas.Find(rid);
+      if (r->state == ReplicaState::kRunning && !dep.deleting) {
+        dep.status = Transition(dep.status, DeploymentEvent::kHealthCheckFailed);
+        dep.message = "Replica " + rid + " was lost with its node " + node_id + ".";
+      }
+      spdlog::warn("Replica {} of {}:{} was on dead node {}; replacing it.", rid, dep.id.app,
+                   dep.id.name, node_id);
+      RemoveReplica(dep, rid);
+    }
+  }
+  scheduler_.ReleaseNode(node_id);
 }
 
 void DeploymentStateManager::Clear() {
