@@ -139,7 +139,7 @@ LocalRuntime::~LocalRuntime() = default;
 void LocalRuntime::Add(const detail::AppNode& node) {
   auto d = std::make_unique<LocalDeployment>();
   const std::string& name = *node.options.name;
-  d->context = ReplicaContext{app_name_, name, RandomHex(8), "", "", {}};
+  d->context = ReplicaContext{app_name_, name, RandomHex(8), ""};
   d->context.replica_tag = d->context.replica_id;
   detail::Factory factory = FindFactory(node.factory_key);
   if (factory == nullptr) {
