@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import requests
 
@@ -115,6 +116,7 @@ def test_three_node_cluster(tmp_path):
         # replicas run elsewhere (the CPU replica on a node with room, the GPU one on the node
         # with a free device).
         dead = workers["127.0.0.3"]
+        killed_at = time.monotonic()
         os.kill(agent_pid(w2_dir), signal.SIGKILL)
         wait_for(lambda: not session_pids(str(w2_dir)), 15, what="the killed node's processes")
 
@@ -127,6 +129,8 @@ def test_three_node_cluster(tmp_path):
                 return False
             return all(x["node_id"] != dead for x in s + g) and (s, g)
         s, g = wait_for(replaced, 60, what="replicas replaced after the node died")
+        print(f"replicas replaced {time.monotonic() - killed_at:.2f} s after the SIGKILL "
+              f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)")
         assert sorted(x["node_ip"] for x in g) == ["127.0.0.2", "127.0.0.2"]
         assert sorted(x["gpu_ids"][0] for x in g) == [0, 1]
         for _ in range(30):
