@@ -2,6 +2,7 @@
 
 #include <source_location>
 #include <string>
+#include <vector>
 
 #include <serve/version.h>
 
@@ -13,6 +14,8 @@ struct ReplicaContext {
   std::string deployment;
   std::string replica_id;   ///< Unique id of this replica within its deployment.
   std::string replica_tag;  ///< Same as replica_id (Ray Serve's older name).
+  std::string node_id = {};      ///< The node the replica runs on ("" outside a cluster).
+  std::vector<int> gpu_ids = {};  ///< GPU devices assigned to it (its CUDA_VISIBLE_DEVICES).
 };
 
 /// Returns the context of the replica this code runs in. Throws std::logic_error outside a

@@ -20,6 +20,7 @@ using detail::CmdDeploy;
 using detail::CmdRun;
 using detail::CmdShutdown;
 using detail::CmdStart;
+using detail::CmdStartWorker;
 using detail::CmdStatus;
 using detail::CmdStop;
 using detail::Fail;
@@ -137,9 +138,20 @@ int RunCli(int argc, char** argv) {
 
   ClusterOptions start;
   std::string start_app_dir = ".";
-  bool head = true;
+  bool head = false;
+  std::string join_address;
   auto* start_cmd = app.add_subcommand("start", "Start a long-lived serve instance (detached).");
-  start_cmd->add_flag("--head", head, "start the head node (the only mode supported)");
+  auto* head_opt = start_cmd->add_flag("--head", head, "start the head node (the default)");
+  start_cmd->add_option("--address", join_address,
+                        "start a worker node that joins the cluster whose head controller "
+                        "listens on HOST:PORT (printed by `serve start` on the head)")
+      ->excludes(head_opt);
+  std::string labels;
+  start_cmd->add_option("--labels", labels,
+                        R"(labels of this node, a JSON object of strings, e.g. '{"zone": "a"}')");
+  start_cmd->add_option("--node-ip", start.node_ip,
+                        "IP this node binds and advertises (default $SERVE_NODE_IP, else "
+                        "127.0.0.1)");
   add_http(start_cmd, start);
   add_node(start_cmd);
   start_cmd->add_option("--proxy-location", start.proxy_location)
@@ -227,7 +239,14 @@ int RunCli(int argc, char** argv) {
     return CmdRun(run);
   }
   if (*start_cmd) {
-    if (!head) return Fail("joining an existing cluster (worker nodes) is not supported yet");
+    if (!labels.empty()) {
+      auto j = nlohmann::json::parse(labels, nullptr, false);
+      bool ok = j.is_object();
+      for (auto& [k, v] : j.items()) ok &= v.is_string();
+      if (!ok) return Fail("--labels: must be a JSON object of strings (got " + labels + ")");
+      start.agent_args.insert(start.agent_args.end(), {"--labels", labels});
+    }
+    if (!join_address.empty()) return CmdStartWorker(start, temp_dir, join_address);
     if (http_location_opt->count() > 0) {
       start.proxy_location = http_location == "NoServer" ? "Disabled" : http_location;
     }

@@ -1,3 +1,5 @@
+#include <signal.h>
+
 #include "cli/cli_internal.h"
 
 #include <chrono>
@@ -66,11 +68,43 @@ int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::str
   std::cout << "Started serve (session " << *session << ").\n"
             << "  HTTP proxy:  " << http << "\n"
             << "  REST API:    " << cluster->dashboard_address << "\n"
+            << "  Controller:  " << cluster->controller_address
+            << " (worker nodes join with `serve start --address " << cluster->controller_address
+            << "`)\n"
             << "  Metrics:     " << cluster->metrics_address << "/metrics\n"
             << "Next:\n"
             << "  serve deploy config.yaml" << follow.address << "\n"
             << "  serve status" << follow.address << "\n"
             << "  serve stop" << follow.temp_dir << "\n";
+  return 0;
+}
+
+int CmdStartWorker(const ClusterOptions& options, const std::string& temp_dir,
+                   const std::string& controller_address) {
+  std::string root = TempRoot(temp_dir);
+  if (auto pid = ReadFile(root + "/session_latest/agent_pid")) {
+    if (::kill(std::atoi(pid->c_str()), 0) == 0) {
+      return Fail("a serve node is already running from " + root +
+                  " (agent pid " + *pid + "). Stop it first with `serve stop`" +
+                  (temp_dir.empty() ? "" : " --temp-dir " + temp_dir) + ".");
+    }
+  }
+  auto session = CreateSessionDir(root);
+  if (!session.ok()) return Fail(std::string(session.status().message()));
+  launch::WorkerOptions w;
+  w.controller_address = controller_address;
+  w.node_ip = options.node_ip;
+  w.metrics_export_port = options.metrics_export_port;
+  w.bin_dir = options.bin_dir;
+  w.agent_args = options.agent_args;
+  auto node = launch::StartWorkerNode(*session, w);
+  if (!node.ok()) return Fail(std::string(node.status().message()));
+  std::cout << "Started a worker node (session " << *session << ").\n"
+            << "  Node:        " << node->node_id << " at " << node->node_ip << "\n"
+            << "  Head:        " << controller_address << "\n"
+            << "  Metrics:     " << node->metrics_address << "/metrics\n"
+            << "Stop it with `serve stop" << (temp_dir.empty() ? "" : " --temp-dir " + temp_dir)
+            << "` on this machine.\n";
   return 0;
 }
 

@@ -99,6 +99,20 @@ std::string FormatStatus(const nlohmann::json& details, const std::string& app_n
   } else {
     out << tc.get<double>();
   }
+  // A cluster with worker nodes also lists its nodes (not in Ray's output, which has
+  // `ray status` for that); a single node keeps Ray's shape exactly.
+  const nlohmann::json nodes = details.value("nodes", nlohmann::json::object());
+  if (nodes.size() > 1) {
+    out << YAML::Key << "nodes" << YAML::Value << YAML::BeginMap;
+    for (auto& [id, n] : nodes.items()) {
+      out << YAML::Key << id << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "node_ip" << YAML::Value << n.value("node_ip", "");
+      out << YAML::Key << "state" << YAML::Value << n.value("state", "");
+      out << YAML::Key << "is_head_node" << YAML::Value << n.value("is_head_node", false);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
   return StripLiteral(std::string(out.c_str()) + "\n");
 }

@@ -16,6 +16,7 @@ namespace serve::controller {
 struct StartReplicaAction {
   std::string replica_id;
   v1::StartProcessRequest request;
+  std::string node_id;  ///< whose agent starts it; empty: the head node
 };
 struct StartBuildAction {
   std::string app;
@@ -29,6 +30,7 @@ struct StartProxyAction {
 struct StopProcessAction {
   int pid = 0;
   double grace_s = 0;
+  std::string node_id;  ///< whose agent stops it; empty: the head node
 };
 struct CheckHealthAction {
   DeploymentId deployment;
@@ -52,6 +54,7 @@ struct RunPolicyAction {
 /// Stops the proxies, then the node agent (after `serve shutdown` deleted everything).
 struct ShutdownNodeAction {
   std::vector<int> proxy_pids;
+  std::vector<std::string> worker_nodes;  ///< their agents are shut down too
 };
 
 using Action = std::variant<StartReplicaAction, StartBuildAction, StartProxyAction,

@@ -88,7 +88,8 @@ Json EncodeDeployment(const DeploymentState &d) {
                         {"log_file", r.log_file},
                         {"start_time_s", r.start_time_s},
                         {"version", r.version},
-                        {"config_version", r.config_version}});
+                        {"config_version", r.config_version},
+                        {"gpu_ids", r.gpu_ids}});
   }
   const DeploymentSpec &s = d.spec;
   Json j = {{"app", d.id.app},
@@ -167,11 +168,12 @@ DeploymentState DecodeDeployment(const Json &j, const std::map<int, std::string>
     r.start_time_s = rj.at("start_time_s");
     r.version = rj.at("version");
     r.config_version = rj.at("config_version");
+    r.gpu_ids = rj.value("gpu_ids", std::vector<int>{});
     if (state == ReplicaState::kStopping || r.control_address.empty()) {
       // Stopping, or not ready in the checkpoint: it may have reported to the
       // old controller already, so it cannot be adopted; it is stopped and
       // scaling replaces it.
-      actions.push_back(StopProcessAction{r.pid, 0});
+      actions.push_back(StopProcessAction{r.pid, 0, r.node_id});
       r.state = ReplicaState::kStopping;
     } else {
       r.state = ReplicaState::kRecovering;  // health-checked at once

@@ -24,13 +24,88 @@ ControlLoop::ControlLoop(ControllerOptions options, Clock& clock, Random& random
       random_(random),
       agent_(agent),
       kv_(kv),
-      deployments_(context_, clock, random),
+      scheduler_(nodes_),
+      deployments_(context_, clock, random, scheduler_),
       apps_(context_, clock, random, deployments_),
       proxies_(context_, clock),
       long_poll_([&random] { return static_cast<int64_t>(random.Uniform(1, 1000001)); }),
-      executor_(agent, replicas, *this) {}
+      executor_([this](const std::string& node) { return AgentFor(node); }, replicas, *this) {
+  NodeInfo head;
+  head.id = context_.options.node_id;
+  head.ip = LocalNodeIp();
+  head.agent_address = context_.options.agent_address;
+  head.head = true;
+  head.registered_unix_s = clock_.UnixNow();
+  head.last_heartbeat_s = clock_.Now();
+  nlohmann::json res = nlohmann::json::parse(context_.options.head_resources_json, nullptr, false);
+  if (res.is_object()) {
+    for (auto& [k, v] : res.items()) {
+      if (v.is_number()) head.resources[k] = v.get<double>();
+    }
+  } else {
+    head.unlimited = true;
+  }
+  nodes_.Register(std::move(head));
+}
 
 void ControlLoop::set_address(std::string address) { context_.address = std::move(address); }
+void ControlLoop::set_agent_factory(AgentFactory factory) {
+  std::lock_guard lock(agents_mu_);
+  agent_factory_ = std::move(factory);
+}
+
+AgentClient* ControlLoop::AgentFor(const std::string& node_id) {
+  if (node_id.empty() || node_id == context_.options.node_id) return &agent_;
+  std::lock_guard lock(agents_mu_);
+  auto it = worker_agents_.find(node_id);
+  return it == worker_agents_.end() ? nullptr : it->second.get();
+}
+
+absl::Status ControlLoop::RegisterNode(const v1::RegisterNodeRequest& req) {
+  if (req.node_id().empty()) return absl::InvalidArgumentError("node_id: must not be empty");
+  if (req.agent_address().empty()) {
+    return absl::InvalidArgumentError("agent_address: must not be empty");
+  }
+  if (req.node_id() == context_.options.node_id) {
+    return absl::InvalidArgumentError("node_id: " + req.node_id() + " is the head node's id");
+  }
+  {
+    std::lock_guard lock(mu_);
+    NodeInfo n;
+    n.id = req.node_id();
+    n.ip = req.node_ip();
+    n.agent_address = req.agent_address();
+    n.resources.insert(req.resources().begin(), req.resources().end());
+    n.labels.insert(req.labels().begin(), req.labels().end());
+    n.registered_unix_s = clock_.UnixNow();
+    n.last_heartbeat_s = clock_.Now();
+    if (!nodes_.Register(n)) {
+      return absl::FailedPreconditionError("node " + n.id +
+                                           " was declared dead; a restarted agent joins with a "
+                                           "new node id");
+    }
+    ++events_;
+    spdlog::info("Node {} joined from {} (agent {}) with resources {}.", n.id, n.ip,
+                 n.agent_address, FormatResources(n.resources));
+    std::lock_guard agents_lock(agents_mu_);
+    auto& slot = worker_agents_[n.id];
+    if (slot) retired_agents_.push_back(std::move(slot));
+    if (agent_factory_) slot = agent_factory_(n.agent_address);
+  }
+  cv_.notify_all();  // pending replicas may fit now
+  return absl::OkStatus();
+}
+
+absl::Status ControlLoop::NodeHeartbeat(const std::string& node_id) {
+  std::lock_guard lock(mu_);
+  const NodeInfo* n = nodes_.Get(node_id);
+  if (n == nullptr) return absl::NotFoundError("unknown node " + node_id + "; register again");
+  if (n->status == NodeStatus::kDead) {
+    return absl::FailedPreconditionError("node " + node_id + " was declared dead");
+  }
+  nodes_.Heartbeat(node_id, clock_.Now());
+  return absl::OkStatus();
+}
 void ControlLoop::set_log_file(std::string log_file) { context_.log_file = std::move(log_file); }
 
 void ControlLoop::Recover() {
@@ -67,7 +142,7 @@ void ControlLoop::Recover() {
     ProcessTag t = ProcessTag::Parse(tag);
     if (t.kind == ProcessTag::Kind::kReplica && deployments_.OwnerOf(t.id) == nullptr) {
       spdlog::warn("Stopping unknown replica process {} ({}).", pid, tag);
-      pending_.push_back(StopProcessAction{pid, 0});
+      pending_.push_back(StopProcessAction{pid, 0, ""});
     }
   }
   bool proxy_alive = false;
@@ -118,6 +193,17 @@ void ControlLoop::Step() {
       return d != nullptr && d->autoscaling() ? d->spec.cfg.autoscaling_config->metrics_interval_s
                                               : 10.0;
     });
+    for (const std::string& dead : nodes_.ExpireSilent(now, NodeHeartbeatTimeoutS())) {
+      spdlog::error("Node {} missed its heartbeats for {} s: it is DEAD; its replicas are "
+                    "replaced on other nodes.", dead, NodeHeartbeatTimeoutS());
+      ++events_;
+      deployments_.OnNodeDead(dead);
+      std::lock_guard agents_lock(agents_mu_);
+      if (auto it = worker_agents_.find(dead); it != worker_agents_.end()) {
+        retired_agents_.push_back(std::move(it->second));
+        worker_agents_.erase(it);
+      }
+    }
     times.node_s = seconds_since(t);
     t = Steady::now();
     deployments_.Autoscale(metrics_, actions);
@@ -136,7 +222,7 @@ void ControlLoop::Step() {
     if (encode) {
       encoded_generation_ = deployments_.generation();
       encoded_events_ = events_;
-      long_poll_.Publish(LongPollObjects(apps_, deployments_, LocalNodeIp()),
+      long_poll_.Publish(LongPollObjects(apps_, deployments_, nodes_),
                          deployments_.Recovering());
       // Checkpoint before acting (spec: target state is saved before replicas start or stop).
       encoded_checkpoint_ = EncodeCheckpoint(apps_, deployments_, proxies_);
@@ -149,6 +235,9 @@ void ControlLoop::Step() {
       spdlog::info("All applications deleted; stopping the proxies and the node.");
       ShutdownNodeAction shutdown;
       for (auto& [node, p] : proxies_.proxies()) shutdown.proxy_pids.push_back(p.pid);
+      for (const NodeInfo* n : nodes_.Ordered()) {
+        if (!n->head && n->status == NodeStatus::kAlive) shutdown.worker_nodes.push_back(n->id);
+      }
       actions.push_back(std::move(shutdown));
     }
   }
@@ -277,6 +366,10 @@ absl::StatusOr<v1::ReplicaSpec> ControlLoop::GetReplicaSpec(const std::string& r
   spec.set_app_dir(s.app_dir);
   spec.set_is_ingress(s.ingress);
   if (s.cfg.logging_config) spec.set_logging_config_json(s.cfg.logging_config->dump());
+  if (const ReplicaInfo* r = dep->replicas.Find(replica_id)) {
+    for (int g : r->gpu_ids) spec.add_gpu_ids(g);
+    spec.set_node_id(r->node_id);
+  }
   if (const auto& as = s.cfg.autoscaling_config) {
     auto* m = spec.mutable_autoscaling();
     m->set_metrics_interval_s(as->metrics_interval_s);
@@ -373,7 +466,7 @@ void ControlLoop::RecordMultiplexedModelIds(const v1::MultiplexedModelIds& msg) 
 
 nlohmann::json ControlLoop::Details(const std::string& api_type) {
   std::lock_guard lock(mu_);
-  return InstanceDetails(context_, proxies_, apps_, deployments_, api_type, LocalNodeIp());
+  return InstanceDetails(context_, proxies_, apps_, deployments_, api_type, nodes_, scheduler_);
 }
 
 std::string ControlLoop::SessionName() {
@@ -383,10 +476,11 @@ std::string ControlLoop::SessionName() {
 // ---------------------------------------------------------------- action results
 
 void ControlLoop::OnReplicaProcessStarted(const std::string& replica_id,
+                                          const std::string& node_id,
                                           const absl::StatusOr<int>& pid) {
   {
     std::lock_guard lock(mu_);
-    deployments_.OnReplicaProcessStarted(replica_id, pid, pending_);
+    deployments_.OnReplicaProcessStarted(replica_id, node_id, pid, pending_);
   }
   cv_.notify_all();
 }

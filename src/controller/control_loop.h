@@ -8,6 +8,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
+#include <memory>
+#include <vector>
 #include <mutex>
 #include <string>
 
@@ -23,6 +25,8 @@
 #include "controller/deployment_state.h"
 #include "controller/executor.h"
 #include "controller/long_poll_host.h"
+#include "controller/node_state.h"
+#include "controller/scheduler.h"
 #include "controller/proxy_state.h"
 #include "controller/rest_api.h"
 #include "controller/storage/kv_store.h"
@@ -35,8 +39,12 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   ControlLoop(ControllerOptions options, Clock& clock, Random& random, AgentClient& agent,
               ReplicaClient& replicas, KvStore& kv);
 
+  /// Makes the agent client of a worker node from its address.
+  using AgentFactory = std::function<std::unique_ptr<AgentClient>(const std::string& address)>;
+
   /// Set by the composition root before Recover().
   void set_address(std::string address);
+  void set_agent_factory(AgentFactory factory);
   void set_log_file(std::string log_file);
 
   /// Loads the checkpoint and reconciles it with the processes the agent reports (see
@@ -71,6 +79,11 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   void RecordReplicaMetrics(const v1::ReplicaMetricsReport& report);
   /// A replica's multiplexed models; published with the next step.
   void RecordMultiplexedModelIds(const v1::MultiplexedModelIds& msg);
+  /// A worker node joins (or re-joins after a controller restart). FAILED_PRECONDITION for an
+  /// id declared DEAD, INVALID_ARGUMENT for a missing id or address.
+  absl::Status RegisterNode(const v1::RegisterNodeRequest& req);
+  /// NOT_FOUND: unknown node (register again); FAILED_PRECONDITION: declared DEAD.
+  absl::Status NodeHeartbeat(const std::string& node_id);
 
   // ControllerApi (REST).
   nlohmann::json Details(const std::string& api_type) override;
@@ -82,6 +95,7 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   const DeploymentStateManager& deployments() const { return deployments_; }
   const ApplicationStateManager& applications() const { return apps_; }
   const LongPollHost& long_poll() const { return long_poll_; }
+  const NodeTable& nodes() const { return nodes_; }
 
  private:
   /// The controller's own log follows the top-level logging_config (level, encoding,
@@ -89,7 +103,7 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   void ApplyControllerLogging();
 
   // ActionResults.
-  void OnReplicaProcessStarted(const std::string& replica_id,
+  void OnReplicaProcessStarted(const std::string& replica_id, const std::string& node_id,
                                const absl::StatusOr<int>& pid) override;
   void OnBuildProcessStarted(const std::string& app, const std::string& build_id,
                              const absl::StatusOr<int>& pid) override;
@@ -112,8 +126,13 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   KvStore& kv_;
   int64_t num_loops_ = 0;  // steps run (loop thread only)
 
+  /// The agent of `node_id` ("" or the head's id: the head agent); nullptr when not alive.
+  AgentClient* AgentFor(const std::string& node_id);
+
   std::mutex mu_;
   std::condition_variable cv_;
+  NodeTable nodes_;
+  Scheduler scheduler_;
   DeploymentStateManager deployments_;
   ApplicationStateManager apps_;
   ProxyStateManager proxies_;
@@ -127,6 +146,13 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   uint64_t events_ = 0;
   uint64_t encoded_events_ = ~uint64_t{0};
   uint64_t encoded_generation_ = ~uint64_t{0};
+
+  // Worker nodes' agent clients, read by the executor outside mu_. Clients of dead nodes are
+  // kept (callbacks may still be in flight) but no longer resolved.
+  std::mutex agents_mu_;
+  AgentFactory agent_factory_;
+  std::map<std::string, std::unique_ptr<AgentClient>> worker_agents_;  ///< alive nodes
+  std::vector<std::unique_ptr<AgentClient>> retired_agents_;
 
   ActionExecutor executor_;
   std::string encoded_checkpoint_;   // loop thread only: the newest encoding

@@ -120,7 +120,13 @@ int PreviousPort(const std::string& file, int fallback) {
 }  // namespace
 
 int RunController(const ControllerOptions& base_options) {
-  const ControllerOptions options = LoadClusterOptions(base_options);
+  ControllerOptions loaded = LoadClusterOptions(base_options);
+  // The head agent resolved this node's resources before starting the controller.
+  if (auto node = ReadFile(loaded.session_dir + "/node.json")) {
+    Json j = Json::parse(*node, nullptr, false);
+    if (j.is_object() && j.contains("resources")) loaded.head_resources_json = j["resources"].dump();
+  }
+  const ControllerOptions options = std::move(loaded);
   std::string log_file =
       options.session_dir + "/logs/serve/controller_" + std::to_string(::getpid()) + ".log";
   InitProcessLogging({"controller", std::to_string(::getpid())}, log_file);
@@ -143,6 +149,9 @@ int RunController(const ControllerOptions& base_options) {
   GrpcAgentClient agent(options.agent_address);
   GrpcReplicaClient replicas;
   ControlLoop loop(options, clock, random, agent, replicas, **kv);
+  loop.set_agent_factory([](const std::string& address) -> std::unique_ptr<AgentClient> {
+    return std::make_unique<GrpcAgentClient>(address);
+  });
   loop.set_log_file(log_file);
   ControllerService service(loop);
   metrics::Pusher metrics_pusher("controller");

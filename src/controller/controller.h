@@ -26,6 +26,9 @@ struct ControllerOptions {
   std::string redis_password;
   std::string cluster_name = "default";  ///< namespace of this cluster's keys in Redis
   double control_loop_interval_s = 0.1;      ///< $SERVE_CONTROL_LOOP_INTERVAL_S overrides.
+  /// The head node's resources (Ray's dict, from <session>/node.json); null: not known, so
+  /// every demand fits on the head (unit tests).
+  std::string head_resources_json;
 };
 
 /// Reads <session>/cluster.json over the defaults (missing file: defaults).

@@ -28,8 +28,8 @@ double RestartBackoffS(int consecutive_failures) {
 }
 
 DeploymentStateManager::DeploymentStateManager(const ControllerContext& context, Clock& clock,
-                                               Random& random)
-    : context_(context), clock_(clock), random_(random) {}
+                                               Random& random, Scheduler& scheduler)
+    : context_(context), clock_(clock), random_(random), scheduler_(scheduler) {}
 
 DeploymentState* DeploymentStateManager::Find(const DeploymentId& id) {
   auto it = deployments_.find(id);
@@ -200,17 +200,26 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
   }
   int delta = target - static_cast<int>(active.size());
   if (delta > 0 && !dep.terminally_failed && now >= dep.next_start_s) {
-    for (int i = 0; i < delta; ++i) StartReplica(dep, actions);
+    for (int i = 0; i < delta; ++i) StartReplica(dep);
   } else if (delta < 0) {
-    // Downscale order (spec §4.1): outdated replicas, then those not serving yet, then running.
+    // Downscale order (spec §4.1): replicas waiting for a node and outdated ones, then those
+    // not serving yet, then running ones.
     std::stable_sort(active.begin(), active.end(), [&](ReplicaInfo* a, ReplicaInfo* b) {
       auto rank = [&](ReplicaInfo* r) {
-        return r->version != dep.version ? 0 : (r->state == ReplicaState::kRunning ? 2 : 1);
+        if (!r->scheduled || r->version != dep.version) return 0;  // pending or outdated
+        return r->state == ReplicaState::kRunning ? 2 : 1;
       };
       return rank(a) < rank(b);
     });
     for (int i = 0; i < -delta; ++i) StopReplica(dep, *active[i], actions);
   }
+  // Pending replicas asked to stop have no process: they just go.
+  std::vector<std::string> dropped;
+  for (auto& [id, r] : dep.replicas) {
+    if (!r.scheduled && r.state == ReplicaState::kStopping) dropped.push_back(id);
+  }
+  for (const std::string& id : dropped) RemoveReplica(dep, id);
+  ScheduleReplicas(dep, actions);
   for (auto& [id, r] : dep.replicas) {
     if (r.state == ReplicaState::kRecovering && !r.health_in_flight) {
       // Adopted after a controller restart: serving again once a health check passes.
@@ -269,50 +278,32 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
   }
 }
 
-void DeploymentStateManager::StartReplica(DeploymentState& dep, Actions& actions) {
+void DeploymentStateManager::StartReplica(DeploymentState& dep) {
   ReplicaInfo r;
   r.id = random_.Id(8);
   r.deployment = dep.id;
-  r.node_id = context_.options.node_id;
+  r.scheduled = false;
   r.version = dep.version;
   r.config_version = dep.config_version;
   r.start_time_s = clock_.UnixNow();
   ++generation_;
   r.last_health_s = clock_.Now();
   replica_index_[r.id] = dep.id;
-  StartReplicaAction a;
-  a.replica_id = r.id;
-  v1::StartProcessRequest& req = a.request;
-  req.set_tag(ProcessTag::Replica(r.id).Encode());
-  req.set_log_prefix("ServeReplica:" + dep.id.app + ":" + dep.id.name);
-  req.set_binary("serve-replica");
-  for (const std::string& arg :
-       {std::string("--controller-address"), context_.address, std::string("--replica-id"), r.id,
-        std::string("--session-dir"), context_.options.session_dir, std::string("--node-id"),
-        r.node_id}) {
-    req.add_args(arg);
-  }
-  for (auto& [k, v] : dep.spec.env) {
-    auto* kv = req.add_env();
-    kv->set_key(k);
-    kv->set_value(v);
-  }
-  if (!dep.spec.working_dir.empty()) req.set_working_dir(dep.spec.working_dir);
   dep.replicas.Add(std::move(r));
-  actions.push_back(std::move(a));
 }
 
 void DeploymentStateManager::StopReplica(DeploymentState& dep, ReplicaInfo& r, Actions& actions) {
   bool graceful = r.state == ReplicaState::kRunning;
   r.state = ReplicaState::kStopping;
   ++generation_;
-  if (r.pid == 0) return;  // not started yet; stopped once the agent answers
-  actions.push_back(
-      StopProcessAction{r.pid, graceful ? dep.spec.cfg.graceful_shutdown_timeout_s : 0});
+  if (r.pid == 0) return;  // not started yet; stopped once the agent answers (or never placed)
+  actions.push_back(StopProcessAction{r.pid, graceful ? dep.spec.cfg.graceful_shutdown_timeout_s : 0,
+                                      r.node_id});
 }
 
 void DeploymentStateManager::RemoveReplica(DeploymentState& dep, const std::string& replica_id) {
   dep.replicas.Erase(replica_id);
+  scheduler_.Release(replica_id);
   dep.multiplexed_model_ids.erase(replica_id);
   replica_index_.erase(replica_id);
   ++generation_;
@@ -376,7 +367,7 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
   if (idx == replica_index_.end()) return;
   DeploymentState& dep = deployments_.at(idx->second);
   ReplicaInfo* r = dep.replicas.Find(msg.replica_id());
-  if (r == nullptr || r->state != ReplicaState::kStarting) return;
+  if (r == nullptr || r->state != ReplicaState::kStarting || !r->scheduled) return;
   r->pid = msg.pid();
   r->log_file = msg.log_file_path();
   ++generation_;
@@ -396,12 +387,13 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
 }
 
 void DeploymentStateManager::OnReplicaProcessStarted(const std::string& replica_id,
+                                                     const std::string& node_id,
                                                      const absl::StatusOr<int>& pid,
                                                      Actions& actions) {
   auto idx = replica_index_.find(replica_id);
   if (idx == replica_index_.end()) {
     // Forgotten meanwhile (its deployment was dropped): it must not linger.
-    if (pid.ok()) actions.push_back(StopProcessAction{*pid, 0});
+    if (pid.ok()) actions.push_back(StopProcessAction{*pid, 0, node_id});
     return;
   }
   DeploymentState& dep = deployments_.at(idx->second);
@@ -416,7 +408,7 @@ void DeploymentStateManager::OnReplicaProcessStarted(const std::string& replica_
     r->pid = *pid;
     ++generation_;
   }
-  if (r->state == ReplicaState::kStopping) actions.push_back(StopProcessAction{*pid, 0});
+  if (r->state == ReplicaState::kStopping) actions.push_back(StopProcessAction{*pid, 0, r->node_id});
 }
 
 void DeploymentStateManager::OnReplicaExit(const std::string& replica_id, int exit_code) {
@@ -460,7 +452,7 @@ void DeploymentStateManager::OnHealthResult(const DeploymentId& id, const std::s
     } else {
       spdlog::warn("Replica {} did not answer after the controller restart ({}); replacing it.",
                    replica_id, error);
-      actions.push_back(StopProcessAction{r->pid, 0});
+      actions.push_back(StopProcessAction{r->pid, 0, r->node_id});
       RemoveReplica(*dep, replica_id);
     }
     return;
@@ -504,7 +496,11 @@ void DeploymentStateManager::OnReconfigureResult(const DeploymentId& id,
 
 void DeploymentStateManager::Restore(DeploymentState state) {
   DeploymentId id = state.id;
-  for (auto& [rid, r] : state.replicas) replica_index_[rid] = id;
+  ResourceSet demand = DemandFromActorOptions(state.spec.cfg.ray_actor_options);
+  for (auto& [rid, r] : state.replicas) {
+    replica_index_[rid] = id;
+    scheduler_.Reserve(rid, id.Key(), r.node_id, demand, r.gpu_ids);
+  }
   ++generation_;
   deployments_[id] = std::move(state);
 }

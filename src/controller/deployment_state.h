@@ -21,6 +21,7 @@
 #include "controller/clock.h"
 #include "controller/context.h"
 #include "controller/replica_state.h"
+#include "controller/scheduler.h"
 #include "controller/status.h"
 #include "serve/v1/controller.pb.h"
 
@@ -81,13 +82,16 @@ struct DeploymentState {
   /// Replica id -> the multiplexed models it reported loaded or loading, sorted (spec §9.2).
   /// Published with the replica set; not checkpointed (replicas report again on change).
   std::map<std::string, std::vector<std::string>> multiplexed_model_ids;
+  /// Replicas waiting for a node with room (their message is dep.message while > 0).
+  int unschedulable = 0;
 
   bool autoscaling() const { return spec.cfg.autoscaling_config.has_value(); }
 };
 
 class DeploymentStateManager {
  public:
-  DeploymentStateManager(const ControllerContext& context, Clock& clock, Random& random);
+  DeploymentStateManager(const ControllerContext& context, Clock& clock, Random& random,
+                         Scheduler& scheduler);
 
   /// Deploys `incoming` as the deployments of `app`: new ones start, changed ones roll (code)
   /// or update in place (options), and those of `previous` no longer present are deleted.
@@ -108,8 +112,8 @@ class DeploymentStateManager {
 
   // Events.
   void OnReplicaStarted(const v1::ReplicaStarted& msg);
-  void OnReplicaProcessStarted(const std::string& replica_id, const absl::StatusOr<int>& pid,
-                               Actions& actions);
+  void OnReplicaProcessStarted(const std::string& replica_id, const std::string& node_id,
+                               const absl::StatusOr<int>& pid, Actions& actions);
   /// A replica process exited (`exit_code` < 0: killed by that signal).
   void OnReplicaExit(const std::string& replica_id, int exit_code);
   void OnHealthResult(const DeploymentId& id, const std::string& replica_id,
@@ -120,6 +124,8 @@ class DeploymentStateManager {
   /// A replica's multiplexed models (loaded and loading); ignored for unknown or stopping
   /// replicas.
   void OnMultiplexedModelIds(const std::string& replica_id, std::vector<std::string> model_ids);
+  /// `node_id` died: its replicas are gone (no process to stop) and are replaced elsewhere.
+  void OnNodeDead(const std::string& node_id);
 
   // Queries.
   const std::map<DeploymentId, DeploymentState>& deployments() const { return deployments_; }
@@ -143,7 +149,11 @@ class DeploymentStateManager {
   RunPolicyAction PolicyCall(const DeploymentState& dep, const autoscaler::PolicyInput& in,
                              const std::string& replica_id) const;
   void Reconcile(DeploymentState& dep, Actions& actions);
-  void StartReplica(DeploymentState& dep, Actions& actions);
+  void StartReplica(DeploymentState& dep);
+  /// Places the replicas waiting for a node and starts their processes; sets or clears the
+  /// deployment's unschedulable message.
+  void ScheduleReplicas(DeploymentState& dep, Actions& actions);
+  void LaunchReplica(DeploymentState& dep, ReplicaInfo& r, Actions& actions);
   void StopReplica(DeploymentState& dep, ReplicaInfo& r, Actions& actions);
   void RemoveReplica(DeploymentState& dep, const std::string& replica_id);
   void OnStartupFailure(DeploymentState& dep, const std::string& error);
@@ -154,6 +164,7 @@ class DeploymentStateManager {
   const ControllerContext& context_;
   Clock& clock_;
   Random& random_;
+  Scheduler& scheduler_;
   std::optional<double> target_capacity_;
   bool capacity_scaling_up_ = false;
   std::map<DeploymentId, DeploymentState> deployments_;

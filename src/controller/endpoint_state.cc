@@ -18,7 +18,7 @@ v1::Update RouteTableObject(const std::map<std::string, AppState>& apps) {
   return routes;
 }
 
-v1::Update TargetsObject(const DeploymentState& dep, const std::string& node_ip) {
+v1::Update TargetsObject(const DeploymentState& dep, const NodeTable& nodes) {
   v1::Update u;
   u.set_key(TargetsKey(dep.id));
   auto* t = u.mutable_targets();
@@ -37,7 +37,7 @@ v1::Update TargetsObject(const DeploymentState& dep, const std::string& node_ip)
     rr->set_app_name(dep.id.app);
     rr->set_deployment(dep.id.name);
     rr->set_node_id(r.node_id);
-    rr->set_node_ip(node_ip);
+    rr->set_node_ip(nodes.IpOf(r.node_id));
     rr->set_data_address(r.data_address);
     rr->set_max_ongoing_requests(dep.spec.cfg.max_ongoing_requests);
     rr->set_pid(r.pid);
@@ -50,7 +50,7 @@ v1::Update TargetsObject(const DeploymentState& dep, const std::string& node_ip)
 
 std::map<std::string, v1::Update> LongPollObjects(const ApplicationStateManager& apps,
                                                   const DeploymentStateManager& deployments,
-                                                  const std::string& node_ip) {
+                                                  const NodeTable& nodes) {
   std::map<std::string, v1::Update> objects;
   objects[std::string(kRouteTableKey)] = RouteTableObject(apps.apps());
   v1::Update logging;
@@ -58,7 +58,7 @@ std::map<std::string, v1::Update> LongPollObjects(const ApplicationStateManager&
   logging.set_logging_config_json(apps.global_logging_config().dump());
   objects[logging.key()] = std::move(logging);
   for (auto& [id, dep] : deployments.deployments()) {
-    v1::Update u = TargetsObject(dep, node_ip);
+    v1::Update u = TargetsObject(dep, nodes);
     objects[u.key()] = std::move(u);
   }
   return objects;

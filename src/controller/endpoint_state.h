@@ -8,6 +8,7 @@
 
 #include "controller/application_state.h"
 #include "controller/deployment_state.h"
+#include "controller/node_state.h"
 #include "serve/v1/controller.pb.h"
 
 namespace serve::controller {
@@ -16,10 +17,10 @@ namespace serve::controller {
 v1::Update RouteTableObject(const std::map<std::string, AppState>& apps);
 /// DEPLOYMENT_TARGETS:<key>: RUNNING replicas only (stopping ones have left routing), plus
 /// availability, max_queued_requests and, for autoscaling deployments, the metrics settings.
-v1::Update TargetsObject(const DeploymentState& dep, const std::string& node_ip);
+v1::Update TargetsObject(const DeploymentState& dep, const NodeTable& nodes);
 /// Every object above by key.
 std::map<std::string, v1::Update> LongPollObjects(const ApplicationStateManager& apps,
                                                   const DeploymentStateManager& deployments,
-                                                  const std::string& node_ip);
+                                                  const NodeTable& nodes);
 
 }  // namespace serve::controller

@@ -18,8 +18,16 @@ void ActionExecutor::Execute(Actions actions) {
     std::visit(
         Overloaded{
             [&](StartReplicaAction& a) {
-              agent_.StartProcess(a.request, [this, id = a.replica_id](absl::StatusOr<int> pid) {
-                results_.OnReplicaProcessStarted(id, pid);
+              AgentClient* agent = agents_(a.node_id);
+              if (agent == nullptr) {
+                results_.OnReplicaProcessStarted(
+                    a.replica_id, a.node_id,
+                    absl::UnavailableError("node " + a.node_id + " is not alive"));
+                return;
+              }
+              agent->StartProcess(a.request, [this, id = a.replica_id, node = a.node_id](
+                                                 absl::StatusOr<int> pid) {
+                results_.OnReplicaProcessStarted(id, node, pid);
               });
             },
             [&](StartBuildAction& a) {
@@ -33,7 +41,9 @@ void ActionExecutor::Execute(Actions actions) {
                 results_.OnProxyProcessStarted(node, pid);
               });
             },
-            [&](StopProcessAction& a) { agent_.StopProcess(a.pid, a.grace_s, nullptr); },
+            [&](StopProcessAction& a) {
+              if (AgentClient* agent = agents_(a.node_id)) agent->StopProcess(a.pid, a.grace_s, nullptr);
+            },
             [&](CheckHealthAction& a) {
               replicas_.CheckHealth(a.address, a.timeout_s,
                                     [this, dep = a.deployment, id = a.replica_id](
@@ -52,7 +62,11 @@ void ActionExecutor::Execute(Actions actions) {
                                   });
             },
             [&](ShutdownNodeAction& a) {
-              // The proxies first (so no new request arrives), then the agent and the rest.
+              // Worker agents stop with their replicas; then the head's proxies (so no new
+              // request arrives), its agent and the rest.
+              for (const std::string& node : a.worker_nodes) {
+                if (AgentClient* agent = agents_(node)) agent->Shutdown();
+              }
               if (a.proxy_pids.empty()) {
                 agent_.Shutdown();
                 return;

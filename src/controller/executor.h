@@ -3,6 +3,7 @@
 // Performs the managers' actions against the agent and the replicas, without blocking: every
 // call is asynchronous, and its outcome comes back through ActionResults.
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -17,7 +18,7 @@ namespace serve::controller {
 class ActionResults {
  public:
   virtual ~ActionResults() = default;
-  virtual void OnReplicaProcessStarted(const std::string& replica_id,
+  virtual void OnReplicaProcessStarted(const std::string& replica_id, const std::string& node_id,
                                        const absl::StatusOr<int>& pid) = 0;
   virtual void OnBuildProcessStarted(const std::string& app, const std::string& build_id,
                                      const absl::StatusOr<int>& pid) = 0;
@@ -31,16 +32,20 @@ class ActionResults {
                               const absl::StatusOr<v1::PolicyReply>& reply) = 0;
 };
 
+/// The agent of a node ("" = the head node); nullptr when the node is unknown or dead.
+using AgentResolver = std::function<AgentClient*(const std::string& node_id)>;
+
 class ActionExecutor {
  public:
-  ActionExecutor(AgentClient& agent, ReplicaClient& replicas, ActionResults& results)
-      : agent_(agent), replicas_(replicas), results_(results) {}
+  ActionExecutor(AgentResolver agents, ReplicaClient& replicas, ActionResults& results)
+      : agents_(std::move(agents)), agent_(*agents_("")), replicas_(replicas), results_(results) {}
 
   /// Issues every action; returns without waiting for any of them.
   void Execute(Actions actions);
 
  private:
-  AgentClient& agent_;
+  AgentResolver agents_;
+  AgentClient& agent_;  ///< the head node's
   ReplicaClient& replicas_;
   ActionResults& results_;
 };

@@ -11,11 +11,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-Json DeploymentDetails(const DeploymentState& dep, const std::string& node_ip) {
+Json DeploymentDetails(const DeploymentState& dep, const NodeTable& nodes) {
   Json replicas = Json::array();
   for (auto& [id, r] : dep.replicas) {
     replicas.push_back({{"node_id", r.node_id},
-                        {"node_ip", node_ip},
+                        {"node_ip", nodes.IpOf(r.node_id)},
                         {"node_instance_id", ""},
                         {"actor_id", ""},
                         {"actor_name", "SERVE_REPLICA::" + dep.id.Key() + "#" + r.id},
@@ -25,6 +25,7 @@ Json DeploymentDetails(const DeploymentState& dep, const std::string& node_ip) {
                         {"state", ToString(r.state, r.updating)},
                         {"pid", r.pid},
                         {"start_time_s", r.start_time_s}});
+    if (!r.gpu_ids.empty()) replicas.back()["gpu_ids"] = r.gpu_ids;
     if (auto m = dep.multiplexed_model_ids.find(r.id); m != dep.multiplexed_model_ids.end()) {
       replicas.back()["multiplexed_model_ids"] = m->second;
     }
@@ -35,8 +36,7 @@ Json DeploymentDetails(const DeploymentState& dep, const std::string& node_ip) {
           {"message", dep.message},
           {"deployment_config", config::ToJson(dep.spec.cfg)},
           {"target_num_replicas", dep.deleting ? 0 : dep.target_num_replicas},
-          {"required_resources",
-           {{"CPU", dep.spec.cfg.ray_actor_options.value("num_cpus", 1.0)}}},
+          {"required_resources", DemandFromActorOptions(dep.spec.cfg.ray_actor_options)},
           {"replicas", replicas}};
 }
 
@@ -62,8 +62,9 @@ AppStatus ApplicationStatus(const AppState& app, const DeploymentStateManager& d
 Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& proxies,
                      const ApplicationStateManager& apps,
                      const DeploymentStateManager& deployments, const std::string& api_type,
-                     const std::string& node_ip) {
+                     const NodeTable& nodes, const Scheduler& scheduler) {
   const ControllerOptions& o = context.options;
+  const std::string node_ip = nodes.IpOf(o.node_id);
   auto tc = deployments.target_capacity();
   Json details = {
       {"controller_info",
@@ -87,12 +88,13 @@ Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& 
         {"request_timeout_s",
          o.grpc_request_timeout_s < 0 ? Json(nullptr) : Json(o.grpc_request_timeout_s)}}},
       {"proxies", Json::object()},
+      {"nodes", Json::object()},
       {"deploy_mode", "MULTI_APP"},
       {"applications", Json::object()},
       {"target_capacity", tc ? Json(*tc) : Json(nullptr)}};
   for (auto& [node, p] : proxies.proxies()) {
     details["proxies"][node] = {{"node_id", node},
-                                {"node_ip", node_ip},
+                                {"node_ip", nodes.IpOf(node)},
                                 {"node_instance_id", ""},
                                 {"actor_id", ""},
                                 {"actor_name", "SERVE_PROXY_ACTOR-" + node},
@@ -103,6 +105,22 @@ Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& 
                                 {"pid", p.pid},
                                 {"http_port", p.http_port}};
     if (p.http_port > 0 && node == o.node_id) details["http_options"]["port"] = p.http_port;
+  }
+  // Not in Ray's schema (Ray lists nodes in its own API): the cluster's nodes.
+  for (const NodeInfo* n : nodes.Ordered()) {
+    Json node = {{"node_id", n->id},
+                 {"node_ip", n->ip},
+                 {"is_head_node", n->head},
+                 {"state", ToString(n->status)},
+                 {"agent_address", n->agent_address},
+                 {"labels", n->labels},
+                 {"resources_total", n->unlimited ? Json::object() : Json(n->resources)},
+                 {"resources_available", Json::object()}};
+    if (!n->unlimited && n->status == NodeStatus::kAlive) {
+      node["resources_available"] = scheduler.Available(n->id);
+    }
+    if (!n->death_reason.empty()) node["death_reason"] = n->death_reason;
+    details["nodes"][n->id] = std::move(node);
   }
   for (auto& [name, app] : apps.apps()) {
     if (!api_type.empty() && app.source != api_type) continue;
@@ -119,7 +137,7 @@ Json InstanceDetails(const ControllerContext& context, const ProxyStateManager& 
     for (auto& dname : app.deployments) {
       const DeploymentState* dep = deployments.Get({name, dname});
       if (dep == nullptr) continue;
-      a["deployments"][dname] = DeploymentDetails(*dep, node_ip);
+      a["deployments"][dname] = DeploymentDetails(*dep, nodes);
     }
     std::string message;
     AppStatus status = ApplicationStatus(app, deployments, &message);

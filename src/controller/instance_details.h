@@ -11,6 +11,7 @@
 #include "controller/context.h"
 #include "controller/deployment_state.h"
 #include "controller/proxy_state.h"
+#include "controller/scheduler.h"
 
 namespace serve::controller {
 
@@ -22,6 +23,7 @@ AppStatus ApplicationStatus(const AppState& app, const DeploymentStateManager& d
 nlohmann::json InstanceDetails(const ControllerContext& context, const ProxyStateManager& proxies,
                                const ApplicationStateManager& apps,
                                const DeploymentStateManager& deployments,
-                               const std::string& api_type, const std::string& node_ip);
+                               const std::string& api_type, const NodeTable& nodes,
+                               const Scheduler& scheduler);
 
 }  // namespace serve::controller

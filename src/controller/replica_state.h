@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/ids.h"
 
@@ -19,7 +20,9 @@ struct ReplicaInfo {
   DeploymentId deployment;
   ReplicaState state = ReplicaState::kStarting;
   int pid = 0;  ///< 0 until the agent (or the replica itself) reports it
-  std::string node_id;
+  std::string node_id;     ///< empty until scheduled
+  bool scheduled = true;   ///< false while no node has room for it (pending, no process)
+  std::vector<int> gpu_ids;  ///< GPU devices assigned on its node (CUDA_VISIBLE_DEVICES)
   std::string data_address;
   std::string control_address;
   std::string log_file;

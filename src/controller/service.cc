@@ -121,4 +121,15 @@ grpc::ServerUnaryReactor* ControllerService::RecordMultiplexedModelIds(
   return Done(ctx);
 }
 
+grpc::ServerUnaryReactor* ControllerService::RegisterNode(grpc::CallbackServerContext* ctx,
+                                                          const v1::RegisterNodeRequest* req,
+                                                          v1::Empty*) {
+  return Done(ctx, loop_.RegisterNode(*req));
+}
+
+grpc::ServerUnaryReactor* ControllerService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                       const v1::NodeHeartbeat* req, v1::Empty*) {
+  return Done(ctx, loop_.NodeHeartbeat(req->node_id()));
+}
+
 }  // namespace serve::controller

@@ -46,6 +46,10 @@ class ControllerService final : public v1::Controller::CallbackService {
   grpc::ServerUnaryReactor* RecordMultiplexedModelIds(grpc::CallbackServerContext* ctx,
                                                       const v1::MultiplexedModelIds* msg,
                                                       v1::Empty*) override;
+  grpc::ServerUnaryReactor* RegisterNode(grpc::CallbackServerContext* ctx,
+                                         const v1::RegisterNodeRequest* req, v1::Empty*) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::NodeHeartbeat* req, v1::Empty*) override;
 
  private:
   ControlLoop& loop_;

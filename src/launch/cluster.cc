@@ -47,6 +47,42 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std:
   return fs::absolute(dir).string();
 }
 
+namespace {
+
+// Forks and execs the agent: detached (own session, output to <session>/logs/agent.out) or in
+// its own process group, killed with this process.
+absl::StatusOr<pid_t> ForkAgent(std::vector<std::string> args, const std::string& session_dir,
+                                bool detached) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string out_file = session_dir + "/logs/agent.out";
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    if (detached) {
+      ::setsid();
+      int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+      if (fd >= 0) {
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+      }
+    } else {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);
+    }
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
 absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                                                const ClusterOptions& options) {
   nlohmann::json cluster = {{"http_host", options.http_host},
@@ -80,36 +116,18 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--head"};
   if (!options.detached && options.forward_logs) args.push_back("--forward-logs");
+  if (!options.node_ip.empty()) {
+    args.push_back("--node-ip");
+    args.push_back(options.node_ip);
+  }
   args.insert(args.end(), options.agent_args.begin(), options.agent_args.end());
   if (options.metrics_export_port >= 0) {
     args.push_back("--metrics-export-port");
     args.push_back(std::to_string(options.metrics_export_port));
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::string out_file = session_dir + "/logs/agent.out";
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return absl::InternalError("fork failed");
-  if (pid == 0) {
-    if (options.detached) {
-      ::setsid();
-      int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-      if (fd >= 0) {
-        ::dup2(fd, STDOUT_FILENO);
-        ::dup2(fd, STDERR_FILENO);
-      }
-    } else {
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(1);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  auto forked = ForkAgent(args, session_dir, options.detached);
+  if (!forked.ok()) return forked.status();
+  pid_t pid = *forked;
   LocalCluster result{session_dir, pid, "", "", ""};
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -136,6 +154,60 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
   StopAgent(pid, 0);
   return absl::DeadlineExceededError("the controller did not start within 30 s; see " +
                                      session_dir + "/logs/");
+}
+
+absl::StatusOr<WorkerNode> StartWorkerNode(const std::string& session_dir,
+                                           const WorkerOptions& options) {
+  for (const char* stale : {"head_address", "agent_address", "agent_pid", "startup_error",
+                            "metrics_address"}) {
+    std::error_code ec;
+    fs::remove(session_dir + "/" + stale, ec);
+  }
+  std::string agent =
+      options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
+  std::vector<std::string> args = {agent, "--session-dir", session_dir, "--worker",
+                                   "--controller-address", options.controller_address};
+  if (!options.node_ip.empty()) {
+    args.push_back("--node-ip");
+    args.push_back(options.node_ip);
+  }
+  args.insert(args.end(), options.agent_args.begin(), options.agent_args.end());
+  if (options.metrics_export_port >= 0) {
+    args.push_back("--metrics-export-port");
+    args.push_back(std::to_string(options.metrics_export_port));
+  }
+  auto forked = ForkAgent(args, session_dir, /*detached=*/true);
+  if (!forked.ok()) return forked.status();
+  pid_t pid = *forked;
+  // The agent writes head_address once the controller accepted it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ReadFile(session_dir + "/head_address")) {
+      auto node = nlohmann::json::parse(ReadFile(session_dir + "/node.json").value_or("{}"),
+                                        nullptr, false);
+      WorkerNode w{session_dir, pid, "", "", ""};
+      if (node.is_object()) {
+        w.node_id = node.value("node_id", "");
+        w.node_ip = node.value("node_ip", "");
+      }
+      w.metrics_address = ReadFile(session_dir + "/metrics_address").value_or("");
+      return w;
+    }
+    int status;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      std::string why;
+      if (auto text = ReadFile(session_dir + "/startup_error")) why = *text;
+      while (!why.empty() && (why.back() == '\n' || why.back() == '.')) why.pop_back();
+      if (why.empty()) why = "the node agent exited before it joined the cluster";
+      return absl::FailedPreconditionError("the worker node failed to start: " + why +
+                                           ". Logs: " + session_dir + "/logs/");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  StopAgent(pid, 0);
+  return absl::DeadlineExceededError("the node did not join the cluster at " +
+                                     options.controller_address + " within 30 s; see " +
+                                     session_dir + "/logs/serve/agent.log");
 }
 
 std::string DashboardAddress(const std::string& flag, const std::string& root) {

@@ -45,6 +45,9 @@ struct ClusterOptions {
   std::string bin_dir;        ///< where serve-agent is; "" = $SERVE_BIN_DIR, else next to this
                               ///< executable
   std::vector<std::string> agent_args;  ///< more serve-agent options (node resources)
+  /// IP the head binds and advertises (controller, agent, proxy, replicas); "" = 127.0.0.1
+  /// (or $SERVE_NODE_IP). Worker nodes on other machines need a reachable one.
+  std::string node_ip;
 };
 
 struct LocalCluster {
@@ -60,6 +63,27 @@ struct LocalCluster {
 /// detached) so a terminal's Ctrl-C reaches only this process.
 absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                                                const ClusterOptions& options);
+
+/// A worker node: an agent that joins the cluster of the controller at `controller_address`.
+struct WorkerOptions {
+  std::string controller_address;  ///< the head controller's gRPC HOST:PORT
+  std::string node_ip;             ///< "" = $SERVE_NODE_IP, else 127.0.0.1
+  int metrics_export_port = -1;
+  std::string bin_dir;
+  std::vector<std::string> agent_args;  ///< node resources
+};
+struct WorkerNode {
+  std::string session_dir;
+  pid_t agent_pid = -1;
+  std::string node_id;
+  std::string node_ip;
+  std::string metrics_address;
+};
+
+/// Starts a detached worker node agent and waits (30 s at most) until the controller accepted
+/// it; the error names the reason (agent exit, refusal, timeout).
+absl::StatusOr<WorkerNode> StartWorkerNode(const std::string& session_dir,
+                                           const WorkerOptions& options);
 
 /// Address of the REST API: `flag`, else $SERVE_DASHBOARD_ADDRESS, else
 /// $RAY_DASHBOARD_ADDRESS, else the latest local session's, else http://localhost:8265.

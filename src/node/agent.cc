@@ -26,6 +26,7 @@
 #include "common/logging.h"
 #include "common/util.h"
 #include "metrics/export.h"
+#include "node/membership.h"
 #include "node/metrics_endpoint.h"
 #include "rpc/grpc_util.h"
 #include "serve/v1/agent.grpc.pb.h"
@@ -273,8 +274,12 @@ class ProcessTable {
 
 class AgentService final : public v1::Agent::Service {
  public:
-  AgentService(ProcessTable& table, metrics::NodeStore& metrics, std::function<void()> shutdown)
-      : table_(table), metrics_(metrics), shutdown_(std::move(shutdown)) {}
+  AgentService(ProcessTable& table, metrics::NodeStore& metrics, std::function<void()> shutdown,
+               std::string session_dir)
+      : table_(table),
+        metrics_(metrics),
+        shutdown_(std::move(shutdown)),
+        session_dir_(std::move(session_dir)) {}
   grpc::Status StartProcess(grpc::ServerContext*, const v1::StartProcessRequest* req,
                             v1::StartProcessReply* reply) override {
     v1::StartProcessRequest copy = *req;
@@ -283,6 +288,10 @@ class AgentService final : public v1::Agent::Service {
       return {grpc::StatusCode::INVALID_ARGUMENT, "binary must be a bare serve binary name"};
     }
     copy.set_binary(SiblingBinary(copy.binary()));
+    // Processes keep their logs in this node's session directory, not the controller's.
+    for (int i = 0; i + 1 < copy.args_size(); ++i) {
+      if (copy.args(i) == "--session-dir") copy.set_args(i + 1, session_dir_);
+    }
     std::string error;
     pid_t pid = table_.Start(copy, &error);
     if (pid < 0) return {grpc::StatusCode::INTERNAL, "cannot start " + req->binary() + ": " + error};
@@ -321,6 +330,7 @@ class AgentService final : public v1::Agent::Service {
   ProcessTable& table_;        // Not owned; must outlive this.
   metrics::NodeStore& metrics_;  // Not owned; must outlive this.
   std::function<void()> shutdown_;
+  std::string session_dir_;
 };
 
 std::atomic<bool> g_signalled{false};
@@ -331,9 +341,28 @@ void OnSignal(int) { g_signalled = true; }
 
 int RunAgent(const AgentOptions& options) {
   std::string node_id = options.node_id.empty() ? RandomId(28) : options.node_id;
+  // LocalNodeIp() of this process and of every child it starts.
+  if (!options.node_ip.empty()) ::setenv("SERVE_NODE_IP", options.node_ip.c_str(), 1);
+  nlohmann::json labels = nlohmann::json::object();
+  if (!options.labels_json.empty()) {
+    labels = nlohmann::json::parse(options.labels_json, nullptr, false);
+    bool strings = labels.is_object();
+    for (auto& [k, v] : labels.items()) strings &= v.is_string();
+    if (!strings) {
+      std::cerr << "serve-agent: --labels: must be a JSON object of strings (got "
+                << options.labels_json << ")\n";
+      return 2;
+    }
+  }
   NodeResources resources;
   try {
-    resources = ResolveNodeResources(options.resources, SystemProbe());
+    ResourceOverrides overrides = options.resources;
+    // $SERVE_NUM_CPUS: the default of --num-cpus (e.g. a test environment emulating a larger
+    // node than the machine it runs on).
+    if (!overrides.num_cpus && !EnvString("SERVE_NUM_CPUS", "").empty()) {
+      overrides.num_cpus = EnvDouble("SERVE_NUM_CPUS", 0);
+    }
+    resources = ResolveNodeResources(overrides, SystemProbe());
   } catch (const std::invalid_argument& e) {
     std::cerr << "serve-agent: " << e.what() << "\n";
     return 2;
@@ -416,7 +445,8 @@ int RunAgent(const AgentOptions& options) {
       shutdown_cv.notify_all();
       return;
     }
-    auto address = ReadFile(controller_file);
+    auto address =
+        options.head ? ReadFile(controller_file) : std::optional(options.controller_address);
     if (!address) return;
     v1::ProcessExit msg;
     msg.set_node_id(node_id);
@@ -431,7 +461,7 @@ int RunAgent(const AgentOptions& options) {
   });
 
   metrics::NodeStore metrics_store(metrics::StaleSeconds());
-  AgentService service(table, metrics_store, request_shutdown);
+  AgentService service(table, metrics_store, request_shutdown, options.session_dir);
   int port = 0;
   auto server = rpc::StartGrpcServer(LocalNodeIp(), 0, {&service}, &port);
   if (!server) {
@@ -489,6 +519,27 @@ int RunAgent(const AgentOptions& options) {
     }
   };
   if (options.head) start_controller();
+  std::unique_ptr<Membership> membership;
+  if (!options.head) {
+    v1::RegisterNodeRequest join;
+    join.set_node_id(node_id);
+    join.set_node_ip(LocalNodeIp());
+    join.set_agent_address(address);
+    const nlohmann::json offered = resources.ToJson();
+    for (auto& [k, v] : offered.items()) (*join.mutable_resources())[k] = v.get<double>();
+    for (auto& [k, v] : labels.items()) (*join.mutable_labels())[k] = v.get<std::string>();
+    std::string joined_file = options.session_dir + "/head_address";
+    membership = std::make_unique<Membership>(
+        options.controller_address, join,
+        Membership::Callbacks{
+            [&options, joined_file] { WriteFileAtomic(joined_file, options.controller_address); },
+            [&] { table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10)); },
+            [&](const std::string& reason) {
+              give_up("The controller at " + options.controller_address +
+                      " refused this node: " + reason + ".");
+              request_shutdown();
+            }});
+  }
 
   {
     std::unique_lock lock(shutdown_mu);
@@ -504,6 +555,7 @@ int RunAgent(const AgentOptions& options) {
     }
   }
   request_shutdown();
+  membership.reset();
   spdlog::info("Node agent stopping its processes.");
   table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
@@ -514,6 +566,7 @@ int RunAgent(const AgentOptions& options) {
   std::filesystem::remove(options.session_dir + "/agent_address", ec);
   std::filesystem::remove(options.session_dir + "/controller_address", ec);
   std::filesystem::remove(options.session_dir + "/dashboard_address", ec);
+  std::filesystem::remove(options.session_dir + "/head_address", ec);
   spdlog::info("Node agent stopped.");
   ShutdownLogging();
   return 0;

@@ -11,6 +11,13 @@ struct AgentOptions {
   std::string session_dir;
   std::string node_id;               ///< Empty: a random id.
   bool head = true;                  ///< Head node: starts and supervises the controller.
+  /// Worker node: the head controller's gRPC address (HOST:PORT). The agent registers there
+  /// (RegisterNode) and heartbeats every $SERVE_NODE_HEARTBEAT_PERIOD_S (1 s).
+  std::string controller_address;
+  /// IP this node binds and advertises (its processes get $SERVE_NODE_IP); "" = LocalNodeIp().
+  std::string node_ip;
+  /// Labels reported to the controller, a JSON object of strings; "" for none.
+  std::string labels_json;
   bool forward_logs = false;         ///< Copy children's output to stdout, prefixed.
   ResourceOverrides resources;       ///< Unset fields: detected from the machine.
   /// Port of this node's Prometheus endpoint (GET /metrics): 0 = any free port; -1 = the

@@ -1,3 +1,5 @@
+#include <iostream>
+
 #include <CLI/CLI.hpp>
 
 #include "node/agent.h"
@@ -8,6 +10,11 @@ int main(int argc, char** argv) {
   app.add_option("--session-dir", options.session_dir)->required();
   app.add_option("--node-id", options.node_id);
   app.add_flag("--head,!--worker", options.head, "start the controller on this node");
+  app.add_option("--controller-address", options.controller_address,
+                 "worker node: the head controller's gRPC address HOST:PORT");
+  app.add_option("--node-ip", options.node_ip, "IP this node binds and advertises");
+  app.add_option("--labels", options.labels_json,
+                 R"(node labels as a JSON object of strings, e.g. '{"zone": "a"}')");
   app.add_option("--metrics-export-port", options.metrics_export_port,
                  "port of this node's Prometheus endpoint (0: any free port)")
       ->check(CLI::Range(0, 65535));
@@ -21,6 +28,10 @@ int main(int argc, char** argv) {
                  R"(custom resources as a JSON object, e.g. '{"TPU": 4}')");
 
   CLI11_PARSE(app, argc, argv);
+  if (!options.head && options.controller_address.empty()) {
+    std::cerr << "serve-agent: --worker needs --controller-address\n";
+    return 2;
+  }
 
   return serve::node::RunAgent(options);
 }

@@ -315,8 +315,9 @@ int RunReplica(const ReplicaOptions& options) {
   started.set_pid(::getpid());
   started.set_log_file_path(log_file);
 
-  sdk::SetReplicaContext(
-      {spec.app_name(), spec.deployment(), options.replica_id, options.replica_id});
+  sdk::SetReplicaContext({spec.app_name(), spec.deployment(), options.replica_id,
+                          options.replica_id, options.node_id,
+                          std::vector<int>(spec.gpu_ids().begin(), spec.gpu_ids().end())});
   ReplicaHandleRuntime handles(options.controller_address, spec.app_name(), options.node_id,
                                "replica:" + options.replica_id);
   sdk::SetHandleRuntime(&handles);

@@ -46,7 +46,7 @@ TEST_F(ControllerTest, ReportedModelIdsArePublishedWithTheReplicaSet) {
   loop_->Step();
   EXPECT_EQ(Published(*loop_, Dep(), r1), std::vector<std::string>({"a", "b"}));
   EXPECT_TRUE(Published(*loop_, Dep(), r2).empty());
-  v1::Update targets = TargetsObject(Dep(), "127.0.0.1");
+  v1::Update targets = TargetsObject(Dep(), NodeTable{});
   for (auto& r : targets.targets().replicas()) {
     EXPECT_EQ(r.multiplexed_model_ids_size(), r.replica_id() == r1 ? 2 : 0);
   }

@@ -40,6 +40,7 @@ class ControllerTest : public ::testing::Test {
     o.session_dir = session_.string();
     o.node_id = "node1";
     o.http_port = 0;
+    o.head_resources_json = head_resources_json_;
     auto loop = std::make_unique<ControlLoop>(o, clock_, random_, agent_, replicas_, kv_);
     loop->set_address("127.0.0.1:1");
     return loop;
@@ -158,6 +159,7 @@ class ControllerTest : public ::testing::Test {
   }
 
   std::filesystem::path session_;
+  std::string head_resources_json_;  ///< "" : the head fits every demand
   FakeClock clock_;
   FakeRandom random_;
   FakeAgent agent_;

@@ -75,6 +75,19 @@ TEST(FormatStatusTest, TopLevelKeysInRayOrder) {
   EXPECT_THAT(out, StartsWith("proxies:"));
 }
 
+TEST(FormatStatusTest, NodesListedOnlyWhenWorkersJoined) {
+  json details = SampleDetails();
+  details["nodes"] = {{"head", {{"node_ip", "10.0.0.1"}, {"state", "ALIVE"}, {"is_head_node", true}}}};
+  EXPECT_FALSE(YAML::Load(FormatStatus(details))["nodes"]);
+  details["nodes"]["w1"] = {{"node_ip", "10.0.0.2"}, {"state", "DEAD"}, {"is_head_node", false}};
+  YAML::Node doc = YAML::Load(FormatStatus(details));
+  EXPECT_EQ(Keys(doc), (std::vector<std::string>{"proxies", "applications", "target_capacity",
+                                                 "nodes"}));
+  EXPECT_EQ(doc["nodes"]["w1"]["node_ip"].as<std::string>(), "10.0.0.2");
+  EXPECT_EQ(doc["nodes"]["w1"]["state"].as<std::string>(), "DEAD");
+  EXPECT_TRUE(doc["nodes"]["head"]["is_head_node"].as<bool>());
+}
+
 TEST(FormatStatusTest, ProxiesMapNodeToStatus) {
   YAML::Node doc = YAML::Load(FormatStatus(SampleDetails()));
   ASSERT_TRUE(doc["proxies"].IsMap());

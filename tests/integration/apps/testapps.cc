@@ -43,7 +43,9 @@ class Echo {
             {"replica", serve::get_replica_context().replica_id},
             {"tag", tag()},
             {"pid", static_cast<int>(::getpid())},
-            {"deployment", serve::get_replica_context().deployment}};
+            {"deployment", serve::get_replica_context().deployment},
+            {"node_id", serve::get_replica_context().node_id},
+            {"gpu_ids", serve::get_replica_context().gpu_ids}};
   }
 
  private:
