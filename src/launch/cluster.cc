@@ -81,6 +81,31 @@ absl::StatusOr<pid_t> ForkAgent(std::vector<std::string> args, const std::string
   return pid;
 }
 
+// The node options every agent takes: its IP, resource options and metrics port.
+void AppendNodeArgs(std::vector<std::string>& args, const std::string& node_ip,
+                    const std::vector<std::string>& agent_args, int metrics_export_port) {
+  if (!node_ip.empty()) {
+    args.push_back("--node-ip");
+    args.push_back(node_ip);
+  }
+  args.insert(args.end(), agent_args.begin(), agent_args.end());
+  if (metrics_export_port >= 0) {
+    args.push_back("--metrics-export-port");
+    args.push_back(std::to_string(metrics_export_port));
+  }
+}
+
+// When the agent `pid` (our child) has exited: why, from <session>/startup_error (written by
+// the process that gave up: controller/controller.cc, node/agent.cc), else `fallback`.
+std::optional<std::string> AgentExitReason(pid_t pid, const std::string& session_dir,
+                                           const char* fallback) {
+  int status;
+  if (::waitpid(pid, &status, WNOHANG) != pid) return std::nullopt;
+  std::string why = ReadFile(session_dir + "/startup_error").value_or("");
+  while (!why.empty() && (why.back() == '\n' || why.back() == '.')) why.pop_back();
+  return why.empty() ? std::string(fallback) : why;
+}
+
 }  // namespace
 
 absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
@@ -116,15 +141,7 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--head"};
   if (!options.detached && options.forward_logs) args.push_back("--forward-logs");
-  if (!options.node_ip.empty()) {
-    args.push_back("--node-ip");
-    args.push_back(options.node_ip);
-  }
-  args.insert(args.end(), options.agent_args.begin(), options.agent_args.end());
-  if (options.metrics_export_port >= 0) {
-    args.push_back("--metrics-export-port");
-    args.push_back(std::to_string(options.metrics_export_port));
-  }
+  AppendNodeArgs(args, options.node_ip, options.agent_args, options.metrics_export_port);
   auto forked = ForkAgent(args, session_dir, options.detached);
   if (!forked.ok()) return forked.status();
   pid_t pid = *forked;
@@ -139,14 +156,9 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
       result.metrics_address = ReadFile(session_dir + "/metrics_address").value_or("");
       return result;
     }
-    int status;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      // The process that gave up wrote the reason (controller/controller.cc, node/agent.cc).
-      std::string why;
-      if (auto text = ReadFile(session_dir + "/startup_error")) why = *text;
-      while (!why.empty() && (why.back() == '\n' || why.back() == '.')) why.pop_back();
-      if (why.empty()) why = "the node agent exited before the controller was ready";
-      return absl::FailedPreconditionError("serve failed to start: " + why + ". Logs: " +
+    if (auto why = AgentExitReason(pid, session_dir,
+                                   "the node agent exited before the controller was ready")) {
+      return absl::FailedPreconditionError("serve failed to start: " + *why + ". Logs: " +
                                            session_dir + "/logs/");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -167,15 +179,7 @@ absl::StatusOr<WorkerNode> StartWorkerNode(const std::string& session_dir,
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--worker",
                                    "--controller-address", options.controller_address};
-  if (!options.node_ip.empty()) {
-    args.push_back("--node-ip");
-    args.push_back(options.node_ip);
-  }
-  args.insert(args.end(), options.agent_args.begin(), options.agent_args.end());
-  if (options.metrics_export_port >= 0) {
-    args.push_back("--metrics-export-port");
-    args.push_back(std::to_string(options.metrics_export_port));
-  }
+  AppendNodeArgs(args, options.node_ip, options.agent_args, options.metrics_export_port);
   auto forked = ForkAgent(args, session_dir, /*detached=*/true);
   if (!forked.ok()) return forked.status();
   pid_t pid = *forked;
@@ -193,13 +197,9 @@ absl::StatusOr<WorkerNode> StartWorkerNode(const std::string& session_dir,
       w.metrics_address = ReadFile(session_dir + "/metrics_address").value_or("");
       return w;
     }
-    int status;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      std::string why;
-      if (auto text = ReadFile(session_dir + "/startup_error")) why = *text;
-      while (!why.empty() && (why.back() == '\n' || why.back() == '.')) why.pop_back();
-      if (why.empty()) why = "the node agent exited before it joined the cluster";
-      return absl::FailedPreconditionError("the worker node failed to start: " + why +
+    if (auto why = AgentExitReason(pid, session_dir,
+                                   "the node agent exited before it joined the cluster")) {
+      return absl::FailedPreconditionError("the worker node failed to start: " + *why +
                                            ". Logs: " + session_dir + "/logs/");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
