@@ -455,7 +455,7 @@ class Bench {
       msgpack_ms.push_back(t1 - t0);
       teardown_ms.push_back(t2 - t1);
       auto objects = serve::controller::LongPollObjects(loop_->applications(), loop_->deployments(),
-                                                        loop_->nodes());
+                                                        loop_->nodes(), loop_->proxies());
       double t3 = WallMs();
       size_t bytes = 0;
       for (auto& [k, u] : objects) bytes += u.SerializeAsString().size();
@@ -463,7 +463,7 @@ class Bench {
       objects.clear();
       double t4 = WallMs();
       objects = serve::controller::LongPollObjects(loop_->applications(), loop_->deployments(),
-                                                   loop_->nodes());
+                                                   loop_->nodes(), loop_->proxies());
       objects_ms.push_back(WallMs() - t4);
       (void)bytes;
     }

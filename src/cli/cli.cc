@@ -19,6 +19,7 @@ using detail::CmdConfig;
 using detail::CmdDeploy;
 using detail::CmdRun;
 using detail::CmdShutdown;
+using detail::CmdDrainNode;
 using detail::CmdStart;
 using detail::CmdStartWorker;
 using detail::CmdStatus;
@@ -172,6 +173,11 @@ int RunCli(int argc, char** argv) {
                         "HOST:PORT[/db]: keep the state in Redis (default $SERVE_REDIS_ADDRESS)");
   start_cmd->add_option("--redis-password", start.redis_password);
   start_cmd->add_option("--cluster-name", start.cluster_name, "key namespace in Redis");
+  start_cmd->add_option("--controller-port", start.controller_port,
+                        "gRPC port of the head's controller, which worker nodes join (default: "
+                        "any free port; fix it so that a new head on the same Redis takes the "
+                        "workers back)")
+      ->check(CLI::Range(0, 65535));
   start_cmd->add_option("--session-dir", start_session,
                         "reuse this session directory (its file state store included)");
   add_temp(start_cmd);
@@ -207,6 +213,18 @@ int RunCli(int argc, char** argv) {
   auto* shutdown_cmd = app.add_subcommand("shutdown", "Delete every application.");
   shutdown_cmd->add_flag("-y,--yes", yes, "do not ask for confirmation");
   add_address(shutdown_cmd);
+
+  std::string drain_node_id;
+  double drain_deadline_s = 0;
+  auto* drain_cmd = app.add_subcommand(
+      "drain-node", "Drain a worker node: its replicas move to other nodes, then it stops.");
+  drain_cmd->add_option("node_id", drain_node_id, "the node's id (see `serve status`)")
+      ->required();
+  drain_cmd->add_option("--deadline-s", drain_deadline_s,
+                        "stop its replicas by then even when no replacement runs (default: wait "
+                        "for replacements)")
+      ->check(CLI::Range(0.0, 1e7));
+  add_address(drain_cmd);
 
   std::vector<std::string> build_targets;
   std::string build_app_dir = ".", build_output;
@@ -262,6 +280,9 @@ int RunCli(int argc, char** argv) {
   if (*config_cmd) return CmdConfig(DashboardAddress(address, root), name);
   if (*status_cmd) return CmdStatus(DashboardAddress(address, root), name);
   if (*shutdown_cmd) return CmdShutdown(DashboardAddress(address, root), yes);
+  if (*drain_cmd) {
+    return CmdDrainNode(DashboardAddress(address, root), drain_node_id, drain_deadline_s);
+  }
   if (*build_cmd) return CmdBuild(build_targets, build_app_dir, build_output, build_grpc_services);
   return 1;
 }

@@ -34,9 +34,14 @@ void PrintWarnings(const std::string& path, const std::vector<std::string>& warn
 }  // namespace
 
 std::optional<int> ReadyProxyPort(const nlohmann::json& details) {
+  // The head node's proxy: http_options.port is the port it bound.
   bool healthy = false;
   const nlohmann::json proxies = details.value("proxies", nlohmann::json::object());
-  for (auto& [node, p] : proxies.items()) healthy |= p.value("status", "") == "HEALTHY";
+  const nlohmann::json nodes = details.value("nodes", nlohmann::json::object());
+  for (auto& [node, p] : proxies.items()) {
+    bool head = !nodes.contains(node) || nodes[node].value("is_head_node", false);
+    healthy |= head && p.value("status", "") == "HEALTHY";
+  }
   if (!healthy) return std::nullopt;
   int port = details.value("http_options", nlohmann::json::object()).value("port", 0);
   if (port <= 0) return std::nullopt;  // asked for port 0 and the real one is not known yet

@@ -138,4 +138,15 @@ int CmdShutdown(const std::string& address, bool yes) {
   return 0;
 }
 
+int CmdDrainNode(const std::string& address, const std::string& node_id, double deadline_s) {
+  std::string url = address + "/api/serve/nodes/" + node_id + "/drain";
+  if (deadline_s > 0) url += "?deadline_s=" + std::to_string(deadline_s);
+  auto resp = RestCall("POST", url);
+  if (!resp.ok()) return Fail(std::string(resp.status().message()));
+  if (resp->status != 200) return Fail("Cannot drain node " + node_id + ": " + resp->body);
+  std::cout << "Draining node " << node_id
+            << ": its replicas move to other nodes, then it stops (see `serve status`).\n";
+  return 0;
+}
+
 }  // namespace serve::cli::detail

@@ -123,6 +123,8 @@ int CmdStart(launch::ClusterOptions options, const std::string& temp_dir,
 int CmdStop(const std::string& temp_dir);
 /// `serve shutdown` (cli_instance.cc): deletes every application, after asking unless `yes`.
 int CmdShutdown(const std::string& address, bool yes);
+/// `serve drain-node`: POST /api/serve/nodes/<id>/drain.
+int CmdDrainNode(const std::string& address, const std::string& node_id, double deadline_s);
 
 /// `serve deploy` (cli_deploy.cc). `app_dir` (optional) is added to each application's library
 /// search path as runtime_env.env_vars.SERVE_APP_PATH (prepended to one the config sets), so

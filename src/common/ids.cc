@@ -23,6 +23,8 @@ std::optional<DeploymentId> ParseTargetsKey(std::string_view key) {
   return DeploymentId::FromKey(key.substr(kTargetsPrefix.size()));
 }
 
+std::string ProxyStateKey(const std::string& node_id) { return "PROXY_STATE:" + node_id; }
+
 std::string ProcessTag::Encode() const {
   switch (kind) {
     case Kind::kProxy: return std::string(kProxyTag);

@@ -30,6 +30,8 @@ inline constexpr std::string_view kGlobalLoggingConfigKey = "GLOBAL_LOGGING_CONF
 std::string TargetsKey(const DeploymentId& id);
 /// The deployment of a targets key; nullopt for any other key.
 std::optional<DeploymentId> ParseTargetsKey(std::string_view key);
+/// "PROXY_STATE:<node id>": whether that node's proxy is draining (spec §8.1).
+std::string ProxyStateKey(const std::string& node_id);
 
 /// The tag a process is started with; the agent reports it back on exit and in listings.
 struct ProcessTag {

@@ -118,8 +118,19 @@ Json EncodeDeployment(const DeploymentState &d) {
   return j;
 }
 
+/// Whether process `pid` with `tag` runs on `node` according to `alive`.
+bool Running(const std::map<std::string, NodeProcesses> &alive, const std::string &node, int pid,
+             const std::string &tag) {
+  auto n = alive.find(node);
+  if (n == alive.end()) return false;
+  if (!n->second.listed) return true;  // unverified: the health check decides
+  auto it = n->second.processes.find(pid);
+  return it != n->second.processes.end() && it->second == tag;
+}
+
 /// The deployment of `j`; its replicas reconciled with `alive`.
-DeploymentState DecodeDeployment(const Json &j, const std::map<int, std::string> &alive,
+DeploymentState DecodeDeployment(const Json &j, const std::string &head_node_id,
+                                 const std::map<std::string, NodeProcesses> &alive,
                                  Actions &actions) {
   DeploymentState d;
   d.id = {j.at("app").get<std::string>(), j.at("name").get<std::string>()};
@@ -151,8 +162,9 @@ DeploymentState DecodeDeployment(const Json &j, const std::map<int, std::string>
     r.id = rj.at("id");
     r.deployment = d.id;
     r.pid = rj.at("pid");
-    auto it = alive.find(r.pid);
-    if (it == alive.end() || it->second != ProcessTag::Replica(r.id).Encode()) {
+    r.node_id = rj.at("node_id");
+    if (r.node_id.empty()) r.node_id = head_node_id;
+    if (!Running(alive, r.node_id, r.pid, ProcessTag::Replica(r.id).Encode())) {
       // Died while no controller was watching: replaced like any dead replica.
       if (!d.deleting) {
         d.status = Transition(d.status, DeploymentEvent::kHealthCheckFailed);
@@ -161,7 +173,6 @@ DeploymentState DecodeDeployment(const Json &j, const std::map<int, std::string>
       continue;
     }
     auto state = static_cast<ReplicaState>(rj.at("state").get<int>());
-    r.node_id = rj.at("node_id");
     r.data_address = rj.at("data_address");
     r.control_address = rj.at("control_address");
     r.log_file = rj.at("log_file");
@@ -187,14 +198,28 @@ DeploymentState DecodeDeployment(const Json &j, const std::map<int, std::string>
 
 std::string EncodeCheckpoint(const ApplicationStateManager &apps,
                              const DeploymentStateManager &deployments,
-                             const ProxyStateManager &proxies) {
+                             const ProxyStateManager &proxies, const NodeTable &nodes) {
   Json japps = Json::array();
   for (auto &[name, a] : apps.apps()) japps.push_back(EncodeApp(a));
   Json jdeps = Json::array();
   for (auto &[id, d] : deployments.deployments()) jdeps.push_back(EncodeDeployment(d));
   Json jproxies = Json::object();
   for (auto &[node, p] : proxies.proxies()) {
-    jproxies[node] = {{"pid", p.pid}, {"http_port", p.http_port}, {"log_file", p.log_file}};
+    jproxies[node] = {{"pid", p.pid},
+                      {"http_port", p.http_port},
+                      {"log_file", p.log_file},
+                      {"status", p.status}};
+  }
+  Json jnodes = Json::array();
+  for (const NodeInfo *n : nodes.Ordered()) {
+    if (n->head || n->status == NodeStatus::kDead) continue;
+    jnodes.push_back({{"id", n->id},
+                      {"ip", n->ip},
+                      {"agent_address", n->agent_address},
+                      {"resources", n->resources},
+                      {"labels", n->labels},
+                      {"registered_unix_s", n->registered_unix_s},
+                      {"draining", n->status == NodeStatus::kDraining}});
   }
   auto tc = deployments.target_capacity();
   // shutting_down is not saved: a controller started later serves again.
@@ -204,15 +229,47 @@ std::string EncodeCheckpoint(const ApplicationStateManager &apps,
   doc["apps"] = std::move(japps);
   doc["deployments"] = std::move(jdeps);
   doc["proxies"] = std::move(jproxies);
+  doc["nodes"] = std::move(jnodes);
   std::vector<std::uint8_t> packed = Json::to_msgpack(doc);
   return std::string(packed.begin(), packed.end());
 }
 
-void RestoreCheckpoint(const std::string &blob, const std::map<int, std::string> &alive,
-                       ApplicationStateManager &apps, DeploymentStateManager &deployments,
-                       ProxyStateManager &proxies, Actions &actions) {
+namespace {
+Json Parse(const std::string &blob) {
   Json snap = Json::from_msgpack(blob, true, false);
   if (snap.is_discarded() || !snap.is_object()) throw std::runtime_error("not msgpack");
+  return snap;
+}
+}  // namespace
+
+std::vector<NodeInfo> CheckpointedNodes(const std::string &blob) {
+  Json snap = Parse(blob);
+  std::vector<NodeInfo> out;
+  auto it = snap.find("nodes");
+  if (it == snap.end()) return out;
+  for (const Json &j : *it) {
+    NodeInfo n;
+    n.id = j.at("id");
+    n.ip = j.at("ip");
+    n.agent_address = j.at("agent_address");
+    n.resources = j.at("resources").get<ResourceSet>();
+    n.labels = j.at("labels").get<std::map<std::string, std::string>>();
+    n.registered_unix_s = j.at("registered_unix_s");
+    if (j.at("draining").get<bool>()) n.status = NodeStatus::kDraining;
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+void RestoreCheckpoint(const std::string &blob, const std::string &head_node_id,
+                       const std::map<std::string, NodeProcesses> &alive,
+                       ApplicationStateManager &apps, DeploymentStateManager &deployments,
+                       ProxyStateManager &proxies, Actions &actions) {
+  Json snap = Parse(blob);
+  const std::map<int, std::string> no_processes;
+  auto head = alive.find(head_node_id);
+  const std::map<int, std::string> &head_processes =
+      head == alive.end() ? no_processes : head->second.processes;
   if (auto it = snap.find("target_capacity"); it != snap.end() && !it->is_null()) {
     deployments.SetTargetCapacity(it->get<double>());
   }
@@ -222,15 +279,19 @@ void RestoreCheckpoint(const std::string &blob, const std::map<int, std::string>
   for (const Json &j : snap.at("apps")) {
     AppState a = DecodeApp(j);
     bool build_running = false;
-    for (auto &[pid, tag] : alive) build_running |= tag == ProcessTag::Build(a.name).Encode();
+    for (auto &[pid, tag] : head_processes) {
+      build_running |= tag == ProcessTag::Build(a.name).Encode();
+    }
     apps.Restore(std::move(a), build_running, actions);
   }
   for (const Json &j : snap.at("deployments")) {
-    deployments.Restore(DecodeDeployment(j, alive, actions));
+    deployments.Restore(DecodeDeployment(j, head_node_id, alive, actions));
   }
   for (auto &[node, p] : snap.at("proxies").items()) {
     ProxyInfo proxy;
     proxy.pid = p.at("pid");
+    if (!Running(alive, node, proxy.pid, ProcessTag::Proxy().Encode())) continue;
+    proxy.status = p.value("status", "HEALTHY");
     proxy.http_port = p.at("http_port");
     proxy.log_file = p.at("log_file");
     proxies.Restore(node, std::move(proxy));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <variant>
 
 #include <spdlog/spdlog.h>
@@ -101,10 +102,80 @@ absl::Status ControlLoop::NodeHeartbeat(const std::string& node_id) {
   const NodeInfo* n = nodes_.Get(node_id);
   if (n == nullptr) return absl::NotFoundError("unknown node " + node_id + "; register again");
   if (n->status == NodeStatus::kDead) {
-    return absl::FailedPreconditionError("node " + node_id + " was declared dead");
+    return absl::FailedPreconditionError("node " + node_id + " was declared dead: " +
+                                         n->death_reason);
   }
   nodes_.Heartbeat(node_id, clock_.Now());
   return absl::OkStatus();
+}
+
+absl::Status ControlLoop::DrainNode(const std::string& node_id, double deadline_s) {
+  {
+    std::lock_guard lock(mu_);
+    bool was_draining = nodes_.Draining(node_id);
+    double deadline = deadline_s > 0 ? clock_.Now() + deadline_s : 0;
+    absl::Status st = nodes_.Drain(node_id, deadline);
+    if (!st.ok()) return st;
+    ++events_;
+    if (!was_draining) {
+      spdlog::info("Draining node {}{}: its replicas move to other nodes.", node_id,
+                   deadline_s > 0 ? " (deadline " + std::to_string(deadline_s) + " s)" : "");
+    }
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+std::map<std::string, std::string> ControlLoop::ProxyTargets() const {
+  std::map<std::string, std::string> targets;
+  const std::string& where = context_.options.proxy_location;
+  if (where == "Disabled") return targets;
+  targets[context_.options.node_id] = "";
+  if (where != "EveryNode") return targets;
+  std::set<std::string> with_replicas;
+  for (auto& [id, dep] : deployments_.deployments()) {
+    for (auto& [rid, r] : dep.replicas) {
+      if (r.scheduled && r.state != ReplicaState::kStopping) with_replicas.insert(r.node_id);
+    }
+  }
+  for (const NodeInfo* n : nodes_.Ordered()) {
+    if (n->status == NodeStatus::kAlive && with_replicas.count(n->id) != 0) {
+      targets[n->id] = n->ip;
+    }
+  }
+  return targets;
+}
+
+void ControlLoop::ForgetNode(const std::string& node_id) {
+  proxies_.OnNodeGone(node_id);
+  std::lock_guard agents_lock(agents_mu_);
+  if (auto it = worker_agents_.find(node_id); it != worker_agents_.end()) {
+    retired_agents_.push_back(std::move(it->second));
+    worker_agents_.erase(it);
+  }
+}
+
+void ControlLoop::FinishDrains() {
+  std::set<std::string> busy;
+  for (auto& [id, dep] : deployments_.deployments()) {
+    for (auto& [rid, r] : dep.replicas) {
+      if (r.scheduled) busy.insert(r.node_id);
+    }
+  }
+  for (auto& [node, p] : proxies_.proxies()) busy.insert(node);
+  std::vector<std::string> drained;
+  for (const NodeInfo* n : nodes_.Ordered()) {
+    if (n->status == NodeStatus::kDraining && busy.count(n->id) == 0 &&
+        !scheduler_.Holds(n->id)) {
+      drained.push_back(n->id);
+    }
+  }
+  for (const std::string& id : drained) {
+    spdlog::info("Node {} is drained: no replica or proxy is left on it.", id);
+    nodes_.MarkDead(id, "drained");
+    ++events_;
+    ForgetNode(id);
+  }
 }
 void ControlLoop::set_log_file(std::string log_file) { context_.log_file = std::move(log_file); }
 
@@ -117,16 +188,38 @@ void ControlLoop::Recover() {
       spdlog::error("Cannot read the checkpoint: {}; starting with an empty state.",
                     std::string(blob.status().message()));
     }
-    proxies_.Start(pending_);
-    return;
+    return;  // the first step starts the proxies
   }
-  auto listed = agent_.ListProcesses();
-  if (!listed.ok()) {
-    spdlog::error("Cannot list the node's processes: {}", std::string(listed.status().message()));
-  }
-  std::map<int, std::string> alive = listed.ok() ? *listed : std::map<int, std::string>{};
+  // The processes of every node: this one's agent, and the worker nodes of the checkpoint,
+  // which are known again at once (a new head on the same store takes the workers back; they
+  // keep their replicas and heartbeat to it as they did to the old one).
+  std::map<std::string, NodeProcesses> alive;
+  auto list = [&](const std::string& node_id, AgentClient& agent) {
+    auto listed = agent.ListProcesses();
+    NodeProcesses& np = alive[node_id];
+    np.listed = listed.ok();
+    if (listed.ok()) {
+      np.processes = *listed;
+    } else {
+      spdlog::error("Cannot list the processes of node {}: {}", node_id,
+                    std::string(listed.status().message()));
+    }
+  };
+  list(context_.options.node_id, agent_);
   try {
-    RestoreCheckpoint(*blob, alive, apps_, deployments_, proxies_, pending_);
+    for (NodeInfo& n : CheckpointedNodes(*blob)) {
+      n.last_heartbeat_s = clock_.Now();
+      std::string id = n.id;
+      if (!nodes_.Register(std::move(n))) continue;
+      {
+        std::lock_guard agents_lock(agents_mu_);
+        if (agent_factory_) worker_agents_[id] = agent_factory_(nodes_.Get(id)->agent_address);
+      }
+      if (AgentClient* a = AgentFor(id); a != nullptr && a != &agent_) list(id, *a);
+      spdlog::info("Node {} ({}) restored from the checkpoint.", id, nodes_.IpOf(id));
+    }
+    RestoreCheckpoint(*blob, context_.options.node_id, alive, apps_, deployments_, proxies_,
+                      pending_);
     ApplyControllerLogging();
   } catch (const std::exception& e) {
     spdlog::error("The checkpoint is corrupt ({}); keeping it as '{}-corrupt' and starting "
@@ -138,21 +231,14 @@ void ControlLoop::Recover() {
     proxies_.Clear();
   }
   // Replica processes nobody knows about (started just before a crash) are stopped.
-  for (auto& [pid, tag] : alive) {
-    ProcessTag t = ProcessTag::Parse(tag);
-    if (t.kind == ProcessTag::Kind::kReplica && deployments_.OwnerOf(t.id) == nullptr) {
-      spdlog::warn("Stopping unknown replica process {} ({}).", pid, tag);
-      pending_.push_back(StopProcessAction{pid, 0, ""});
+  for (auto& [node, np] : alive) {
+    for (auto& [pid, tag] : np.processes) {
+      ProcessTag t = ProcessTag::Parse(tag);
+      if (t.kind == ProcessTag::Kind::kReplica && deployments_.OwnerOf(t.id) == nullptr) {
+        spdlog::warn("Stopping unknown replica process {} ({}) on node {}.", pid, tag, node);
+        pending_.push_back(StopProcessAction{pid, 0, node});
+      }
     }
-  }
-  bool proxy_alive = false;
-  for (auto& [node, p] : proxies_.proxies()) {
-    auto it = alive.find(p.pid);
-    proxy_alive |= it != alive.end() && ProcessTag::Parse(it->second).kind == ProcessTag::Kind::kProxy;
-  }
-  if (!proxy_alive) {
-    proxies_.Clear();
-    proxies_.Start(pending_);
   }
   last_checkpoint_ = *blob;
   size_t replicas = 0;
@@ -198,11 +284,7 @@ void ControlLoop::Step() {
                     "replaced on other nodes.", dead, NodeHeartbeatTimeoutS());
       ++events_;
       deployments_.OnNodeDead(dead);
-      std::lock_guard agents_lock(agents_mu_);
-      if (auto it = worker_agents_.find(dead); it != worker_agents_.end()) {
-        retired_agents_.push_back(std::move(it->second));
-        worker_agents_.erase(it);
-      }
+      ForgetNode(dead);
     }
     times.node_s = seconds_since(t);
     t = Steady::now();
@@ -213,7 +295,8 @@ void ControlLoop::Step() {
     apps_.Step();
     times.application_s = seconds_since(t);
     t = Steady::now();
-    proxies_.Step(shutting_down_, actions);
+    if (proxies_.Reconcile(ProxyTargets(), shutting_down_, actions)) ++events_;
+    FinishDrains();
     times.proxy_s = seconds_since(t);
     // Only a step where something changed re-publishes and re-encodes: at thousands of
     // replicas encoding dominates a step, and most steps change nothing.
@@ -222,10 +305,10 @@ void ControlLoop::Step() {
     if (encode) {
       encoded_generation_ = deployments_.generation();
       encoded_events_ = events_;
-      long_poll_.Publish(LongPollObjects(apps_, deployments_, nodes_),
+      long_poll_.Publish(LongPollObjects(apps_, deployments_, nodes_, proxies_),
                          deployments_.Recovering());
       // Checkpoint before acting (spec: target state is saved before replicas start or stop).
-      encoded_checkpoint_ = EncodeCheckpoint(apps_, deployments_, proxies_);
+      encoded_checkpoint_ = EncodeCheckpoint(apps_, deployments_, proxies_, nodes_);
     }
     long_poll_.Expire(now);
     if (encode) RecordStateGauges(apps_, deployments_);
@@ -234,7 +317,10 @@ void ControlLoop::Step() {
       finished_ = true;
       spdlog::info("All applications deleted; stopping the proxies and the node.");
       ShutdownNodeAction shutdown;
-      for (auto& [node, p] : proxies_.proxies()) shutdown.proxy_pids.push_back(p.pid);
+      // Worker nodes' proxies stop with their agents.
+      for (auto& [node, p] : proxies_.proxies()) {
+        if (node == context_.options.node_id && p.pid > 0) shutdown.proxy_pids.push_back(p.pid);
+      }
       for (const NodeInfo* n : nodes_.Ordered()) {
         if (!n->head && n->status == NodeStatus::kAlive) shutdown.worker_nodes.push_back(n->id);
       }

@@ -47,9 +47,9 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   void set_agent_factory(AgentFactory factory);
   void set_log_file(std::string log_file);
 
-  /// Loads the checkpoint and reconciles it with the processes the agent reports (see
-  /// RestoreCheckpoint); stops unknown replica processes; starts the proxy unless one is
-  /// alive. A corrupt checkpoint is set aside as '<key>-corrupt' and the state starts empty.
+  /// Loads the checkpoint: its worker nodes rejoin at once, and its state is reconciled with
+  /// the processes each node's agent reports (see RestoreCheckpoint); stops unknown replica
+  /// processes. The first Step starts the proxies that are not alive. A corrupt checkpoint is set aside as '<key>-corrupt' and the state starts empty.
   void Recover();
   /// One step: autoscaling → deployments → applications → long poll → checkpoint (written
   /// before acting) → the actions decided since the last step.
@@ -82,8 +82,13 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   /// A worker node joins (or re-joins after a controller restart). FAILED_PRECONDITION for an
   /// id declared DEAD, INVALID_ARGUMENT for a missing id or address.
   absl::Status RegisterNode(const v1::RegisterNodeRequest& req);
-  /// NOT_FOUND: unknown node (register again); FAILED_PRECONDITION: declared DEAD.
+  /// NOT_FOUND: unknown node (register again); FAILED_PRECONDITION: declared DEAD (or drained).
   absl::Status NodeHeartbeat(const std::string& node_id);
+  /// Drains `node_id` (`serve drain-node`, or SIGTERM to its agent): its replicas move to other
+  /// nodes (PENDING_MIGRATION until replacements run, or until `deadline_s` from now when > 0),
+  /// its proxy drains, then the node is DEAD ("drained") and its agent stops. See
+  /// NodeTable::Drain for the errors.
+  absl::Status DrainNode(const std::string& node_id, double deadline_s) override;
 
   // ControllerApi (REST).
   nlohmann::json Details(const std::string& api_type) override;
@@ -96,6 +101,7 @@ class ControlLoop final : public ControllerApi, private ActionResults {
   const ApplicationStateManager& applications() const { return apps_; }
   const LongPollHost& long_poll() const { return long_poll_; }
   const NodeTable& nodes() const { return nodes_; }
+  const ProxyStateManager& proxies() const { return proxies_; }
 
  private:
   /// The controller's own log follows the top-level logging_config (level, encoding,
@@ -128,6 +134,13 @@ class ControlLoop final : public ControllerApi, private ActionResults {
 
   /// The agent of `node_id` ("" or the head's id: the head agent); nullptr when not alive.
   AgentClient* AgentFor(const std::string& node_id);
+  /// Node id -> IP of the nodes that should run a proxy (spec §8.1): none when Disabled; the
+  /// head; with EveryNode also every ALIVE node holding a replica. Called with mu_ held.
+  std::map<std::string, std::string> ProxyTargets() const;
+  /// Draining nodes with no replica, reservation or proxy left become DEAD ("drained").
+  void FinishDrains();
+  /// A node that died or left: drops its proxy record and retires its agent client.
+  void ForgetNode(const std::string& node_id);
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -84,6 +84,7 @@ ControllerOptions LoadClusterOptions(ControllerOptions o) {
   o.redis_address = j.value("redis_address", o.redis_address);
   o.redis_password = j.value("redis_password", o.redis_password);
   o.cluster_name = j.value("cluster_name", o.cluster_name);
+  o.controller_port = j.value("controller_port", o.controller_port);
   if (o.redis_address.empty()) o.redis_address = EnvString("SERVE_REDIS_ADDRESS", "");
   if (o.redis_password.empty()) o.redis_password = EnvString("SERVE_REDIS_PASSWORD", "");
   return o;
@@ -158,9 +159,15 @@ int RunController(const ControllerOptions& base_options) {
   int port = 0;
   std::string host = LocalNodeIp();
   int previous = PreviousPort(options.session_dir + "/controller_address", 0);
-  auto server = rpc::StartGrpcServer(host, previous, {&service}, &port);
+  auto server = rpc::StartGrpcServer(host, previous > 0 ? previous : options.controller_port,
+                                     {&service}, &port);
   if (!server && previous != 0) server = rpc::StartGrpcServer(host, 0, {&service}, &port);
   if (!server) {
+    if (options.controller_port > 0 && previous == 0) {
+      return ExitConfig(options, "Cannot listen on " + host + ":" +
+                                     std::to_string(options.controller_port) +
+                                     " (--controller-port): the port is taken or not allowed");
+    }
     spdlog::critical("Cannot start the controller's gRPC server.");
     return 1;
   }

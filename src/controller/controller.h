@@ -25,6 +25,7 @@ struct ControllerOptions {
   std::string redis_address;          ///< HOST:PORT[/db]; empty: file store in <session>/kv
   std::string redis_password;
   std::string cluster_name = "default";  ///< namespace of this cluster's keys in Redis
+  int controller_port = 0;  ///< gRPC port at first start; 0: any free one
   double control_loop_interval_s = 0.1;      ///< $SERVE_CONTROL_LOOP_INTERVAL_S overrides.
   /// The head node's resources (Ray's dict, from <session>/node.json); null: not known, so
   /// every demand fits on the head (unit tests).

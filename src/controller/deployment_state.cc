@@ -10,7 +10,8 @@ namespace serve::controller {
 
 using Json = nlohmann::json;
 
-const char* ToString(ReplicaState s, bool updating) {
+const char* ToString(ReplicaState s, bool updating, bool migrating) {
+  if (migrating && s == ReplicaState::kRunning) return "PENDING_MIGRATION";
   if (updating && s == ReplicaState::kRunning) return "UPDATING";
   switch (s) {
     case ReplicaState::kStarting: return "STARTING";
@@ -173,10 +174,27 @@ std::vector<DeploymentId> DeploymentStateManager::Step(Actions& actions) {
 void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
   double now = clock_.Now();
   int target = dep.deleting ? 0 : dep.target_num_replicas;
-  std::vector<ReplicaInfo*> active, outdated;
+  std::vector<ReplicaInfo*> active, outdated, migrating;
   int new_running = 0;
   for (auto& [id, r] : dep.replicas) {
     if (r.state == ReplicaState::kStopping) continue;
+    if (r.scheduled && scheduler_.nodes().Draining(r.node_id)) {
+      // On a draining node (spec §4.6): a replica not serving yet stops at once; a serving one
+      // is PENDING_MIGRATION and does not count towards the target, so its replacement starts
+      // elsewhere; it stops below once enough replacements run.
+      if (r.state != ReplicaState::kRunning) {
+        StopReplica(dep, r, actions);
+        continue;
+      }
+      if (!r.migrating) {
+        r.migrating = true;
+        ++generation_;
+        spdlog::info("Replica {} of {}:{} is PENDING_MIGRATION off draining node {}.", r.id,
+                     dep.id.app, dep.id.name, r.node_id);
+      }
+      migrating.push_back(&r);
+      continue;
+    }
     active.push_back(&r);
     if (r.version != dep.version) {
       outdated.push_back(&r);
@@ -212,6 +230,27 @@ void DeploymentStateManager::Reconcile(DeploymentState& dep, Actions& actions) {
       return rank(a) < rank(b);
     });
     for (int i = 0; i < -delta; ++i) StopReplica(dep, *active[i], actions);
+  }
+  // Migrating replicas stop once enough replacements run (earliest drain deadline first), or
+  // at their node's deadline less the graceful shutdown timeout.
+  if (!migrating.empty()) {
+    int serving = 0;
+    for (ReplicaInfo* r : active) {
+      serving += r->state == ReplicaState::kRunning && r->version == dep.version ? 1 : 0;
+    }
+    auto deadline = [&](const ReplicaInfo* r) {
+      const NodeInfo* n = scheduler_.nodes().Get(r->node_id);
+      return n != nullptr && n->drain_deadline_s > 0 ? n->drain_deadline_s : 1e300;
+    };
+    std::stable_sort(migrating.begin(), migrating.end(),
+                     [&](ReplicaInfo* a, ReplicaInfo* b) { return deadline(a) < deadline(b); });
+    int excess = serving + static_cast<int>(migrating.size()) - target;
+    for (ReplicaInfo* r : migrating) {
+      bool due = now >= deadline(r) - dep.spec.cfg.graceful_shutdown_timeout_s;
+      if (excess <= 0 && !due) continue;
+      --excess;
+      StopReplica(dep, *r, actions);
+    }
   }
   // Pending replicas asked to stop have no process: they just go.
   std::vector<std::string> dropped;
@@ -368,7 +407,7 @@ void DeploymentStateManager::OnReplicaStarted(const v1::ReplicaStarted& msg) {
   DeploymentState& dep = deployments_.at(idx->second);
   ReplicaInfo* r = dep.replicas.Find(msg.replica_id());
   if (r == nullptr || r->state != ReplicaState::kStarting || !r->scheduled) return;
-  r->pid = msg.pid();
+  if (msg.pid() > 0) r->pid = msg.pid();  // else the agent's report stands
   r->log_file = msg.log_file_path();
   ++generation_;
   if (!msg.ok()) {

@@ -50,7 +50,8 @@ v1::Update TargetsObject(const DeploymentState& dep, const NodeTable& nodes) {
 
 std::map<std::string, v1::Update> LongPollObjects(const ApplicationStateManager& apps,
                                                   const DeploymentStateManager& deployments,
-                                                  const NodeTable& nodes) {
+                                                  const NodeTable& nodes,
+                                                  const ProxyStateManager& proxies) {
   std::map<std::string, v1::Update> objects;
   objects[std::string(kRouteTableKey)] = RouteTableObject(apps.apps());
   v1::Update logging;
@@ -59,6 +60,12 @@ std::map<std::string, v1::Update> LongPollObjects(const ApplicationStateManager&
   objects[logging.key()] = std::move(logging);
   for (auto& [id, dep] : deployments.deployments()) {
     v1::Update u = TargetsObject(dep, nodes);
+    objects[u.key()] = std::move(u);
+  }
+  for (auto& [node, p] : proxies.proxies()) {
+    v1::Update u;
+    u.set_key(ProxyStateKey(node));
+    u.mutable_proxy_state()->set_draining(p.status == "DRAINING");
     objects[u.key()] = std::move(u);
   }
   return objects;

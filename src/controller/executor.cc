@@ -37,9 +37,14 @@ void ActionExecutor::Execute(Actions actions) {
               });
             },
             [&](StartProxyAction& a) {
-              agent_.StartProcess(a.request, [this, node = a.node_id](absl::StatusOr<int> pid) {
+              AgentClient* agent = agents_(a.node_id);
+              auto done = [this, node = a.node_id](absl::StatusOr<int> pid) {
                 results_.OnProxyProcessStarted(node, pid);
-              });
+              };
+              if (agent == nullptr) {
+                return done(absl::UnavailableError("node " + a.node_id + " is not alive"));
+              }
+              agent->StartProcess(a.request, std::move(done));
             },
             [&](StopProcessAction& a) {
               if (AgentClient* agent = agents_(a.node_id)) agent->StopProcess(a.pid, a.grace_s, nullptr);

@@ -22,7 +22,7 @@ Json DeploymentDetails(const DeploymentState& dep, const NodeTable& nodes) {
                         {"worker_id", ""},
                         {"log_file_path", r.log_file},
                         {"replica_id", r.id},
-                        {"state", ToString(r.state, r.updating)},
+                        {"state", ToString(r.state, r.updating, r.migrating)},
                         {"pid", r.pid},
                         {"start_time_s", r.start_time_s}});
     if (!r.gpu_ids.empty()) replicas.back()["gpu_ids"] = r.gpu_ids;

@@ -45,6 +45,34 @@ std::vector<std::string> NodeTable::ExpireSilent(double now, double timeout_s) {
   return dead;
 }
 
+absl::Status NodeTable::Drain(const std::string& node_id, double deadline_s) {
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) return absl::NotFoundError("unknown node " + node_id);
+  NodeInfo& n = it->second;
+  if (n.head) return absl::FailedPreconditionError("the head node cannot be drained");
+  if (n.status == NodeStatus::kDead) {
+    return absl::FailedPreconditionError("node " + node_id + " is DEAD");
+  }
+  if (n.status == NodeStatus::kAlive || (deadline_s > 0 && (n.drain_deadline_s == 0 ||
+                                                          deadline_s < n.drain_deadline_s))) {
+    n.drain_deadline_s = deadline_s;
+  }
+  n.status = NodeStatus::kDraining;
+  return absl::OkStatus();
+}
+
+void NodeTable::MarkDead(const std::string& node_id, const std::string& reason) {
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) return;
+  it->second.status = NodeStatus::kDead;
+  it->second.death_reason = reason;
+}
+
+bool NodeTable::Draining(const std::string& node_id) const {
+  const NodeInfo* n = Get(node_id);
+  return n != nullptr && n->status == NodeStatus::kDraining;
+}
+
 const NodeInfo* NodeTable::Get(const std::string& node_id) const {
   auto it = nodes_.find(node_id);
   return it == nodes_.end() ? nullptr : &it->second;

@@ -6,6 +6,8 @@
 // registers as a fresh node). Not thread-safe; the control loop serializes calls.
 
 #include <map>
+
+#include "absl/status/status.h"
 #include <string>
 #include <vector>
 
@@ -30,6 +32,8 @@ struct NodeInfo {
   NodeStatus status = NodeStatus::kAlive;
   double last_heartbeat_s = 0;  ///< monotonic
   double registered_unix_s = 0;
+  /// Set while DRAINING: when its replicas must be gone (monotonic; 0 = no deadline).
+  double drain_deadline_s = 0;
   std::string death_reason;
 };
 
@@ -45,8 +49,16 @@ class NodeTable {
   /// Marks alive workers silent for longer than `timeout_s` DEAD; returns their ids.
   std::vector<std::string> ExpireSilent(double now, double timeout_s);
 
+  /// Starts draining `node_id` (spec §4.6, §8.1): nothing new is placed there. NOT_FOUND for
+  /// an unknown node, FAILED_PRECONDITION for the head or a dead node; draining again keeps
+  /// the earlier deadline unless `deadline_s` is earlier.
+  absl::Status Drain(const std::string& node_id, double deadline_s);
+  /// `node_id` is DEAD (drained, or lost) with `reason`.
+  void MarkDead(const std::string& node_id, const std::string& reason);
+
   const NodeInfo* Get(const std::string& node_id) const;
   bool Alive(const std::string& node_id) const;
+  bool Draining(const std::string& node_id) const;
   /// Every node, in registration order (the head first).
   std::vector<const NodeInfo*> Ordered() const;
   const std::map<std::string, NodeInfo>& nodes() const { return nodes_; }

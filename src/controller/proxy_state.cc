@@ -33,28 +33,41 @@ std::string ExitText(int exit_code) {
 ProxyStateManager::ProxyStateManager(const ControllerContext& context, Clock& clock)
     : context_(context), clock_(clock) {}
 
-void ProxyStateManager::Start(Actions& actions) {
+namespace {
+bool Wildcard(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
+}
+}  // namespace
+
+void ProxyStateManager::Start(const std::string& node_id, Actions& actions) {
   const ControllerOptions& o = context_.options;
-  if (o.proxy_location == "Disabled") return;
-  restart_at_.reset();
-  proxies_[o.node_id] = ProxyInfo{};
-  int port = last_port_ > 0 ? last_port_ : o.http_port;
+  Slot& slot = slots_[node_id];
+  slot.restart_at.reset();
+  proxies_[node_id] = ProxyInfo{};
+  int port = slot.last_port > 0 ? slot.last_port : o.http_port;
+  // Worker proxies bind their node's IP unless the configured host is a wildcard, so that
+  // nodes sharing a machine (loopback aliases) do not collide on one address.
+  std::string host = IsHead(node_id) || Wildcard(o.http_host) || slot.bind_ip.empty()
+                         ? o.http_host
+                         : slot.bind_ip;
   double timeout = o.request_timeout_s > 0
                        ? o.request_timeout_s
                        : EnvDouble("RAY_SERVE_REQUEST_PROCESSING_TIMEOUT_S",
                                    EnvDouble("SERVE_REQUEST_PROCESSING_TIMEOUT_S", 0));
   StartProxyAction a;
-  a.node_id = o.node_id;
+  a.node_id = node_id;
   v1::StartProcessRequest& req = a.request;
   req.set_tag(ProcessTag::Proxy().Encode());
   req.set_log_prefix("ProxyActor");
   req.set_binary("serve-proxy");
   for (const std::string& arg :
        {std::string("--controller-address"), context_.address, std::string("--node-id"),
-        o.node_id, std::string("--http-host"), o.http_host, std::string("--http-port"),
+        node_id, std::string("--http-host"), host, std::string("--http-port"),
         std::to_string(port), std::string("--session-dir"), o.session_dir,
         std::string("--keep-alive-timeout-s"), std::to_string(o.keep_alive_timeout_s),
-        std::string("--request-timeout-s"), std::to_string(timeout > 0 ? timeout : -1)}) {
+        std::string("--request-timeout-s"), std::to_string(timeout > 0 ? timeout : -1),
+        std::string("--min-draining-period-s"),
+        std::to_string(EnvDouble("RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S", 30))}) {
     req.add_args(arg);
   }
   req.add_args("--grpc-port");
@@ -70,13 +83,43 @@ void ProxyStateManager::Start(Actions& actions) {
   actions.push_back(std::move(a));
 }
 
-void ProxyStateManager::Step(bool shutting_down, Actions& actions) {
-  if (!restart_at_) return;
+bool ProxyStateManager::Reconcile(const std::map<std::string, std::string>& targets,
+                                  bool shutting_down, Actions& actions) {
   if (shutting_down) {
-    restart_at_.reset();
-    return;
+    for (auto& [node, slot] : slots_) slot.restart_at.reset();
+    return false;
   }
-  if (clock_.Now() >= *restart_at_) Start(actions);
+  bool changed = false;
+  double now = clock_.Now();
+  for (auto& [node, ip] : targets) {
+    Slot& slot = slots_[node];
+    if (!ip.empty()) slot.bind_ip = ip;
+    auto it = proxies_.find(node);
+    if (it == proxies_.end()) {
+      Start(node, actions);
+      changed = true;
+    } else if (it->second.status == "DRAINING") {
+      spdlog::info("Proxy on node {} is needed again: HEALTHY.", node);
+      it->second.status = "HEALTHY";
+      changed = true;
+    } else if (slot.restart_at && now >= *slot.restart_at) {
+      Start(node, actions);
+    }
+  }
+  std::vector<std::string> dropped;
+  for (auto& [node, p] : proxies_) {
+    if (targets.count(node) != 0 || p.status == "DRAINING") continue;
+    if (p.pid == 0) {
+      dropped.push_back(node);  // no process (a restart was waiting): nothing to drain
+      continue;
+    }
+    spdlog::info("Proxy on node {} is no longer needed there: DRAINING.", node);
+    p.status = "DRAINING";
+    p.message = "This node is being drained.";
+    changed = true;
+  }
+  for (const std::string& node : dropped) Erase(node);
+  return changed;
 }
 
 void ProxyStateManager::OnProcessStarted(const std::string& node_id,
@@ -84,7 +127,9 @@ void ProxyStateManager::OnProcessStarted(const std::string& node_id,
   auto it = proxies_.find(node_id);
   if (it == proxies_.end()) return;
   if (!pid.ok()) {
-    if (it->second.pid != 0 || it->second.status != "STARTING" || restart_at_) return;
+    if (it->second.pid != 0 || it->second.status != "STARTING" || slots_[node_id].restart_at) {
+      return;
+    }
     OnFailedStart(it->second, node_id,
                   "Cannot start the proxy process: " + std::string(pid.status().message()),
                   /*cannot_listen=*/false);
@@ -96,15 +141,20 @@ void ProxyStateManager::OnProcessStarted(const std::string& node_id,
 }
 
 void ProxyStateManager::OnReady(const v1::ProxyReady& msg) {
-  ProxyInfo& p = proxies_[msg.node_id()];
-  p.status = "HEALTHY";
-  p.message.clear();
+  auto it = proxies_.find(msg.node_id());
+  if (it == proxies_.end()) return;  // its node left meanwhile
+  ProxyInfo& p = it->second;
+  if (p.status != "DRAINING") {
+    p.status = "HEALTHY";
+    p.message.clear();
+  }
   p.http_port = msg.http_port();
-  last_port_ = p.http_port;
   p.pid = msg.pid();
   p.log_file = msg.log_file_path();
+  Slot& slot = slots_[msg.node_id()];
+  slot.last_port = p.http_port;
+  slot.failures = 0;
   ever_healthy_ = true;
-  failures_ = 0;
   spdlog::info("Proxy on node {} is HEALTHY, HTTP port {}.", msg.node_id(), p.http_port);
 }
 
@@ -115,17 +165,17 @@ void ProxyStateManager::OnExit(const std::string& node_id, int pid, int exit_cod
   auto it = proxies_.find(node_id);
   // pid 0: the exit arrived before the agent's start report; there is one proxy per node.
   if (it == proxies_.end() || (it->second.pid != pid && it->second.pid != 0)) return;
-  if (restart_at_ || (it->second.pid == 0 && it->second.status != "STARTING")) return;
-  if (shutting_down) {
-    proxies_.erase(it);
-    restart_at_.reset();
+  Slot& slot = slots_[node_id];
+  if (slot.restart_at || (it->second.pid == 0 && it->second.status != "STARTING")) return;
+  if (shutting_down || it->second.status == "DRAINING") {
+    if (!shutting_down) spdlog::info("Proxy on node {} is DRAINED.", node_id);
+    Erase(node_id);
     return;
   }
   if (it->second.status == "HEALTHY") {
     // It ran fine until now: restart at once, on the same port.
     spdlog::warn("Proxy on node {} {}; restarting it.", node_id, ExitText(exit_code));
-    proxies_.erase(it);
-    Start(actions);
+    Start(node_id, actions);
     return;
   }
   std::string reason;
@@ -137,7 +187,7 @@ void ProxyStateManager::OnExit(const std::string& node_id, int pid, int exit_cod
       while (!reason.empty() && (reason.back() == '\n' || reason.back() == '\r')) reason.pop_back();
     }
     if (reason.empty()) {
-      int port = last_port_ > 0 ? last_port_ : context_.options.http_port;
+      int port = slot.last_port > 0 ? slot.last_port : context_.options.http_port;
       reason = "Cannot listen on " + context_.options.http_host + ":" + std::to_string(port);
     }
   } else {
@@ -148,29 +198,38 @@ void ProxyStateManager::OnExit(const std::string& node_id, int pid, int exit_cod
 
 void ProxyStateManager::OnFailedStart(ProxyInfo& proxy, const std::string& node_id,
                                       const std::string& reason, bool cannot_listen) {
-  ++failures_;
+  Slot& slot = slots_[node_id];
+  ++slot.failures;
   proxy.pid = 0;
-  if (!ever_healthy_ && (cannot_listen || failures_ >= kMaxStartFailures)) {
+  if (IsHead(node_id) && !ever_healthy_ &&
+      (cannot_listen || slot.failures >= kMaxStartFailures)) {
     // Start-up failed for good: the CLI that started the instance reports it and stops.
     proxy.status = "UNHEALTHY";
     proxy.message = "The HTTP proxy failed to start: " + reason +
-                    (cannot_listen ? "." : " (" + std::to_string(failures_) + " attempts).");
-    restart_at_.reset();
+                    (cannot_listen ? "." : " (" + std::to_string(slot.failures) + " attempts).");
+    slot.restart_at.reset();
     spdlog::error("Proxy on node {}: {} Not restarting it.", node_id, proxy.message);
     return;
   }
-  double delay = std::min(kRestartBaseS * std::pow(2.0, failures_ - 1), kRestartCapS);
+  double delay = std::min(kRestartBaseS * std::pow(2.0, slot.failures - 1), kRestartCapS);
   proxy.status = ever_healthy_ ? "UNHEALTHY" : "STARTING";
   proxy.message = reason + "; restarting it in " + FormatSeconds(delay) + " s.";
-  restart_at_ = clock_.Now() + delay;
+  slot.restart_at = clock_.Now() + delay;
   spdlog::warn("Proxy on node {}: {}; restarting it in {} s (restart {}).", node_id, reason,
-               FormatSeconds(delay), failures_);
+               FormatSeconds(delay), slot.failures);
+}
+
+void ProxyStateManager::OnNodeGone(const std::string& node_id) { Erase(node_id); }
+
+void ProxyStateManager::Erase(const std::string& node_id) {
+  proxies_.erase(node_id);
+  slots_.erase(node_id);
 }
 
 void ProxyStateManager::Restore(const std::string& node_id, ProxyInfo proxy) {
-  if (proxy.http_port > 0) last_port_ = proxy.http_port;
+  if (proxy.http_port > 0) slots_[node_id].last_port = proxy.http_port;
   ever_healthy_ = true;
-  proxy.status = "HEALTHY";
+  if (proxy.status != "DRAINING") proxy.status = "HEALTHY";
   proxies_[node_id] = std::move(proxy);
 }
 

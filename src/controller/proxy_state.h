@@ -1,10 +1,14 @@
 #pragma once
 
-// The HTTP proxies (spec §3.4, §8.1): one on this node, started through the agent, restarted
-// on the port it had when it dies. A proxy that exits before it is ready is restarted with
-// exponential backoff (capped); before any proxy of this controller was ever ready, a proxy
-// that cannot bind its port, or that fails kMaxStartFailures times in a row, is not restarted:
-// it stays UNHEALTHY with the reason as its message. Not thread-safe.
+// The HTTP proxies (spec §3.4, §8.1): one per targeted node, started through that node's agent
+// and restarted on the port it had when it dies. The targets are decided by the control loop
+// (the head always; with EveryNode also every alive, non-draining node with a replica). A proxy
+// no longer targeted is DRAINING: it answers /-/healthz with 503 and exits by itself once it
+// has had no request in flight for the minimum draining period (DRAINED: its record goes); a
+// target again before that, it is HEALTHY again. A proxy that exits before it is ready is
+// restarted with exponential backoff (capped); on the head, before any proxy of this controller
+// was ever ready, a proxy that cannot bind its port, or that fails kMaxStartFailures times in a
+// row, is not restarted: it stays UNHEALTHY with the reason as its message. Not thread-safe.
 
 #include <deque>
 #include <map>
@@ -21,7 +25,7 @@ namespace serve::controller {
 
 struct ProxyInfo {
   int pid = 0;  ///< 0 until the agent or the proxy reports it (and while a restart waits)
-  std::string status = "STARTING";  ///< STARTING | HEALTHY | UNHEALTHY
+  std::string status = "STARTING";  ///< STARTING | HEALTHY | UNHEALTHY | DRAINING
   int http_port = 0;  ///< the bound port, once the proxy reported ready
   std::string log_file;
   std::string message;  ///< why it is not HEALTHY; "" when it is
@@ -40,38 +44,52 @@ class ProxyStateManager {
 
   ProxyStateManager(const ControllerContext& context, Clock& clock);
 
-  /// Starts this node's proxy (unless proxies are disabled), on the port the last one bound.
-  /// The record is STARTING from now on, so a fast proxy's ready report is not overwritten.
-  void Start(Actions& actions);
-  /// Starts the proxy whose restart delay has passed; nothing while `shutting_down`.
-  void Step(bool shutting_down, Actions& actions);
+  /// Reconciles the proxies with `targets` (node id -> IP the proxy binds when http_host is
+  /// not a wildcard; the head's entry is ignored, it binds http_host): starts missing ones and
+  /// those whose restart delay passed, drains the ones no longer targeted and un-drains targets.
+  /// Nothing while `shutting_down`. Returns whether a published state (draining) changed.
+  bool Reconcile(const std::map<std::string, std::string>& targets, bool shutting_down,
+                 Actions& actions);
   /// The agent started the proxy (`pid`), or could not (counted as a failed start).
   void OnProcessStarted(const std::string& node_id, const absl::StatusOr<int>& pid);
   void OnReady(const v1::ProxyReady& msg);
-  /// The proxy process `pid` on `node_id` exited; restarted (see above) unless `shutting_down`.
+  /// The proxy process `pid` on `node_id` exited: a DRAINING one is DRAINED (gone), others are
+  /// restarted (see above) unless `shutting_down`.
   void OnExit(const std::string& node_id, int pid, int exit_code, bool shutting_down,
               Actions& actions);
+  /// `node_id` died or left: its proxy is gone with it.
+  void OnNodeGone(const std::string& node_id);
 
   const std::map<std::string, ProxyInfo>& proxies() const { return proxies_; }
   /// Restored from a checkpoint (status HEALTHY; dropped again by Recover when not alive).
   void Restore(const std::string& node_id, ProxyInfo proxy);
+  void Erase(const std::string& node_id);
   void Clear() {
     proxies_.clear();
-    restart_at_.reset();
+    slots_.clear();
   }
 
  private:
+  /// Restart bookkeeping of one node's proxy; kept while its ProxyInfo exists.
+  struct Slot {
+    std::string bind_ip;                ///< the node's IP (workers)
+    int last_port = 0;                  ///< a restarted proxy binds the same port
+    int failures = 0;                   ///< failed starts since the proxy was last ready
+    std::optional<double> restart_at;   ///< when the waiting restart is due (Clock::Now)
+  };
+  /// Starts the proxy on `node_id`; its record is STARTING from now on, so a fast proxy's ready
+  /// report is not overwritten.
+  void Start(const std::string& node_id, Actions& actions);
   /// A start of the proxy on `node_id` failed with `reason`: schedule a restart or give up.
   void OnFailedStart(ProxyInfo& proxy, const std::string& node_id, const std::string& reason,
                      bool cannot_listen);
+  bool IsHead(const std::string& node_id) const { return node_id == context_.options.node_id; }
 
   const ControllerContext& context_;
   Clock& clock_;
   std::map<std::string, ProxyInfo> proxies_;  ///< by node id
-  int last_port_ = 0;                         ///< a restarted proxy binds the same port
+  std::map<std::string, Slot> slots_;         ///< by node id
   bool ever_healthy_ = false;                 ///< a proxy of this controller was ready once
-  int failures_ = 0;                          ///< failed starts since the proxy was last ready
-  std::optional<double> restart_at_;          ///< when the waiting restart is due (Clock::Now)
   std::deque<int> exited_pids_;               ///< recent exits, so late start reports are ignored
 };
 

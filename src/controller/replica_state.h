@@ -12,8 +12,9 @@
 namespace serve::controller {
 
 enum class ReplicaState { kStarting, kRecovering, kRunning, kStopping };
-/// The state name of spec §3.3; a RUNNING replica with a reconfigure in flight is "UPDATING".
-const char* ToString(ReplicaState s, bool updating = false);
+/// The state name of spec §3.3; a RUNNING replica with a reconfigure in flight is "UPDATING",
+/// one on a draining node "PENDING_MIGRATION".
+const char* ToString(ReplicaState s, bool updating = false, bool migrating = false);
 
 struct ReplicaInfo {
   std::string id;
@@ -30,6 +31,7 @@ struct ReplicaInfo {
   int version = 0;          ///< code version it was started with (restart when it changes)
   int config_version = 0;   ///< reconfigurable options it has applied
   bool updating = false;    ///< a Reconfigure call is in flight
+  bool migrating = false;   ///< RUNNING on a draining node (PENDING_MIGRATION)
   int health_failures = 0;
   bool health_in_flight = false;
   double last_health_s = 0;  ///< monotonic time the last health check started

@@ -1,5 +1,9 @@
 #include "controller/rest_api.h"
 
+#include <cmath>
+#include <cstdlib>
+#include <string_view>
+
 #include <spdlog/spdlog.h>
 
 namespace serve::controller {
@@ -63,6 +67,26 @@ rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequ
       return Reply(503, "Cannot collect metrics: " + std::string(text.status().message()));
     }
     return Reply(200, *std::move(text), "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (constexpr std::string_view kNodes = "/api/serve/nodes/";
+      path.rfind(kNodes, 0) == 0 && path.size() > kNodes.size() + 6 &&
+      path.compare(path.size() - 6, 6, "/drain") == 0) {
+    if (req.method != "POST") return Reply(405, "Method " + req.method + " not allowed.");
+    std::string node = path.substr(kNodes.size(), path.size() - kNodes.size() - 6);
+    double deadline_s = 0;
+    if (std::string d = QueryParam(query, "deadline_s"); !d.empty()) {
+      char* end = nullptr;
+      deadline_s = std::strtod(d.c_str(), &end);
+      if (end == d.c_str() || *end != '\0' || !std::isfinite(deadline_s) || deadline_s < 0 ||
+          deadline_s > 1e7) {
+        return Reply(400, "Invalid 'deadline_s' value: '" + d +
+                              "'. Must be a number of seconds between 0 and 10000000.");
+      }
+    }
+    absl::Status st = api.DrainNode(node, deadline_s);
+    if (st.ok()) return Reply(200, "");
+    int code = st.code() == absl::StatusCode::kNotFound ? 404 : 409;
+    return Reply(code, std::string(st.message()));
   }
   if (path == "/api/ray/version" && req.method == "GET") {
     nlohmann::json v = {{"version", "4"}, {"ray_version", "0.1.0"}, {"ray_commit", ""},

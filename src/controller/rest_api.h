@@ -24,12 +24,16 @@ class ControllerApi {
   /// Deletes every application.
   virtual void DeleteAllApplications() = 0;
   virtual std::string SessionName() = 0;
+  /// Drains a worker node (see ControlLoop::DrainNode); `deadline_s` <= 0: no deadline.
+  virtual absl::Status DrainNode(const std::string& node_id, double deadline_s) = 0;
 };
 
 /// Ray Serve's REST API on the dashboard port (spec §12.2), transport-free:
 ///   GET    /api/serve/applications/[?api_type=imperative|declarative]
 ///   PUT    /api/serve/applications/      (ServeDeploySchema JSON; 400 on invalid bodies)
 ///   DELETE /api/serve/applications/
+///   POST   /api/serve/nodes/<node id>/drain[?deadline_s=S]   (not in Ray: `serve drain-node`;
+///                                         404 unknown node, 409 head or dead node)
 ///   GET    /api/ray/version
 ///   GET    /api/serve/metrics            (every node's metrics, Prometheus text; 503 when
 ///                                         `cluster_metrics` fails, 404 when it is unset)

@@ -143,4 +143,11 @@ void Scheduler::ReleaseNode(const std::string& node_id) {
   std::erase_if(allocations_, [&](const auto& kv) { return kv.second.node_id == node_id; });
 }
 
+bool Scheduler::Holds(const std::string& node_id) const {
+  for (auto& [id, a] : allocations_) {
+    if (a.node_id == node_id) return true;
+  }
+  return false;
+}
+
 }  // namespace serve::controller

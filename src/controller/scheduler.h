@@ -43,6 +43,9 @@ class Scheduler {
   /// Frees everything held on `node_id` (it died).
   void ReleaseNode(const std::string& node_id);
 
+  const NodeTable& nodes() const { return nodes_; }
+  /// Whether anything is reserved on `node_id`.
+  bool Holds(const std::string& node_id) const;
   /// Free amounts on `node_id` (total minus reservations).
   ResourceSet Available(const std::string& node_id) const;
   /// Free amounts summed over alive nodes.

@@ -132,4 +132,10 @@ grpc::ServerUnaryReactor* ControllerService::Heartbeat(grpc::CallbackServerConte
   return Done(ctx, loop_.NodeHeartbeat(req->node_id()));
 }
 
+grpc::ServerUnaryReactor* ControllerService::DrainNode(grpc::CallbackServerContext* ctx,
+                                                       const v1::DrainNodeRequest* req,
+                                                       v1::Empty*) {
+  return Done(ctx, loop_.DrainNode(req->node_id(), req->deadline_s()));
+}
+
 }  // namespace serve::controller

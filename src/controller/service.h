@@ -50,6 +50,8 @@ class ControllerService final : public v1::Controller::CallbackService {
                                          const v1::RegisterNodeRequest* req, v1::Empty*) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::NodeHeartbeat* req, v1::Empty*) override;
+  grpc::ServerUnaryReactor* DrainNode(grpc::CallbackServerContext* ctx,
+                                      const v1::DrainNodeRequest* req, v1::Empty*) override;
 
  private:
   ControlLoop& loop_;

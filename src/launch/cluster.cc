@@ -124,7 +124,8 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                             {"app_dir", options.app_dir},
                             {"redis_address", options.redis_address},
                             {"redis_password", options.redis_password},
-                            {"cluster_name", options.cluster_name}};
+                            {"cluster_name", options.cluster_name},
+                            {"controller_port", options.controller_port}};
   // Addresses left by an instance that was killed; the new one writes its own.
   for (const char* stale : {"controller_address", "dashboard_address", "agent_address", "agent_pid",
                             "startup_error", "metrics_address"}) {
@@ -290,7 +291,7 @@ absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s) {
   if (auto controller = ReadFile(session + "/controller_address")) {
     (void)RequestClusterShutdown(*controller);
   } else {
-    ::kill(pid, SIGTERM);
+    ::kill(pid, SIGINT);  // a worker node: SIGTERM would drain it first
   }
   auto gone = [&](double seconds) {
     auto deadline = std::chrono::steady_clock::now() +

@@ -48,6 +48,9 @@ struct ClusterOptions {
   /// IP the head binds and advertises (controller, agent, proxy, replicas); "" = 127.0.0.1
   /// (or $SERVE_NODE_IP). Worker nodes on other machines need a reachable one.
   std::string node_ip;
+  /// The head controller's gRPC port (0: any free one). A fixed port lets a new head on the
+  /// same Redis take the worker nodes back, which keep calling the old address.
+  int controller_port = 0;
 };
 
 struct LocalCluster {

@@ -334,8 +334,25 @@ class AgentService final : public v1::Agent::Service {
 };
 
 std::atomic<bool> g_signalled{false};
+std::atomic<int> g_signal_count{0};
+std::atomic<int> g_last_signal{0};
 constexpr int kExitConfig = 78;
-void OnSignal(int) { g_signalled = true; }
+void OnSignal(int sig) {
+  g_last_signal = sig;
+  ++g_signal_count;
+  g_signalled = true;
+}
+
+/// Asks the controller at `address` to drain `node_id`.
+grpc::Status RequestDrain(const std::string& address, const std::string& node_id) {
+  auto stub = v1::Controller::NewStub(rpc::ChannelTo(address));
+  v1::DrainNodeRequest req;
+  req.set_node_id(node_id);
+  req.set_deadline_s(EnvDouble("SERVE_NODE_DRAIN_DEADLINE_S", 0));
+  auto ctx = rpc::ContextWithDeadline(5);
+  v1::Empty empty;
+  return stub->DrainNode(ctx.get(), req, &empty);
+}
 
 }  // namespace
 
@@ -535,15 +552,38 @@ int RunAgent(const AgentOptions& options) {
             [&options, joined_file] { WriteFileAtomic(joined_file, options.controller_address); },
             [&] { table.StopAll(EnvDouble("SERVE_AGENT_STOP_GRACE_S", 10)); },
             [&](const std::string& reason) {
-              give_up("The controller at " + options.controller_address +
-                      " refused this node: " + reason + ".");
+              if (reason.find("drained") != std::string::npos) {
+                spdlog::info("Node {} is drained; stopping.", node_id);
+              } else {
+                give_up("The controller at " + options.controller_address +
+                        " refused this node: " + reason + ".");
+              }
               request_shutdown();
             }});
   }
 
   {
+    // A worker's first SIGTERM drains the node (spec §4.6): the controller moves its replicas
+    // away and then declares it DEAD ("drained"), which stops this agent. SIGINT, a second
+    // signal, or a controller that cannot be asked stop it at once.
+    int signals_handled = 0;
     std::unique_lock lock(shutdown_mu);
-    while (!shutdown && !g_signalled) {
+    while (!shutdown) {
+      if (g_signal_count > signals_handled) {
+        bool drain = !options.head && signals_handled == 0 && g_last_signal == SIGTERM;
+        signals_handled = g_signal_count;
+        if (!drain) break;
+        lock.unlock();
+        grpc::Status st = RequestDrain(options.controller_address, node_id);
+        lock.lock();
+        if (!st.ok()) {
+          spdlog::warn("SIGTERM: cannot drain this node ({}); stopping now.", st.error_message());
+          break;
+        }
+        spdlog::info("SIGTERM: draining node {}; it stops once its replicas have moved (a second "
+                     "signal stops it at once).", node_id);
+        continue;
+      }
       if (controller_restart_at && std::chrono::steady_clock::now() >= *controller_restart_at) {
         controller_restart_at.reset();
         lock.unlock();

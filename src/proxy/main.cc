@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.add_option("--http-port", options.http_port);
   app.add_option("--keep-alive-timeout-s", options.keep_alive_timeout_s);
   app.add_option("--request-timeout-s", options.request_timeout_s);
+  app.add_option("--min-draining-period-s", options.min_draining_period_s);
   app.add_option("--grpc-port", options.grpc_port);
   app.add_option("--grpc-servicer-functions", options.grpc_services,
                  "fully-qualified gRPC service names served (repeatable)");

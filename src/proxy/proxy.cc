@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -127,6 +129,7 @@ int RunProxy(const ProxyOptions& options) {
   }
 
   std::set<std::string> watched;
+  std::optional<std::chrono::steady_clock::time_point> draining_since;
   std::unique_ptr<router::LongPollClient> poll;
   poll = std::make_unique<router::LongPollClient>(
       options.controller_address, io.get_executor(), [&](const v1::Update& u) {
@@ -150,12 +153,23 @@ int RunProxy(const ProxyOptions& options) {
             SetAccessLogEnabled(lc.value("enable_access_log", true));
             spdlog::info("Applied the top-level logging_config: {}", u.logging_config_json());
           }
+        } else if (u.has_proxy_state()) {
+          bool draining = u.proxy_state().draining();
+          if (draining && !draining_since) {
+            draining_since = std::chrono::steady_clock::now();
+            spdlog::info("Proxy is DRAINING: /-/healthz answers 503 from now on.");
+          } else if (!draining && draining_since) {
+            draining_since.reset();
+            spdlog::info("Proxy is no longer draining.");
+          }
+          handler.set_draining(draining);
         } else if (auto id = ParseTargetsKey(u.key()); id && u.has_targets()) {
           router.UpdateTargets(id->Key(), u.targets());
         }
       });
   poll->Watch(std::string(kRouteTableKey));
   poll->Watch(std::string(kGlobalLoggingConfigKey));
+  poll->Watch(ProxyStateKey(options.node_id));
   // Without a controller to ask, serve anyway after a while (/-/healthz then says 503).
   asio::steady_timer accept_anyway(io, std::chrono::seconds(5));
   accept_anyway.async_wait([&server](boost::system::error_code ec) {
@@ -187,6 +201,24 @@ int RunProxy(const ProxyOptions& options) {
       asio::post(io, [&io] { io.stop(); });
     });
   });
+  // Drained (spec §8.1): draining, nothing in flight, and the minimum period passed: the
+  // proxy exits as on SIGTERM (the controller then drops it as DRAINED).
+  asio::steady_timer drain_check(io);
+  std::function<void()> check_drained = [&] {
+    drain_check.expires_after(std::chrono::milliseconds(200));
+    drain_check.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;
+      if (draining_since && handler.ongoing() == 0 &&
+          std::chrono::steady_clock::now() - *draining_since >=
+              std::chrono::duration<double>(options.min_draining_period_s)) {
+        spdlog::info("Proxy is DRAINED; exiting.");
+        ::kill(::getpid(), SIGTERM);
+        return;
+      }
+      check_drained();
+    });
+  };
+  check_drained();
   io.run();
   if (grpc_stopper.joinable()) grpc_stopper.join();
   grpc_proxy.reset();

@@ -15,6 +15,9 @@ struct ProxyOptions {
   size_t max_body_bytes = 100 * 1024 * 1024;   ///< larger bodies get 413
   double keep_alive_timeout_s = 90;            ///< idle keep-alive connections are closed
   double request_timeout_s = -1;               ///< > 0: end-to-end deadline, then 408
+  /// A draining proxy exits once it has had no request in flight for this long since draining
+  /// started (RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S).
+  double min_draining_period_s = 30;
   /// gRPC ingress (GrpcProxy): runs when grpc_port > 0 and grpc_services is not empty.
   int grpc_port = 9000;
   std::vector<std::string> grpc_services;      ///< accepted fully-qualified service names

@@ -34,8 +34,11 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
     tags->method = req.method;
     metrics_->RequestStarted();
   }
+  ++*ongoing_;
   // Outlives Handle(): runs when the routed request completes.
-  auto finish = [request_id, done = std::move(done), metrics = metrics_, tags](ProxyResponse r) {
+  auto finish = [request_id, done = std::move(done), metrics = metrics_, tags,
+                 ongoing = ongoing_](ProxyResponse r) {
+    --*ongoing;
     if (metrics) {
       metrics->RequestFinished(tags->method, tags->route, tags->app, tags->deployment, r.status,
                                tags->start);
@@ -54,7 +57,10 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
 
   if (path == "/-/routes" || path == "/-/healthz") {
     if (!populated_) return finish(Text(503, "Route table is not populated yet."));
-    if (path == "/-/healthz") return finish(Text(200, "success"));
+    if (path == "/-/healthz") {
+      if (draining_) return finish(Text(503, "This node is being drained."));
+      return finish(Text(200, "success"));
+    }
     nlohmann::json j = nlohmann::json::object();
     for (const auto& r : routes_.routes()) j[r.route_prefix] = r.app_name;
     ProxyResponse resp;

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,11 @@ class RequestHandler {
   const RouteTable& routes() const { return routes_; }
   /// Records every request (not owned; must outlive this). Unset: nothing is recorded.
   void set_metrics(ProxyMetrics* metrics) { metrics_ = metrics; }
+  /// Draining (spec §8.1): /-/healthz answers 503 "This node is being drained."; requests are
+  /// still served.
+  void set_draining(bool draining) { draining_ = draining; }
+  /// Requests received and not answered yet.
+  int ongoing() const { return *ongoing_; }
 
   /// Handles one request; `done` runs exactly once (possibly before Handle returns).
   void Handle(ProxyRequest request, std::function<void(ProxyResponse)> done);
@@ -43,7 +49,9 @@ class RequestHandler {
   double request_timeout_s_;
   RouteTable routes_;
   bool populated_ = false;
+  bool draining_ = false;
   ProxyMetrics* metrics_ = nullptr;
+  std::shared_ptr<int> ongoing_ = std::make_shared<int>(0);  ///< shared with pending `done`s
 };
 
 }  // namespace serve::proxy

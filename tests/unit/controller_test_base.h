@@ -41,6 +41,7 @@ class ControllerTest : public ::testing::Test {
     o.node_id = "node1";
     o.http_port = 0;
     o.head_resources_json = head_resources_json_;
+    o.proxy_location = proxy_location_;
     auto loop = std::make_unique<ControlLoop>(o, clock_, random_, agent_, replicas_, kv_);
     loop->set_address("127.0.0.1:1");
     return loop;
@@ -160,6 +161,7 @@ class ControllerTest : public ::testing::Test {
 
   std::filesystem::path session_;
   std::string head_resources_json_;  ///< "" : the head fits every demand
+  std::string proxy_location_ = "EveryNode";
   FakeClock clock_;
   FakeRandom random_;
   FakeAgent agent_;

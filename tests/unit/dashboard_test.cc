@@ -27,6 +27,7 @@ class OneReplicaApi final : public ControllerApi {
   absl::Status ApplyConfig(const config::ServeDeployConfig&) override { return absl::OkStatus(); }
   void DeleteAllApplications() override {}
   std::string SessionName() override { return "s"; }
+  absl::Status DrainNode(const std::string&, double) override { return absl::OkStatus(); }
   std::string log_;
 };
 
