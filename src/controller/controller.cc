@@ -216,7 +216,10 @@ int RunController(const ControllerOptions& base_options) {
   }
   std::thread rest_thread([&] { rest_io.run(); });
   std::string dashboard = "http://" + options.dashboard_host + ":" + std::to_string(rest_port);
-  spdlog::info("REST API at {}.", dashboard);
+  spdlog::info("REST API at {}: {}.", dashboard,
+               rest_auth.token.empty()        ? "open (this process has no cluster token)"
+               : rest_auth.trust_loopback ? "the cluster token is required except from loopback"
+                                          : "the cluster token is required");
 
   loop.Recover();
   if (!WriteFileAtomic(options.session_dir + "/dashboard_address", dashboard) ||
