@@ -172,12 +172,17 @@ void LogRefused(std::string_view what, std::string_view why) {
     return;
   }
   ++logged;
+  // `what` can hold a caller's bytes (a path): no control characters in the log.
+  std::string shown(what);
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 32 || c == 127) c = '?';
+  }
   if (left_out > 0) {
-    spdlog::warn("Refused {}: {} ({} more refused requests were not logged).", what, why,
+    spdlog::warn("Refused {}: {} ({} more refused requests were not logged).", shown, why,
                  left_out);
     left_out = 0;
   } else {
-    spdlog::warn("Refused {}: {}.", what, why);
+    spdlog::warn("Refused {}: {}.", shown, why);
   }
 }
 
