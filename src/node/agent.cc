@@ -338,39 +338,16 @@ std::atomic<bool> g_signalled{false};
 constexpr int kExitConfig = 78;
 void OnSignal(int) { g_signalled = true; }
 
-// The cluster token (AgentOptions::token_file): stored in <session>/cluster_token, which
-// $SERVE_CLUSTER_TOKEN_FILE names for this process's children. Before any thread starts.
-absl::Status SetUpClusterToken(const AgentOptions& options) {
-  absl::StatusOr<std::optional<std::string>> token =
-      options.token_file.empty() ? rpc::TokenFromEnvironment()
-                                 : absl::StatusOr<std::optional<std::string>>(
-                                       rpc::ReadTokenFile(options.token_file));
-  if (!token.ok()) return token.status();
-  if (!*token) {
-    return absl::InvalidArgumentError(
-        "a cluster token is required: --token-file FILE, $SERVE_CLUSTER_TOKEN_FILE or "
-        "$SERVE_CLUSTER_TOKEN");
-  }
-  std::string path = options.session_dir + "/cluster_token";
-  auto stored = rpc::ReadTokenFile(path);
-  if (!stored.ok() || *stored != **token) {
-    if (auto st = rpc::WriteTokenFile(path, **token); !st.ok()) return st;
-  }
-  std::error_code ec;
-  path = std::filesystem::absolute(path, ec).string();
-  ::setenv(rpc::kTokenFileEnv, path.c_str(), 1);
-  ::unsetenv(rpc::kTokenEnv);
-  rpc::SetClusterToken(**std::move(token));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 int RunAgent(const AgentOptions& options) {
   std::string node_id = options.node_id.empty() ? RandomId(28) : options.node_id;
   // LocalNodeIp() of this process and of every child it starts.
   if (!options.node_ip.empty()) ::setenv("SERVE_NODE_IP", options.node_ip.c_str(), 1);
-  if (absl::Status st = SetUpClusterToken(options); !st.ok()) {
+  // Children get $SERVE_CLUSTER_TOKEN_FILE naming <session>/cluster_token. Before any thread.
+  if (absl::Status st =
+          rpc::AdoptClusterToken(options.token_file, options.session_dir + "/cluster_token");
+      !st.ok()) {
     std::cerr << "serve-agent: " << st.message() << "\n";
     WriteFileAtomic(options.session_dir + "/startup_error", std::string(st.message()));
     return 2;

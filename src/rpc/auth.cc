@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 
 #include <boost/asio/ip/address.hpp>
@@ -137,6 +138,27 @@ absl::Status LoadClusterTokenFromEnvironment() {
     spdlog::warn("No cluster token (${} and ${} are unset): this process accepts every caller.",
                  kTokenFileEnv, kTokenEnv);
   }
+  return absl::OkStatus();
+}
+
+absl::Status AdoptClusterToken(const std::string& token_file, const std::string& store_path) {
+  absl::StatusOr<std::optional<std::string>> token =
+      token_file.empty() ? TokenFromEnvironment()
+                         : absl::StatusOr<std::optional<std::string>>(ReadTokenFile(token_file));
+  if (!token.ok()) return token.status();
+  if (!*token) {
+    return absl::InvalidArgumentError("a cluster token is required: --token-file FILE, $" +
+                                      std::string(kTokenFileEnv) + " or $" + kTokenEnv);
+  }
+  auto stored = ReadTokenFile(store_path);
+  if (!stored.ok() || *stored != **token) {
+    if (auto st = WriteTokenFile(store_path, **token); !st.ok()) return st;
+  }
+  std::error_code ec;
+  std::string path = std::filesystem::absolute(store_path, ec).string();
+  ::setenv(kTokenFileEnv, path.c_str(), 1);
+  ::unsetenv(kTokenEnv);
+  SetClusterToken(**std::move(token));
   return absl::OkStatus();
 }
 

@@ -50,6 +50,12 @@ void SetClusterToken(std::string token);
 /// variable is set but unusable (the process must not serve without its token).
 absl::Status LoadClusterTokenFromEnvironment();
 
+/// For a process that starts others (the node agent), before it starts threads: reads the token
+/// from `token_file` ("" = TokenFromEnvironment(); an error when there is none), stores it at
+/// `store_path` (0600), sets $SERVE_CLUSTER_TOKEN_FILE to that file's absolute path and unsets
+/// $SERVE_CLUSTER_TOKEN (children inherit the file, never the token), then SetClusterToken.
+absl::Status AdoptClusterToken(const std::string& token_file, const std::string& store_path);
+
 /// "Bearer <token>": the value of the `authorization` header (REST) and metadata (gRPC).
 std::string BearerValue(std::string_view token);
 /// The token of an `authorization` value "Bearer <token>" (scheme case-insensitive), "" if the

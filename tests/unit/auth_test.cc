@@ -123,6 +123,23 @@ TEST_F(TokenFileTest, EnvironmentPrefersTheFileOverTheToken) {
   EXPECT_FALSE(LoadClusterTokenFromEnvironment().ok());
 }
 
+TEST_F(TokenFileTest, AdoptingPassesChildrenTheFileNeverTheToken) {
+  EXPECT_FALSE(AdoptClusterToken("", Path("stored")).ok());  // none given: refused
+  ::setenv(kTokenEnv, kToken.c_str(), 1);
+  ASSERT_TRUE(AdoptClusterToken("", Path("stored")).ok());
+  EXPECT_EQ(std::getenv(kTokenEnv), nullptr);
+  ASSERT_NE(std::getenv(kTokenFileEnv), nullptr);
+  EXPECT_EQ(std::string(std::getenv(kTokenFileEnv)), Path("stored"));
+  struct stat st {};
+  ASSERT_EQ(::stat(Path("stored").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(ClusterToken(), kToken);
+  auto child = TokenFromEnvironment();  // what a child started now reads
+  ASSERT_TRUE(child.ok() && child->has_value());
+  EXPECT_EQ(**child, kToken);
+  SetClusterToken("");
+}
+
 TEST(HostAllowed, IpLiteralsLocalhostAndOwnNames) {
   std::vector<std::string> names = {"head-1", "serve.internal."};
   for (const char* ok : {"", "127.0.0.1", "127.0.0.1:8265", "10.0.0.7:80", "[::1]:8265",
