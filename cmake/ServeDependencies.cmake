@@ -24,6 +24,8 @@ add_library(serve_asio INTERFACE)
 target_link_libraries(serve_asio INTERFACE Boost::headers Threads::Threads)
 target_compile_definitions(serve_asio INTERFACE
   BOOST_ASIO_HAS_CO_AWAIT=1 BOOST_ASIO_HAS_STD_COROUTINE=1 BOOST_ASIO_NO_DEPRECATED)
+find_package(OpenSSL REQUIRED)                  # OpenSSL::Crypto (cluster token: RAND_bytes,
+                                                # CRYPTO_memcmp)
 find_package(CURL REQUIRED)                     # CURL::libcurl (REST client of the CLI)
 # hiredis 0.14: its CMake config package sets no target (and breaks without a version).
 find_package(PkgConfig REQUIRED)

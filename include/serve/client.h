@@ -24,6 +24,9 @@ namespace serve {
 struct ClientOptions {
   std::string temp_dir{};            ///< "" = $SERVE_TEMP_DIR, else /tmp/serve
   std::string controller_address{};  ///< "" = from <temp_dir>/session_latest/controller_address
+  /// File holding the cluster token; "" = $SERVE_CLUSTER_TOKEN_FILE, else $SERVE_CLUSTER_TOKEN,
+  /// else <temp_dir>/session_latest/cluster_token (docs/security.md).
+  std::string token_file{};
 };
 
 /// Connects this process to a running instance; handles made afterwards call into it.

@@ -10,6 +10,7 @@
 #include "config/schema.h"
 #include "launch/cluster.h"
 #include "node/resources.h"
+#include "rpc/auth.h"
 
 namespace serve::cli {
 namespace {
@@ -35,10 +36,14 @@ using launch::TempRoot;
 int RunCli(int argc, char** argv) {
   CLI::App app{"serve: run and manage serve applications"};
   app.require_subcommand(1);
-  std::string temp_dir, address;
+  std::string temp_dir, address, token_file;
   auto add_temp = [&](CLI::App* cmd) {
     cmd->add_option("--temp-dir", temp_dir,
                     "root of session directories (default $SERVE_TEMP_DIR, else /tmp/serve)");
+    cmd->add_option("--token-file", token_file,
+                    "file holding the cluster token (default $SERVE_CLUSTER_TOKEN_FILE, "
+                    "$SERVE_CLUSTER_TOKEN, else the latest local session's cluster_token; "
+                    "a new head makes a new token unless one is given)");
   };
   auto add_address = [&](CLI::App* cmd) {
     cmd->add_option("-a,--address", address,
@@ -242,6 +247,22 @@ int RunCli(int argc, char** argv) {
     return app.exit(e);
   }
   std::string root = TempRoot(temp_dir);
+  // The cluster token (docs/security.md): one given explicitly (flag or environment) is the
+  // token of a head started here and what a worker joins with; other commands fall back to
+  // the latest local session's.
+  auto explicit_token = launch::FindClusterToken(token_file, "");
+  if (!explicit_token.ok()) return Fail(std::string(explicit_token.status().message()));
+  if (*start_cmd && !join_address.empty() && !*explicit_token) {
+    return Fail("joining a cluster needs its token: give a copy of the head's "
+                "<session>/cluster_token with --token-file (or set $SERVE_CLUSTER_TOKEN_FILE "
+                "or $SERVE_CLUSTER_TOKEN).");
+  }
+  if (*explicit_token) run.cluster.token = start.token = **explicit_token;
+  if (*run_cmd || *deploy_cmd || *config_cmd || *status_cmd || *shutdown_cmd) {
+    auto token = launch::FindClusterToken(token_file, root);
+    if (!token.ok()) return Fail(std::string(token.status().message()));
+    if (*token) rpc::SetClusterToken(**token);
+  }
   if (*run_cmd || *start_cmd) {
     auto args = node_args();
     if (!args.ok()) return Fail(std::string(args.status().message()));

@@ -65,12 +65,14 @@ int CmdStart(ClusterOptions options, const std::string& temp_dir, const std::str
     http = "http://" + options.http_host + ":" + std::to_string(*port);
   }
   FollowUpFlags follow = FollowUp(root, cluster->dashboard_address);
+  std::string token_file = *session + "/" + launch::kClusterTokenFile;
   std::cout << "Started serve (session " << *session << ").\n"
             << "  HTTP proxy:  " << http << "\n"
             << "  REST API:    " << cluster->dashboard_address << "\n"
             << "  Controller:  " << cluster->controller_address
             << " (worker nodes join with `serve start --address " << cluster->controller_address
-            << "`)\n"
+            << " --token-file <a copy of the token file>`)\n"
+            << "  Token file:  " << token_file << " (keep it secret)\n"
             << "  Metrics:     " << cluster->metrics_address << "/metrics\n"
             << "Next:\n"
             << "  serve deploy config.yaml" << follow.address << "\n"
@@ -97,6 +99,7 @@ int CmdStartWorker(const ClusterOptions& options, const std::string& temp_dir,
   w.metrics_export_port = options.metrics_export_port;
   w.bin_dir = options.bin_dir;
   w.agent_args = options.agent_args;
+  w.token = options.token;
   auto node = launch::StartWorkerNode(*session, w);
   if (!node.ok()) return Fail(std::string(node.status().message()));
   std::cout << "Started a worker node (session " << *session << ").\n"

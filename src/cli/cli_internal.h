@@ -114,7 +114,8 @@ struct RunArgs {
 int CmdRun(RunArgs a);
 
 /// `serve start` (cli_instance.cc): a detached instance; returns once its proxy is ready.
-/// `serve start --address HEAD`: a detached worker node agent joining that cluster.
+/// `serve start --address HEAD`: a detached worker node agent joining that cluster with
+/// `options.token`.
 int CmdStartWorker(const launch::ClusterOptions& options, const std::string& temp_dir,
                    const std::string& controller_address);
 int CmdStart(launch::ClusterOptions options, const std::string& temp_dir,

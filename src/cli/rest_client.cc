@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include "rpc/auth.h"
+
 namespace serve::cli {
 namespace {
 size_t Append(char* data, size_t size, size_t n, void* out) {
@@ -18,6 +20,9 @@ absl::StatusOr<RestResponse> RestCall(const std::string& method, const std::stri
   if (curl == nullptr) return absl::InternalError("cannot initialise libcurl");
   RestResponse resp;
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  if (std::string token = rpc::ClusterToken(); !token.empty()) {
+    headers = curl_slist_append(headers, ("Authorization: " + rpc::BearerValue(token)).c_str());
+  }
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

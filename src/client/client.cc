@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "launch/cluster.h"
 #include "replica/handle_runtime.h"
+#include "rpc/auth.h"
 #include "rpc/grpc_util.h"
 #include "sdk/host.h"
 #include "serve/v1/controller.grpc.pb.h"
@@ -81,8 +82,11 @@ Reply CallController(grpc::Status (v1::Controller::Stub::*method)(grpc::ClientCo
 
 void connect(const ClientOptions& options) {
   std::string address = options.controller_address;
+  std::string root = launch::TempRoot(options.temp_dir);
+  auto token = launch::FindClusterToken(options.token_file, root);
+  if (!token.ok()) throw ServeException(std::string(token.status().message()));
+  if (*token) rpc::SetClusterToken(**token);
   if (address.empty()) {
-    std::string root = launch::TempRoot(options.temp_dir);
     auto text = ReadFile(root + "/session_latest/controller_address");
     if (!text) {
       throw ServeException("No running serve instance found under " + root +
@@ -113,7 +117,9 @@ void start(const StartOptions& options) {
     throw ServeException("Cannot start serve: " + std::string(started.status().message()));
   }
   ClientOptions client;
+  client.temp_dir = options.temp_dir;
   client.controller_address = started->controller_address;
+  client.token_file = *session + "/" + launch::kClusterTokenFile;
   connect(client);
   std::lock_guard lock(State().mu);
   State().agent_pid = started->agent_pid;

@@ -15,6 +15,9 @@ std::string RandomUuid();
 std::optional<std::string> ReadFile(const std::string& path);
 /// Writes `contents` to `path` atomically (temp file + rename). Returns false on failure.
 bool WriteFileAtomic(const std::string& path, const std::string& contents);
+/// WriteFileAtomic for secrets: the file is created 0600 (readable by its owner only) before
+/// anything is written to it.
+bool WritePrivateFileAtomic(const std::string& path, const std::string& contents);
 
 /// Directory holding the running executable (serve binaries find each other through it).
 std::string SelfExeDir();

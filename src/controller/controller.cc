@@ -26,6 +26,7 @@
 #include "controller/storage/redis_kv_store.h"
 #include "metrics/export.h"
 #include "metrics/registry.h"
+#include "rpc/auth.h"
 #include "rpc/grpc_util.h"
 #include "rpc/http_server.h"
 #include "serve/v1/agent.grpc.pb.h"
@@ -195,10 +196,13 @@ int RunController(const ControllerOptions& base_options) {
     if (!st.ok()) return rpc::FromGrpcStatus(st);
     return metrics::MergeText({text.text()});
   };
+  // Every request on this port passes the token and Host checks first (docs/security.md).
+  const rpc::RestAuthOptions rest_auth = rpc::RestAuthOptions::FromEnvironment();
   rpc::HttpServer rest(
       rest_io,
-      [&loop, &dashboard_options, &cluster_metrics](
+      [&loop, &dashboard_options, &cluster_metrics, &rest_auth](
           rpc::HttpServerRequest req, std::function<void(rpc::HttpServerResponse)> done) {
+        if (auto refused = rpc::CheckRestRequest(rest_auth, req)) return done(*std::move(refused));
         if (auto page = HandleDashboard(dashboard_options, loop, req)) return done(*std::move(page));
         done(HandleRest(loop, req, cluster_metrics));
       },
@@ -219,7 +223,10 @@ int RunController(const ControllerOptions& base_options) {
   }
   std::thread rest_thread([&] { rest_io.run(); });
   std::string dashboard = "http://" + options.dashboard_host + ":" + std::to_string(rest_port);
-  spdlog::info("REST API at {}.", dashboard);
+  spdlog::info("REST API at {}: {}.", dashboard,
+               rest_auth.token.empty()        ? "open (this process has no cluster token)"
+               : rest_auth.trust_loopback ? "the cluster token is required except from loopback"
+                                          : "the cluster token is required");
 
   loop.Recover();
   if (!WriteFileAtomic(options.session_dir + "/dashboard_address", dashboard) ||

@@ -1,6 +1,9 @@
+#include <iostream>
+
 #include <CLI/CLI.hpp>
 
 #include "controller/controller.h"
+#include "rpc/auth.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"serve-controller: the control plane of a serve cluster"};
@@ -9,5 +12,9 @@ int main(int argc, char** argv) {
   app.add_option("--agent-address", options.agent_address)->required();
   app.add_option("--node-id", options.node_id)->required();
   CLI11_PARSE(app, argc, argv);
+  if (auto st = serve::rpc::LoadClusterTokenFromEnvironment(); !st.ok()) {
+    std::cerr << "serve-controller: " << st.message() << "\n";
+    return 2;
+  }
   return serve::controller::RunController(options);
 }

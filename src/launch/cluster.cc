@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/util.h"
+#include "rpc/auth.h"
 #include "rpc/grpc_util.h"
 #include "serve/v1/controller.grpc.pb.h"
 
@@ -45,6 +46,22 @@ absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std:
   }
   if (!ec) fs::rename(tmp, latest, ec);
   return fs::absolute(dir).string();
+}
+
+absl::StatusOr<std::optional<std::string>> FindClusterToken(const std::string& token_file,
+                                                            const std::string& root) {
+  if (!token_file.empty()) {
+    auto token = rpc::ReadTokenFile(token_file);
+    if (!token.ok()) return token.status();
+    return std::optional<std::string>(*std::move(token));
+  }
+  auto env = rpc::TokenFromEnvironment();
+  if (!env.ok() || *env || root.empty()) return env;
+  std::string session_file = root + "/session_latest/" + kClusterTokenFile;
+  if (!fs::exists(session_file)) return std::optional<std::string>();
+  auto token = rpc::ReadTokenFile(session_file);
+  if (!token.ok()) return token.status();
+  return std::optional<std::string>(*std::move(token));
 }
 
 namespace {
@@ -81,9 +98,20 @@ absl::StatusOr<pid_t> ForkAgent(std::vector<std::string> args, const std::string
   return pid;
 }
 
-// The node options every agent takes: its IP, resource options and metrics port.
-void AppendNodeArgs(std::vector<std::string>& args, const std::string& node_ip,
-                    const std::vector<std::string>& agent_args, int metrics_export_port) {
+// Writes `token` to <session>/cluster_token; returns that path.
+absl::StatusOr<std::string> WriteSessionToken(const std::string& session_dir,
+                                              const std::string& token) {
+  std::string path = session_dir + "/" + kClusterTokenFile;
+  if (auto st = rpc::WriteTokenFile(path, token); !st.ok()) return st;
+  return path;
+}
+
+// The node options every agent takes: its token file, IP, resource options and metrics port.
+void AppendNodeArgs(std::vector<std::string>& args, const std::string& token_file,
+                    const std::string& node_ip, const std::vector<std::string>& agent_args,
+                    int metrics_export_port) {
+  args.push_back("--token-file");
+  args.push_back(token_file);
   if (!node_ip.empty()) {
     args.push_back("--node-ip");
     args.push_back(node_ip);
@@ -132,17 +160,30 @@ absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
     std::error_code ec;
     fs::remove(session_dir + "/" + stale, ec);
   }
-  if (!WriteFileAtomic(session_dir + "/cluster.json", cluster.dump(2))) {
+  if (!WritePrivateFileAtomic(session_dir + "/cluster.json", cluster.dump(2))) {
     return absl::InternalError("cannot write " + session_dir + "/cluster.json");
   }
-  std::error_code perm_ec;
-  fs::permissions(session_dir + "/cluster.json", fs::perms::owner_read | fs::perms::owner_write,
-                  fs::perm_options::replace, perm_ec);
+  // The token: the one given, else the reused session's, else a new one.
+  std::string token = options.token;
+  if (token.empty() && fs::exists(session_dir + "/" + kClusterTokenFile)) {
+    auto kept = rpc::ReadTokenFile(session_dir + "/" + kClusterTokenFile);
+    if (!kept.ok()) return kept.status();
+    token = *std::move(kept);
+  }
+  if (token.empty()) {
+    auto made = rpc::GenerateClusterToken();
+    if (!made.ok()) return made.status();
+    token = *std::move(made);
+  }
+  auto token_file = WriteSessionToken(session_dir, token);
+  if (!token_file.ok()) return token_file.status();
+  rpc::SetClusterToken(token);
   std::string agent =
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--head"};
   if (!options.detached && options.forward_logs) args.push_back("--forward-logs");
-  AppendNodeArgs(args, options.node_ip, options.agent_args, options.metrics_export_port);
+  AppendNodeArgs(args, *token_file, options.node_ip, options.agent_args,
+                 options.metrics_export_port);
   auto forked = ForkAgent(args, session_dir, options.detached);
   if (!forked.ok()) return forked.status();
   pid_t pid = *forked;
@@ -176,11 +217,18 @@ absl::StatusOr<WorkerNode> StartWorkerNode(const std::string& session_dir,
     std::error_code ec;
     fs::remove(session_dir + "/" + stale, ec);
   }
+  if (auto st = rpc::ValidateToken(options.token); !st.ok()) {
+    return absl::InvalidArgumentError("joining a cluster needs its token: " +
+                                      std::string(st.message()));
+  }
+  auto token_file = WriteSessionToken(session_dir, options.token);
+  if (!token_file.ok()) return token_file.status();
   std::string agent =
       options.bin_dir.empty() ? SiblingBinary("serve-agent") : options.bin_dir + "/serve-agent";
   std::vector<std::string> args = {agent, "--session-dir", session_dir, "--worker",
                                    "--controller-address", options.controller_address};
-  AppendNodeArgs(args, options.node_ip, options.agent_args, options.metrics_export_port);
+  AppendNodeArgs(args, *token_file, options.node_ip, options.agent_args,
+                 options.metrics_export_port);
   auto forked = ForkAgent(args, session_dir, /*detached=*/true);
   if (!forked.ok()) return forked.status();
   pid_t pid = *forked;
@@ -288,6 +336,9 @@ absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s) {
   pid_t pid = static_cast<pid_t>(std::atoi(pid_text->c_str()));
   if (pid <= 0 || !ProcessAlive(pid)) return false;
   // A full shutdown through the controller deletes the apps gracefully; the agent then exits.
+  if (auto token = rpc::ReadTokenFile(session + "/" + kClusterTokenFile); token.ok()) {
+    rpc::SetClusterToken(*std::move(token));
+  }
   if (auto controller = ReadFile(session + "/controller_address")) {
     (void)RequestClusterShutdown(*controller);
   } else {

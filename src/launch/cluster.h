@@ -20,6 +20,16 @@ std::string TempRoot(const std::string& flag);
 /// cluster.json (which can hold the Redis password) 0600.
 absl::StatusOr<std::string> CreateSessionDir(const std::string& root, const std::string& dir = "");
 
+/// The cluster token's file in a session directory (0600; rpc/auth.h, docs/security.md).
+inline constexpr char kClusterTokenFile[] = "cluster_token";
+
+/// The token a command uses to reach a cluster: the file `token_file` (--token-file), else
+/// $SERVE_CLUSTER_TOKEN_FILE, else $SERVE_CLUSTER_TOKEN, else <root>/session_latest/cluster_token
+/// when `root` is given and that file exists; nullopt when there is none. An error names a
+/// file that cannot be read or holds no valid token.
+absl::StatusOr<std::optional<std::string>> FindClusterToken(const std::string& token_file,
+                                                            const std::string& root);
+
 /// Cluster-wide options, written to <session>/cluster.json for the controller.
 struct ClusterOptions {
   std::string http_host = "127.0.0.1";
@@ -51,6 +61,8 @@ struct ClusterOptions {
   /// The head controller's gRPC port (0: any free one). A fixed port lets a new head on the
   /// same Redis take the worker nodes back, which keep calling the old address.
   int controller_port = 0;
+  /// The cluster token; "" = the session's own (a reused session) or a new random one.
+  std::string token;
 };
 
 struct LocalCluster {
@@ -63,7 +75,9 @@ struct LocalCluster {
 
 /// Starts a head node agent (which starts the controller, its REST API and the proxy) and
 /// waits until the controller serves. The agent runs in its own process group (session when
-/// detached) so a terminal's Ctrl-C reaches only this process.
+/// detached) so a terminal's Ctrl-C reaches only this process. The cluster token is written to
+/// <session>/cluster_token (0600), given to the agent with --token-file and becomes this
+/// process's token (rpc::SetClusterToken), so the caller can reach the cluster.
 absl::StatusOr<LocalCluster> StartLocalCluster(const std::string& session_dir,
                                                const ClusterOptions& options);
 
@@ -74,6 +88,7 @@ struct WorkerOptions {
   int metrics_export_port = -1;
   std::string bin_dir;
   std::vector<std::string> agent_args;  ///< node resources
+  std::string token;               ///< the cluster's token (required)
 };
 struct WorkerNode {
   std::string session_dir;
@@ -84,7 +99,8 @@ struct WorkerNode {
 };
 
 /// Starts a detached worker node agent and waits (30 s at most) until the controller accepted
-/// it; the error names the reason (agent exit, refusal, timeout).
+/// it; the error names the reason (agent exit, refusal such as a wrong token, timeout). The
+/// token is copied to the worker's <session>/cluster_token (0600) for its agent.
 absl::StatusOr<WorkerNode> StartWorkerNode(const std::string& session_dir,
                                            const WorkerOptions& options);
 
@@ -106,8 +122,8 @@ absl::Status RequestClusterShutdown(const std::string& controller_address);
 /// Waits up to `timeout_s` for `pid` (our child) to exit; SIGTERM then SIGKILL after that.
 void StopAgent(pid_t pid, double timeout_s);
 
-/// `serve stop`: stops the latest session's cluster (any process that started it). Returns
-/// false when none was running.
+/// `serve stop`: stops the latest session's cluster (any process that started it), with the
+/// session's token. Returns false when none was running.
 absl::StatusOr<bool> StopCluster(const std::string& root, double timeout_s);
 
 }  // namespace serve::launch

@@ -28,6 +28,7 @@
 #include "metrics/export.h"
 #include "node/membership.h"
 #include "node/metrics_endpoint.h"
+#include "rpc/auth.h"
 #include "rpc/grpc_util.h"
 #include "serve/v1/agent.grpc.pb.h"
 #include "serve/v1/controller.grpc.pb.h"
@@ -360,6 +361,14 @@ int RunAgent(const AgentOptions& options) {
   std::string node_id = options.node_id.empty() ? RandomId(28) : options.node_id;
   // LocalNodeIp() of this process and of every child it starts.
   if (!options.node_ip.empty()) ::setenv("SERVE_NODE_IP", options.node_ip.c_str(), 1);
+  // Children get $SERVE_CLUSTER_TOKEN_FILE naming <session>/cluster_token. Before any thread.
+  if (absl::Status st =
+          rpc::AdoptClusterToken(options.token_file, options.session_dir + "/cluster_token");
+      !st.ok()) {
+    std::cerr << "serve-agent: " << st.message() << "\n";
+    WriteFileAtomic(options.session_dir + "/startup_error", std::string(st.message()));
+    return 2;
+  }
   nlohmann::json labels = nlohmann::json::object();
   if (!options.labels_json.empty()) {
     labels = nlohmann::json::parse(options.labels_json, nullptr, false);

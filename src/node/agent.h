@@ -23,6 +23,10 @@ struct AgentOptions {
   /// Port of this node's Prometheus endpoint (GET /metrics): 0 = any free port; -1 = the
   /// default, kDefaultMetricsExportPort, or any free port when that one is taken.
   int metrics_export_port = -1;
+  /// File holding the cluster token; "" = $SERVE_CLUSTER_TOKEN_FILE, else $SERVE_CLUSTER_TOKEN.
+  /// Required: the agent copies it to <session>/cluster_token (0600) and its children get
+  /// $SERVE_CLUSTER_TOKEN_FILE pointing there (never the token itself).
+  std::string token_file;
 };
 
 inline constexpr int kDefaultMetricsExportPort = 8080;

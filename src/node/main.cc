@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-export-port", options.metrics_export_port,
                  "port of this node's Prometheus endpoint (0: any free port)")
       ->check(CLI::Range(0, 65535));
+  app.add_option("--token-file", options.token_file,
+                 "file holding the cluster token (default $SERVE_CLUSTER_TOKEN_FILE, else "
+                 "$SERVE_CLUSTER_TOKEN)");
   app.add_flag("--forward-logs", options.forward_logs, "print children's output, prefixed");
   app.add_option("--num-cpus", options.resources.num_cpus, "CPUs to offer (default: detected)");
   app.add_option("--num-gpus", options.resources.num_gpus,

@@ -9,6 +9,11 @@
 #include "serve/v1/controller.grpc.pb.h"
 
 namespace serve::node {
+namespace {
+constexpr char kWrongToken[] =
+    "it does not accept this node's cluster token (give the worker a copy of the head's "
+    "<session>/cluster_token with --token-file)";
+}  // namespace
 
 Membership::Membership(std::string controller_address, v1::RegisterNodeRequest request,
                        Callbacks callbacks)
@@ -54,6 +59,10 @@ void Membership::Run() {
         callbacks_.on_dead(st.error_message());
         return;
       }
+      if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+        callbacks_.on_dead(kWrongToken);
+        return;
+      }
       if (!warned) {
         spdlog::warn("Cannot register with the controller at {}: {}; retrying.",
                      controller_address_, st.error_message());
@@ -74,6 +83,9 @@ void Membership::Run() {
       continue;
     } else if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
       callbacks_.on_dead(st.error_message());
+      return;
+    } else if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      callbacks_.on_dead(kWrongToken);
       return;
     } else if (!warned) {
       spdlog::warn("Heartbeat to {} failed: {}; retrying.", controller_address_,

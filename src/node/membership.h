@@ -22,7 +22,7 @@ class Membership {
     /// The controller no longer knows this node (it restarted and replaced the node's replicas):
     /// called before registering again, to stop the processes it no longer tracks.
     std::function<void()> on_forgotten;
-    /// The controller declared the node DEAD: the agent stops.
+    /// The controller declared the node DEAD, or refused its cluster token: the agent stops.
     std::function<void(const std::string& reason)> on_dead;
   };
   /// Starts registering `request` with the controller at `controller_address`: retried every

@@ -1,6 +1,9 @@
+#include <iostream>
+
 #include <CLI/CLI.hpp>
 
 #include "proxy/proxy.h"
+#include "rpc/auth.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"serve-proxy: the HTTP and gRPC ingress of one node"};
@@ -18,5 +21,10 @@ int main(int argc, char** argv) {
                  "fully-qualified gRPC service names served (repeatable)");
   app.add_option("--grpc-request-timeout-s", options.grpc_request_timeout_s);
   CLI11_PARSE(app, argc, argv);
+  // The token reaches the controller and the replicas; the ingress ports stay open.
+  if (auto st = serve::rpc::LoadClusterTokenFromEnvironment(); !st.ok()) {
+    std::cerr << "serve-proxy: " << st.message() << "\n";
+    return 2;
+  }
   return serve::proxy::RunProxy(options);
 }

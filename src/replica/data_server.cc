@@ -9,6 +9,7 @@
 #include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rpc/auth.h"
 #include "rpc/framed_connection.h"
 #include "sdk/execution.h"
 #include "sdk/host.h"
@@ -151,7 +152,15 @@ void DataServer::Accept() {
       if (ec != asio::error::operation_aborted) Accept();
       return;
     }
+    boost::system::error_code peer_ec;
+    auto peer = socket.remote_endpoint(peer_ec);
     auto conn = std::make_shared<rpc::FramedConnection>(std::move(socket));
+    conn->RequireAuth(rpc::ClusterToken(), [peer, peer_ec](const char* why) {
+      rpc::LogRefused("data-plane connection from " +
+                          (peer_ec ? std::string("an unknown peer")
+                                   : peer.address().to_string() + ":" + std::to_string(peer.port())),
+                      why);
+    });
     std::weak_ptr<rpc::FramedConnection> weak = conn;
     conn->Start(
         [this, weak](rpc::Frame&& frame) {

@@ -1,6 +1,9 @@
+#include <iostream>
+
 #include <CLI/CLI.hpp>
 
 #include "replica/replica.h"
+#include "rpc/auth.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"serve-replica: runs one deployment replica (or builds an application graph)"};
@@ -20,6 +23,13 @@ int main(int argc, char** argv) {
   app.add_option("--args-json", build.args_json);
   app.add_flag("--print", build.print, "print the graph as JSON instead of reporting it");
   CLI11_PARSE(app, argc, argv);
+  // `--print` (serve build) talks to no cluster.
+  if (!build.print) {
+    if (auto st = serve::rpc::LoadClusterTokenFromEnvironment(); !st.ok()) {
+      std::cerr << "serve-replica: " << st.message() << "\n";
+      return 2;
+    }
+  }
   if (build_mode) {
     build.controller_address = controller;
     build.log_file = replica.log_file;

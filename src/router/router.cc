@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rpc/auth.h"
 #include "rpc/framed_connection.h"
 
 namespace serve::router {
@@ -93,6 +94,7 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
           [weak] {
             if (auto s = weak.lock()) s->FailAll();
           });
+      self->conn_->SendAuth(rpc::ClusterToken());
       for (auto& [id, payload] : self->backlog_) {
         self->conn_->Send(FrameType::kRequest, id, std::move(payload));
       }

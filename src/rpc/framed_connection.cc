@@ -1,10 +1,13 @@
 #include "rpc/framed_connection.h"
 
+#include <chrono>
 #include <cstring>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <google/protobuf/message_lite.h>
+
+#include "rpc/auth.h"
 
 namespace serve::rpc {
 namespace asio = boost::asio;
@@ -50,6 +53,44 @@ FramedConnection::FramedConnection(asio::ip::tcp::socket socket) : socket_(std::
 }
 
 FramedConnection::~FramedConnection() = default;
+
+void FramedConnection::RequireAuth(std::string token,
+                                   std::function<void(const char* why)> on_refused) {
+  required_token_ = std::move(token);
+  on_refused_ = std::move(on_refused);
+  if (required_token_.empty()) return;
+  auth_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  auth_timer_->expires_after(std::chrono::seconds(kAuthTimeoutSeconds));
+  auth_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->required_token_.empty()) return;
+    self->Refuse("no token within the time allowed");
+  });
+}
+
+void FramedConnection::SendAuth(const std::string& token) {
+  if (!token.empty()) Send(FrameType::kAuth, 0, token);
+}
+
+bool FramedConnection::CheckAuth(const Frame& frame) {
+  if (frame.type != FrameType::kAuth) {
+    Refuse("no cluster token");
+    return false;
+  }
+  if (!TokenMatches(required_token_, frame.payload)) {
+    Refuse("wrong cluster token");
+    return false;
+  }
+  required_token_.clear();
+  if (auth_timer_) auth_timer_->cancel();
+  return true;
+}
+
+void FramedConnection::Refuse(const char* why) {
+  dispatching_ = false;
+  if (on_refused_) on_refused_(why);
+  Fail();
+}
 
 void FramedConnection::Start(OnFrame on_frame, OnClose on_close) {
   on_frame_ = std::move(on_frame);
@@ -131,6 +172,10 @@ void FramedConnection::ReadLoop() {
             self->Fail();
             return;
           }
+          if (!self->required_token_.empty() && len > kMaxAuthFrameSize) {
+            self->Refuse("an oversized first frame");
+            return;
+          }
           if (self->read_len_ - pos < 4 + size_t{len}) {
             if (self->read_buf_.size() < 4 + size_t{len}) self->read_buf_.resize(4 + size_t{len});
             break;
@@ -140,6 +185,11 @@ void FramedConnection::ReadLoop() {
           std::memcpy(&f.id, self->read_buf_.data() + pos + 5, 8);
           f.payload.assign(self->read_buf_.data() + pos + kFrameHeaderSize, len - 9);
           pos += 4 + size_t{len};
+          if (!self->required_token_.empty()) {
+            if (!self->CheckAuth(f)) return;
+            continue;
+          }
+          if (f.type == FrameType::kAuth) continue;
           self->on_frame_(std::move(f));
           if (self->closed_) return;
         }
@@ -156,6 +206,7 @@ void FramedConnection::ReadLoop() {
 void FramedConnection::Fail() {
   if (closed_) return;
   closed_ = true;
+  if (auth_timer_) auth_timer_->cancel();
   auto pending = std::move(when_written_);
   when_written_.clear();
   for (auto& [offset, fn] : pending) fn(false);

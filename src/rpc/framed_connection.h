@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 namespace google::protobuf {
 class MessageLite;
@@ -31,6 +32,8 @@ enum class FrameType : uint8_t {
   kError = 9,         ///< failure after a streaming head, final. payload: ResponseHead
   kAccepted = 10,     ///< the replica took the request and is about to run it (no payload);
                       ///< a caller losing the connection after this must not retry
+  kAuth = 11,         ///< a caller's first frame when the cluster has a token. payload: the
+                      ///< token. Never dispatched to on_frame.
 };
 
 
@@ -42,6 +45,11 @@ struct Frame {
 
 inline constexpr size_t kFrameHeaderSize = 4 + 1 + 8;
 inline constexpr uint32_t kMaxFrameSize = 1u << 30;
+/// Largest first frame a server that requires a token reads (it allocates no more before the
+/// caller has authenticated).
+inline constexpr uint32_t kMaxAuthFrameSize = 1 + 8 + 1024;
+/// How long a server that requires a token waits for it.
+inline constexpr int kAuthTimeoutSeconds = 10;
 
 /// payload = u32 head size | serialized head | body.
 std::string EncodeEnvelope(const google::protobuf::MessageLite& head, std::string_view body);
@@ -59,6 +67,14 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   explicit FramedConnection(boost::asio::ip::tcp::socket socket);
   ~FramedConnection();
 
+  /// Server side, before Start(): the peer's first frame must be kAuth carrying `token`
+  /// (compared in constant time), at most kMaxAuthFrameSize long and within
+  /// kAuthTimeoutSeconds. Otherwise `on_refused(why)` runs and the connection closes without
+  /// an answer. An empty `token` requires nothing.
+  void RequireAuth(std::string token, std::function<void(const char* why)> on_refused);
+  /// Caller side, before any other frame: sends `token` as the kAuth frame (nothing when it is
+  /// empty). Frames may follow at once, without waiting for an answer.
+  void SendAuth(const std::string& token);
   /// Starts reading. `on_frame` runs for each frame; `on_close` once when the peer goes away
   /// or Close() is called.
   void Start(OnFrame on_frame, OnClose on_close);
@@ -78,6 +94,9 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   void AddWritten(size_t n);  // and runs the WhenWritten callbacks that are due
   void ReadLoop();
   void Fail();
+  /// Handles the first frame of a connection that requires a token; false when refused.
+  bool CheckAuth(const Frame& frame);
+  void Refuse(const char* why);
 
   boost::asio::ip::tcp::socket socket_;
   OnFrame on_frame_;
@@ -92,6 +111,9 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   bool writing_ = false;
   bool dispatching_ = false;  // inside on_frame_ for a read batch: Send() only queues
   bool closed_ = false;
+  std::string required_token_;  // non-empty until the peer has authenticated
+  std::function<void(const char*)> on_refused_;
+  std::unique_ptr<boost::asio::steady_timer> auth_timer_;
 };
 
 /// Connects to "host:port" (blocking resolve of numeric hosts only).

@@ -11,12 +11,17 @@
 namespace serve::rpc {
 
 /// Starts a gRPC server on `host:0` (or the given port) with `services`; writes the bound
-/// port into `*port`. Returns nullptr when it cannot bind.
+/// port into `*port`. Returns nullptr when it cannot bind. When the process has a cluster token
+/// (rpc/auth.h; taken now), every call must carry it (`authorization: Bearer <token>`
+/// metadata, consumed before the handlers see it); others fail with UNAUTHENTICATED before
+/// reaching a handler, and are logged.
 std::unique_ptr<grpc::Server> StartGrpcServer(const std::string& host, int requested_port,
                                               const std::vector<grpc::Service*>& services,
                                               int* port);
 
-/// Insecure channel to "host:port", cached per address in this process.
+/// Channel to "host:port", cached per address in this process. Each call sends this process's
+/// cluster token as it is at the call (ClusterToken(); nothing when it has none). Plaintext:
+/// the token authenticates callers, it does not encrypt the traffic.
 std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
 
 /// A client context with a deadline `seconds` from now.

@@ -207,6 +207,19 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
                               std::shared_ptr<Watchdog> watchdog) {
   using Clock = Watchdog::Clock;
   auto deadline = watchdog->Add(&socket);
+  std::string peer;
+  bool peer_loopback = false;
+  boost::system::error_code peer_ec;
+  tcp::endpoint remote = socket.remote_endpoint(peer_ec);
+  if (!peer_ec) {
+    asio::ip::address ip = remote.address();
+    if (ip.is_v6() && ip.to_v6().is_v4_mapped()) {
+      ip = asio::ip::make_address_v4(asio::ip::v4_mapped, ip.to_v6());
+    }
+    peer_loopback = ip.is_loopback();
+    peer = (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
+           std::to_string(remote.port());
+  }
   beast::flat_buffer buffer;
   auto keep_alive =
       std::chrono::milliseconds(static_cast<int64_t>(options.keep_alive_timeout_s * 1000));
@@ -243,6 +256,8 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     sreq.method = std::string(req.method_string());
     sreq.target = std::string(req.target());
     sreq.host = std::string(req[http::field::host]);
+    sreq.peer = peer;
+    sreq.peer_loopback = peer_loopback;
     sreq.headers.reserve(static_cast<size_t>(std::distance(req.begin(), req.end())));
     for (auto& f : req) {
       sreq.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));

@@ -25,6 +25,8 @@ struct HttpServerRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string host;    ///< Host header
+  std::string peer;    ///< the client's "ip:port" ("" when unknown)
+  bool peer_loopback = false;  ///< the client connected from a loopback address
   /// The session calls the function stored here (if any) when the client disconnects before
   /// the response is ready; the handler installs it to cancel the work.
   std::shared_ptr<std::function<void()>> on_disconnect = std::make_shared<std::function<void()>>();

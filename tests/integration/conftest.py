@@ -69,6 +69,25 @@ def session_pids(temp_dir):
     return pids
 
 
+def serve_in(temp_dir, *args, env=None, timeout=90):
+    """`serve <args> --temp-dir <temp_dir>` with `env` added to the environment; the completed
+    process (output captured as text)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([SERVE, *args, "--temp-dir", str(temp_dir)], capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+def kill_sessions(dirs):
+    """SIGKILLs every process of the clusters under each temp dir of `dirs` (test cleanup)."""
+    for d in dirs:
+        for pid in session_pids(str(d)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def process_cmdline(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().split(b"\0")

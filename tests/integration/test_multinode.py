@@ -5,35 +5,20 @@ SIGKILL has its replicas replaced on the other nodes while requests keep succeed
 import os
 import re
 import signal
-import subprocess
 import time
 
 import requests
 
-from conftest import SERVE, TEST_APP_DIR, session_pids, wait_for
+from conftest import TEST_APP_DIR, session_pids, wait_for
+from conftest import kill_sessions as kill_all
+from conftest import serve_in as serve
 
 HEARTBEAT_TIMEOUT_S = "3"
-
-
-def serve(temp_dir, *args, env=None, timeout=90):
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run([SERVE, *args, "--temp-dir", str(temp_dir)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
 
 
 def agent_pid(temp_dir):
     with open(os.path.join(temp_dir, "session_latest", "agent_pid")) as f:
         return int(f.read())
-
-
-def kill_all(dirs):
-    for d in dirs:
-        for pid in session_pids(str(d)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_three_node_cluster(tmp_path):
@@ -49,11 +34,13 @@ def test_three_node_cluster(tmp_path):
         http = re.search(r"HTTP proxy:\s+(http://\S+)", out.stdout).group(1)
         rest = re.search(r"REST API:\s+(http://\S+)", out.stdout).group(1)
         controller = re.search(r"Controller:\s+(\S+)", out.stdout).group(1)
+        # Workers join with the cluster token the head made (docs/security.md).
+        token_file = os.path.join(head_dir, "session_latest", "cluster_token")
 
         workers = {}
         for d, ip, gpus in ((w1_dir, "127.0.0.2", "2"), (w2_dir, "127.0.0.3", "1")):
             out = serve(d, "start", "--address", controller, "--node-ip", ip, "--num-cpus", "1",
-                        "--num-gpus", gpus, "--metrics-export-port", "0",
+                        "--num-gpus", gpus, "--metrics-export-port", "0", "--token-file", token_file,
                         env={"SERVE_NODE_HEARTBEAT_PERIOD_S": "0.3"})
             assert out.returncode == 0, out.stdout + out.stderr
             workers[ip] = re.search(r"Node:\s+(\S+) at " + re.escape(ip), out.stdout).group(1)
