@@ -42,17 +42,15 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "common/ids.h"
 #include "common/util.h"
-#include "config/schema.h"
 #include "controller/checkpoint.h"
 #include "controller/control_loop.h"
 #include "controller/endpoint_state.h"
 #include "controller/storage/file_kv_store.h"
 #include "controller_fakes.h"
+#include "fake_controller.h"
 #include "stats.h"
 
 #if __has_include(<valgrind/callgrind.h>)
@@ -66,7 +64,6 @@ namespace {
 
 using serve::DeploymentId;
 using serve::controller::ControlLoop;
-using serve::controller::ControllerOptions;
 using serve::controller::DeploymentState;
 using serve::controller::Random;
 using serve::controller::ReplicaState;
@@ -135,24 +132,7 @@ struct Options {
 
 class Bench {
  public:
-  explicit Bench(Options o) : o_(std::move(o)) {
-    session_ = std::filesystem::temp_directory_path() /
-               ("serve-bench-controller-loop-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(session_);
-    ControllerOptions co;
-    co.session_dir = session_.string();
-    co.node_id = "node1";
-    co.http_port = 0;
-    loop_ = std::make_unique<ControlLoop>(co, clock_, random_, agent_, replicas_, kv_);
-    loop_->set_address("127.0.0.1:1");
-    loop_->Recover();
-    loop_->Step();
-  }
-  ~Bench() {
-    loop_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(session_, ec);
-  }
+  explicit Bench(Options o) : o_(std::move(o)) {}
 
   int Run() {
     if (!DeployAll()) return 1;
@@ -195,17 +175,6 @@ class Bench {
                       {"route_prefix", "/app" + std::to_string(a)},
                       {"import_path", "m:app"}});
     }
-    auto cfg = serve::config::ParseServeDeployConfig(Json{{"applications", apps}});
-    if (!cfg.ok()) {
-      std::fprintf(stderr, "config: %s\n", std::string(cfg.status().message()).c_str());
-      return false;
-    }
-    size_t before = agent_.started.size();
-    if (auto st = loop_->Deploy(*cfg, "declarative", ""); !st.ok()) {
-      std::fprintf(stderr, "deploy: %s\n", std::string(st.message()).c_str());
-      return false;
-    }
-    loop_->Step();
     std::vector<Json> options;
     for (int d = 0; d < o_.deployments_per_app; ++d) {
       options.push_back({{"name", "D" + std::to_string(d)},
@@ -218,18 +187,7 @@ class Bench {
                            {"metrics_interval_s", 0.5},
                            {"look_back_period_s", 2}}}});
     }
-    std::string graph = Graph(options, "D0");
-    for (size_t i = before; i < agent_.started.size(); ++i) {
-      const auto& req = agent_.started[i];
-      if (req.tag().rfind("build:", 0) != 0) continue;
-      serve::v1::BuildResult result;
-      for (int k = 0; k + 1 < req.args_size(); ++k) {
-        if (req.args(k) == "--build-id") result.set_build_id(req.args(k + 1));
-      }
-      result.set_ok(true);
-      result.set_graph_msgpack(graph);
-      loop_->OnBuildResult(result);
-    }
+    if (!fc_.DeployAndAnswerBuilds(Json{{"applications", apps}}, options, "D0")) return false;
     loop_->Step();
     for (auto& [id, d] : loop_->deployments().deployments()) ids_.push_back(id);
     if (ids_.size() != static_cast<size_t>(o_.apps * o_.deployments_per_app)) {
@@ -337,23 +295,7 @@ class Bench {
     });
   }
 
-  void ReportStarted() {
-    std::vector<std::string> starting;
-    for (auto& [id, d] : loop_->deployments().deployments()) {
-      for (auto& [rid, r] : d.replicas) {
-        if (r.state == ReplicaState::kStarting) starting.push_back(rid);
-      }
-    }
-    for (const std::string& rid : starting) {
-      serve::v1::ReplicaStarted msg;
-      msg.set_replica_id(rid);
-      msg.set_ok(true);
-      msg.set_pid(agent_.pid_by_tag["replica:" + rid]);
-      msg.set_data_address("127.0.0.1:" + std::to_string(20000 + msg.pid()));
-      msg.set_control_address("127.0.0.1:" + std::to_string(40000 + msg.pid()));
-      loop_->OnReplicaStarted(msg);
-    }
-  }
+  void ReportStarted() { fc_.ReportStarted(); }
 
   void ExitStopped() {
     if (tag_by_pid_.size() != agent_.pid_by_tag.size()) {
@@ -484,13 +426,14 @@ class Bench {
   }
 
   Options o_;
-  std::filesystem::path session_;
-  FakeClock clock_;
   JitterRandom random_;
-  FakeAgent agent_;
-  FakeReplicaClient replicas_;
-  MemoryKvStore kv_;
-  std::unique_ptr<ControlLoop> loop_;
+  serve::bench::FakeController fc_{"controller-loop", random_};
+  const std::filesystem::path& session_ = fc_.session;
+  FakeClock& clock_ = fc_.clock;
+  FakeAgent& agent_ = fc_.agent;
+  FakeReplicaClient& replicas_ = fc_.replicas;
+  MemoryKvStore& kv_ = fc_.kv;
+  std::unique_ptr<ControlLoop>& loop_ = fc_.loop;
   std::vector<DeploymentId> ids_;
   std::map<std::string, int> load_;  // deployment key -> requests in flight
   int64_t pushes_ = 0;
@@ -545,8 +488,6 @@ int main(int argc, char** argv) {
     }
   }
   if (o.apps < 1 || o.deployments_per_app < 1 || o.scales.empty()) return Usage();
-  auto logger = spdlog::null_logger_mt("bench");
-  logger->set_level(spdlog::level::info);
-  spdlog::set_default_logger(logger);
+  serve::bench::QuietLogging();
   return Bench(std::move(o)).Run();
 }

@@ -1,8 +1,10 @@
 # serve_cc_library(NAME n SRCS ... [DEPS ...] [PRIVATE_DEPS ...]) -> serve_n, alias serve::n
 add_library(serve_warnings INTERFACE)
-target_compile_options(serve_warnings INTERFACE -Wall -Wextra -Wpedantic
+set(serve_warning_flags -Wall -Wextra -Wpedantic
   -Wno-maybe-uninitialized  # GCC 12 false positives inside nlohmann_json and Beast
   $<$<BOOL:${SERVE_WERROR}>:-Werror>)
+# C++ sources only: nvcc (examples/gpu) does not take these flags.
+target_compile_options(serve_warnings INTERFACE "$<$<COMPILE_LANGUAGE:CXX>:${serve_warning_flags}>")
 
 function(serve_cc_library)
   cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
