@@ -40,11 +40,10 @@ std::vector<double> Scheduler::GpuUse(const NodeInfo& node) const {
   auto it = node.resources.find("GPU");
   int devices = it == node.resources.end() ? 0 : static_cast<int>(std::floor(it->second + kEps));
   std::vector<double> use(static_cast<size_t>(std::max(devices, 0)), 0.0);
-  for (auto& [id, a] : allocations_) {
-    if (a.node_id != node.id) continue;
-    for (int g : a.gpu_ids) {
-      if (g >= 0 && g < devices) use[static_cast<size_t>(g)] += a.gpu_share;
-    }
+  auto u = usage_.find(node.id);
+  if (u == usage_.end()) return use;
+  for (auto& [g, share] : u->second.gpu) {
+    if (g >= 0 && g < devices) use[static_cast<size_t>(g)] += share;
   }
   return use;
 }
@@ -77,9 +76,8 @@ ResourceSet Scheduler::Available(const std::string& node_id) const {
   const NodeInfo* node = nodes_.Get(node_id);
   if (node == nullptr) return {};
   ResourceSet free = node->resources;
-  for (auto& [id, a] : allocations_) {
-    if (a.node_id != node_id) continue;
-    for (auto& [k, v] : a.demand) free[k] -= v;
+  if (auto u = usage_.find(node_id); u != usage_.end()) {
+    for (auto& [k, v] : u->second.reserved) free[k] -= v;
   }
   return free;
 }
@@ -102,7 +100,10 @@ std::optional<Placement> Scheduler::Place(const std::string& replica_id,
   for (const NodeInfo* n : nodes_.Ordered()) {
     if (n->status != NodeStatus::kAlive) continue;
     int count = 0;
-    for (auto& [id, a] : allocations_) count += a.node_id == n->id && a.deployment == deployment;
+    if (auto u = usage_.find(n->id); u != usage_.end()) {
+      auto d = u->second.per_deployment.find(deployment);
+      count = d == u->second.per_deployment.end() ? 0 : d->second;
+    }
     if (max_per_node > 0 && count >= max_per_node) continue;
     if (!n->unlimited) {
       ResourceSet free = Available(n->id);
@@ -134,20 +135,33 @@ void Scheduler::Reserve(const std::string& replica_id, const std::string& deploy
   if (gpu != demand.end() && !a.gpu_ids.empty()) {
     a.gpu_share = gpu->second < 1 ? gpu->second : 1.0;
   }
+  Release(replica_id);
+  Account(a, +1);
   allocations_[replica_id] = std::move(a);
 }
 
-void Scheduler::Release(const std::string& replica_id) { allocations_.erase(replica_id); }
+void Scheduler::Account(const Allocation& a, int sign) {
+  NodeUsage& u = usage_[a.node_id];
+  for (auto& [k, v] : a.demand) u.reserved[k] += sign * v;
+  u.per_deployment[a.deployment] += sign;
+  if (u.per_deployment[a.deployment] <= 0) u.per_deployment.erase(a.deployment);
+  for (int g : a.gpu_ids) u.gpu[g] += sign * a.gpu_share;
+  u.allocations += sign;
+  if (u.allocations <= 0) usage_.erase(a.node_id);  // exact zeroes, no float drift
+}
+
+void Scheduler::Release(const std::string& replica_id) {
+  auto it = allocations_.find(replica_id);
+  if (it == allocations_.end()) return;
+  Account(it->second, -1);
+  allocations_.erase(it);
+}
 
 void Scheduler::ReleaseNode(const std::string& node_id) {
   std::erase_if(allocations_, [&](const auto& kv) { return kv.second.node_id == node_id; });
+  usage_.erase(node_id);
 }
 
-bool Scheduler::Holds(const std::string& node_id) const {
-  for (auto& [id, a] : allocations_) {
-    if (a.node_id == node_id) return true;
-  }
-  return false;
-}
+bool Scheduler::Holds(const std::string& node_id) const { return usage_.count(node_id) != 0; }
 
 }  // namespace serve::controller

@@ -64,7 +64,18 @@ class Scheduler {
   std::vector<double> GpuUse(const NodeInfo& node) const;
 
   const NodeTable& nodes_;
+  /// Running totals of one node's allocations, so that placing is O(nodes), not O(replicas).
+  struct NodeUsage {
+    ResourceSet reserved;
+    std::map<std::string, int> per_deployment;  ///< replicas of each deployment
+    std::map<int, double> gpu;                  ///< device id -> share in use
+    int allocations = 0;
+  };
+  /// Adds (`sign` +1) or removes (-1) `a` from its node's totals.
+  void Account(const Allocation& a, int sign);
+
   std::map<std::string, Allocation> allocations_;  ///< replica id -> what it holds
+  std::map<std::string, NodeUsage> usage_;         ///< node id -> totals of allocations_
 };
 
 }  // namespace serve::controller
