@@ -12,13 +12,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "config/limits.h"
 
 namespace serve::config::detail {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr int kMaxDepth = 256;
 
 }  // namespace
 
@@ -108,11 +107,21 @@ json ResolvePlainScalar(const std::string& s) {
 
 namespace {
 
+/// Converts `node`; `nodes` counts the nodes produced so far. yaml-cpp shares an aliased node
+/// between its uses, so the count (not the text's size) bounds what aliases expand to.
 absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int depth, json& out,
-                        LineMap& lines) {
-  if (depth > kMaxDepth) {
+                        LineMap& lines, size_t& nodes) {
+  // As limits::CheckNesting: at most kMaxNestingDepth containers inside each other.
+  if ((node.IsMap() || node.IsSequence()) && depth >= limits::kMaxNestingDepth) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path.empty() ? "config" : path, ": nested too deeply"));
+        absl::StrCat(path.empty() ? "config" : path, ": nested deeper than ",
+                     limits::kMaxNestingDepth, " levels"));
+  }
+  if (++nodes > limits::kMaxYamlNodes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: more than ", limits::kMaxYamlNodes,
+        " values after expanding YAML aliases (an alias bomb?); the limit is ",
+        limits::kMaxYamlNodes));
   }
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
@@ -135,7 +144,9 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
         std::string item_path = Index(path, i++);
         if (!item.Mark().is_null()) lines[item_path] = item.Mark().line + 1;
         json value;
-        if (auto st = YamlToJson(item, item_path, depth + 1, value, lines); !st.ok()) return st;
+        if (auto st = YamlToJson(item, item_path, depth + 1, value, lines, nodes); !st.ok()) {
+          return st;
+        }
         out.push_back(std::move(value));
       }
       return absl::OkStatus();
@@ -153,7 +164,7 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
         std::string key_path = Join(path, key);
         if (!kv.first.Mark().is_null()) lines[key_path] = kv.first.Mark().line + 1;
         json value;
-        if (auto st = YamlToJson(kv.second, key_path, depth + 1, value, lines); !st.ok()) {
+        if (auto st = YamlToJson(kv.second, key_path, depth + 1, value, lines, nodes); !st.ok()) {
           return st;
         }
         out[key] = std::move(value);
@@ -168,9 +179,15 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
 
 absl::StatusOr<json> YamlToJsonWithLines(const std::string& text, LineMap& lines) {
   json doc;
+  if (text.size() > limits::kMaxDocumentBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("config is ", text.size(),
+                                                   " bytes; the limit is ",
+                                                   limits::kMaxDocumentBytes, " bytes"));
+  }
   try {
     YAML::Node root = YAML::Load(text);
-    if (auto st = YamlToJson(root, "", 0, doc, lines); !st.ok()) return st;
+    size_t nodes = 0;
+    if (auto st = YamlToJson(root, "", 0, doc, lines, nodes); !st.ok()) return st;
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) return absl::InvalidArgumentError("invalid YAML: " + e.msg);
     return absl::InvalidArgumentError(absl::StrCat("invalid YAML at line ", e.mark.line + 1,
