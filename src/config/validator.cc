@@ -146,8 +146,14 @@ absl::Status Validator::PathName(const std::string& path, const std::string& nam
 }
 
 absl::StatusOr<int> Validator::Port(const std::string& path, const json& j) const {
-  if (auto st = InRange(path, j, "port"); !st.ok()) return st;
-  return j.get<int>();
+  auto port = Int32(path, j);
+  if (!port.ok()) return port.status();
+  const limits::Range& r = *limits::FieldRange("port");
+  if (*port < r.min || *port > r.max) {
+    return Error(path, absl::StrCat("must be between ", r.min, " and ", r.max, " (got ", *port,
+                                    ")"));
+  }
+  return *port;
 }
 
 void Validator::Warn(const std::string& path, const std::string& reason) const {
