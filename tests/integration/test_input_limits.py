@@ -2,11 +2,12 @@
 API and through `serve deploy` are refused with a 4xx or a non-zero exit that names the field,
 and the instance keeps serving what it had."""
 import json
+import subprocess
 
 import requests
 import yaml
 
-from conftest import TEST_APP_DIR, get
+from conftest import SERVE, TEST_APP_DIR, get
 
 
 def fn_app():
@@ -60,6 +61,11 @@ def test_hostile_documents_are_refused_and_the_instance_keeps_serving(serve_inst
     bomb.append("applications: []")
     (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
     out = inst.cli("deploy", str(tmp_path / "bomb.yaml"), timeout=60)
+    assert out.returncode != 0 and "after expanding YAML aliases" in out.stderr, out.stderr
+
+    # serve run reads the file the same way, before starting anything.
+    out = subprocess.run([SERVE, "run", str(tmp_path / "bomb.yaml")], capture_output=True,
+                         text=True, timeout=60)
     assert out.returncode != 0 and "after expanding YAML aliases" in out.stderr, out.stderr
 
     port = tmp_path / "port.yaml"
