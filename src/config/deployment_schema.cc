@@ -360,7 +360,8 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
     if (auto k = it->find("request_router_kwargs"); k != it->end()) {
       if (auto st = v.Mapping(Join(p, "request_router_kwargs"), *k); !st.ok()) return st;
     }
-    for (const char* key : {"request_routing_stats_period_s", "request_routing_stats_timeout_s"}) {
+    for (const char* key : {"request_routing_stats_period_s", "request_routing_stats_timeout_s",
+                            "initial_backoff_s", "max_backoff_s", "backoff_multiplier"}) {
       if (auto s = it->find(key); s != it->end()) {
         if (auto st = v.InRange(Join(p, key), *s, key); !st.ok()) return st;
       }

@@ -298,7 +298,7 @@ absl::StatusOr<ServeDeployConfig> ParseDocument(const json& doc, const LineMap* 
   if (auto it = doc.find("target_capacity"); it != doc.end() && !it->is_null()) {
     auto tc = v.Number("target_capacity", *it);
     if (!tc.ok()) return tc.status();
-    if (!(*tc >= 0 && *tc <= 100)) {
+    if (!limits::CheckRange(*it, *limits::FieldRange("target_capacity")).empty()) {
       return v.Error("target_capacity",
                      absl::StrCat("must be between 0 and 100 or null (got ", it->dump(), ")"));
     }

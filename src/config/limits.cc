@@ -54,6 +54,8 @@ const Range* FieldRange(std::string_view field) {
       {"keep_alive_timeout_s", {0, false, kMaxDurationS, false}},
       {"request_routing_stats_period_s", {0, true, kMaxDurationS, false}},
       {"request_routing_stats_timeout_s", {0, true, kMaxDurationS, false}},
+      {"initial_backoff_s", {0, true, kMaxDurationS, false}},
+      {"max_backoff_s", {0, true, kMaxDurationS, false}},
       // Autoscaling targets and factors.
       {"target_ongoing_requests", {0, true, kMaxTargetOngoingRequests, false}},
       {"smoothing_factor", {0, true, kMaxScalingFactor, false}},
@@ -61,6 +63,7 @@ const Range* FieldRange(std::string_view field) {
       {"downscale_smoothing_factor", {0, true, kMaxScalingFactor, false}},
       {"upscaling_factor", {0, true, kMaxScalingFactor, false}},
       {"downscaling_factor", {0, true, kMaxScalingFactor, false}},
+      {"backoff_multiplier", {0, true, kMaxScalingFactor, false}},
       // Resources (ray_actor_options).
       {"num_cpus", {0, false, kMaxResourceUnits, false}},
       {"num_gpus", {0, false, kMaxResourceUnits, false}},

@@ -81,7 +81,7 @@ rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequ
       char* end = nullptr;
       deadline_s = std::strtod(d.c_str(), &end);
       if (end == d.c_str() || *end != '\0' || !std::isfinite(deadline_s) || deadline_s < 0 ||
-          deadline_s > 1e7) {
+          deadline_s > config::limits::kMaxDurationS) {
         return Reply(400, "Invalid 'deadline_s' value: '" + d +
                               "'. Must be a number of seconds between 0 and 10000000.");
       }

@@ -115,6 +115,10 @@ TEST(InputLimitsNumbersTest, AutoscalingTargetsAndFactors) {
               HasSubstr(a + "downscaling_factor: must be > 0 (got -1)"));
   EXPECT_THAT(as({{"upscale_delay_s", kNaN}}),
               HasSubstr(a + "upscale_delay_s: must be a finite number (got NaN)"));
+  EXPECT_THAT(DeploymentError({{"request_router_config", {{"backoff_multiplier", 1e9}}}}),
+              HasSubstr(kD + "request_router_config.backoff_multiplier: must be <= 100"));
+  EXPECT_THAT(ParseError(json{{"target_capacity", kNaN}, {"applications", json::array()}}),
+              HasSubstr("target_capacity: must be between 0 and 100 or null"));
 }
 
 TEST(InputLimitsNumbersTest, PortsAndResources) {
