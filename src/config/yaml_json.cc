@@ -107,6 +107,31 @@ json ResolvePlainScalar(const std::string& s) {
 
 namespace {
 
+absl::Status TooManyNodes() {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config: more than ", limits::kMaxYamlNodes,
+                   " values after expanding YAML aliases (an alias bomb?)"));
+}
+
+/// Whether `node` expands to at most `budget` nodes (aliases counted at every use); stops as
+/// soon as the budget is spent, so an alias bomb costs at most `budget` steps and no memory.
+/// Below the nesting bound it does not descend: the conversion reports that depth.
+bool WithinNodeBudget(const YAML::Node& node, size_t& budget, int depth = 0) {
+  if (budget == 0) return false;
+  --budget;
+  if (depth >= limits::kMaxNestingDepth) return true;
+  if (node.IsSequence()) {
+    for (const auto& item : node) {
+      if (!WithinNodeBudget(item, budget, depth + 1)) return false;
+    }
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      if (!WithinNodeBudget(kv.second, budget, depth + 1)) return false;
+    }
+  }
+  return true;
+}
+
 /// Converts `node`; `nodes` counts the nodes produced so far. yaml-cpp shares an aliased node
 /// between its uses, so the count (not the text's size) bounds what aliases expand to.
 absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int depth, json& out,
@@ -117,12 +142,7 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
         absl::StrCat(path.empty() ? "config" : path, ": nested deeper than ",
                      limits::kMaxNestingDepth, " levels"));
   }
-  if (++nodes > limits::kMaxYamlNodes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config: more than ", limits::kMaxYamlNodes,
-        " values after expanding YAML aliases (an alias bomb?); the limit is ",
-        limits::kMaxYamlNodes));
-  }
+  if (++nodes > limits::kMaxYamlNodes) return TooManyNodes();
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -186,6 +206,10 @@ absl::StatusOr<json> YamlToJsonWithLines(const std::string& text, LineMap& lines
   }
   try {
     YAML::Node root = YAML::Load(text);
+    // Counted first (depth is bounded by yaml-cpp's parser), so that an alias bomb is refused
+    // before its expansion is built; the conversion counts again as a backstop.
+    size_t budget = limits::kMaxYamlNodes;
+    if (!WithinNodeBudget(root, budget)) return TooManyNodes();
     size_t nodes = 0;
     if (auto st = YamlToJson(root, "", 0, doc, lines, nodes); !st.ok()) return st;
   } catch (const YAML::Exception& e) {

@@ -194,6 +194,9 @@ TEST(InputLimitsNestingTest, YamlAliasBombIsRejected) {
   }
   yaml += "applications: []\n";
   EXPECT_THAT(ParseError(yaml), HasSubstr("after expanding YAML aliases"));
+  // An alias inside its own anchor (a cycle in yaml-cpp's graph) stops at the depth bound.
+  EXPECT_THAT(ParseError(std::string("a: &a [x, *a]\napplications: []\n")),
+              HasSubstr("nested deeper than 64 levels"));  // accepted or refused, but it returns
   // A few aliases stay fine.
   EXPECT_TRUE(ParseServeDeployConfig(std::string("x: &v {num_replicas: 2}\napplications:\n"
                                                  "- import_path: m:a\n  deployments:\n"
