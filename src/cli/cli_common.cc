@@ -8,6 +8,7 @@
 
 #include "cli/rest_client.h"
 #include "common/util.h"
+#include "config/limits.h"
 #include "config/schema.h"
 
 namespace serve::cli::detail {
@@ -115,6 +116,13 @@ absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(
 }
 
 absl::StatusOr<nlohmann::json> LoadConfigDocument(const std::string& path, bool strict) {
+  std::error_code ec;
+  if (auto size = std::filesystem::file_size(path, ec);
+      !ec && size > config::limits::kMaxDocumentBytes) {
+    return absl::InvalidArgumentError(path + ": config is " + std::to_string(size) +
+                                      " bytes; the limit is " +
+                                      std::to_string(config::limits::kMaxDocumentBytes) + " bytes");
+  }
   auto text = ReadFile(path);
   if (!text) return absl::NotFoundError("Cannot read config file '" + path + "'.");
   auto doc = config::YamlToJson(*text);
@@ -190,8 +198,11 @@ absl::StatusOr<nlohmann::json> RuntimeEnvFromFlags(const std::string& file,
     }
     env = *doc;
   } else if (!json_text.empty()) {
-    env = nlohmann::json::parse(json_text, nullptr, false);
-    if (env.is_discarded()) return absl::InvalidArgumentError("--runtime-env-json is not valid JSON.");
+    std::string why;
+    env = config::limits::ParseBoundedJson(json_text, &why);
+    if (env.is_discarded()) {
+      return absl::InvalidArgumentError("--runtime-env-json is not valid JSON: " + why + ".");
+    }
   }
   if (env.is_null()) env = nlohmann::json::object();
   if (!env.is_object()) return absl::InvalidArgumentError("The runtime env must be a JSON object.");

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "config/limits.h"
 #include "config/logging_config.h"
 
 namespace serve::config {
@@ -22,11 +23,19 @@ absl::Status FieldError(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError("deployment option '" + field + "': " + why);
 }
 
-/// Reads `j[key]` into `out` when present and not null; `field` names it in errors.
+/// Reads `j[key]` into `out` when present and not null; `field` names it in errors. A value
+/// outside the field's range (limits::FieldRange of `key`, else of `field`) is an error.
 template <class T>
 absl::Status Read(const json& j, const std::string& key, T& out, const std::string& field) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
+  const limits::Range* range = limits::FieldRange(key);
+  if (range == nullptr) range = limits::FieldRange(field);
+  if (range != nullptr && it->is_number()) {
+    if (std::string why = limits::CheckRange(*it, *range); !why.empty()) {
+      return FieldError(field, why);
+    }
+  }
   if constexpr (std::is_same_v<T, int>) {
     if (!it->is_number_integer()) return FieldError(field, "must be an integer, got " + it->dump());
     if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)) {
@@ -193,6 +202,7 @@ absl::StatusOr<DeploymentConfig> ResolveDeploymentConfig(const json& o) {
   if (!o.is_object()) return absl::InvalidArgumentError("deployment options must be a mapping");
   if (auto it = o.find("name"); it != o.end() && it->is_string()) c.name = it->get<std::string>();
   if (c.name.empty()) return FieldError("name", "is required");
+  if (std::string why = limits::CheckPathName(c.name); !why.empty()) return FieldError("name", why);
 
   // num_replicas: a positive integer, "auto" (autoscaling with the seed's defaults) or null.
   bool auto_replicas = false;
@@ -223,17 +233,20 @@ absl::StatusOr<DeploymentConfig> ResolveDeploymentConfig(const json& o) {
                   Read(o, "graceful_shutdown_timeout_s", c.graceful_shutdown_timeout_s)}) {
     if (!st.ok()) return st;
   }
-  if (auto it = o.find("user_config"); it != o.end() && !it->is_null()) c.user_config = *it;
+  if (auto it = o.find("user_config"); it != o.end() && !it->is_null()) {
+    if (std::string why = limits::CheckNesting(*it); !why.empty()) {
+      return FieldError("user_config", why);
+    }
+    c.user_config = *it;
+  }
   if (auto it = o.find("ray_actor_options"); it != o.end() && !it->is_null()) {
     c.ray_actor_options = *it;  // whole-dict override
     if (!c.ray_actor_options.contains("num_cpus")) c.ray_actor_options["num_cpus"] = 1.0;
   }
   if (auto it = o.find("max_replicas_per_node"); it != o.end() && !it->is_null()) {
-    if (!it->is_number_integer()) return FieldError("max_replicas_per_node", "must be an integer");
-    c.max_replicas_per_node = it->get<int>();
-    if (*c.max_replicas_per_node < 1 || *c.max_replicas_per_node > 100) {
-      return FieldError("max_replicas_per_node", "must be between 1 and 100");
-    }
+    int n = 0;
+    if (auto st = Read(o, "max_replicas_per_node", n); !st.ok()) return st;
+    c.max_replicas_per_node = n;
   }
   if (auto it = o.find("logging_config"); it != o.end() && !it->is_null()) {
     auto lc = ValidateLoggingConfig(*it, "logging_config", /*fill_defaults=*/false);
@@ -274,8 +287,11 @@ absl::StatusOr<DeploymentConfig> ResolveDeploymentConfig(const json& o) {
 
   if (c.num_replicas <= 0) return FieldError("num_replicas", "must be > 0");
   if (c.max_ongoing_requests <= 0) return FieldError("max_ongoing_requests", "must be > 0");
-  if (c.max_queued_requests != -1 && c.max_queued_requests < 1) {
-    return FieldError("max_queued_requests", "must be -1 (no limit) or >= 1");
+  if (c.max_queued_requests != -1 &&
+      !limits::CheckRange(json(c.max_queued_requests), limits::kQueuedRequestsRange).empty()) {
+    return FieldError("max_queued_requests",
+                      "must be -1 (no limit) or between 1 and " +
+                          std::to_string(limits::kMaxQueuedRequests));
   }
   if (c.health_check_period_s <= 0) return FieldError("health_check_period_s", "must be > 0");
   if (c.health_check_timeout_s <= 0) return FieldError("health_check_timeout_s", "must be > 0");
@@ -285,10 +301,22 @@ absl::StatusOr<DeploymentConfig> ResolveDeploymentConfig(const json& o) {
   if (c.graceful_shutdown_timeout_s < 0) {
     return FieldError("graceful_shutdown_timeout_s", "must be >= 0");
   }
-  for (const char* k : {"num_cpus", "num_gpus", "memory"}) {
+  for (const char* k : {"num_cpus", "num_gpus", "memory", "object_store_memory"}) {
     if (auto it = c.ray_actor_options.find(k); it != c.ray_actor_options.end() && !it->is_null()) {
-      if (!it->is_number() || it->get<double>() < 0) {
+      if (!it->is_number()) {
         return FieldError(std::string("ray_actor_options.") + k, "must be a number >= 0");
+      }
+      if (std::string why = limits::CheckRange(*it, *limits::FieldRange(k)); !why.empty()) {
+        return FieldError(std::string("ray_actor_options.") + k, why);
+      }
+    }
+  }
+  if (auto it = c.ray_actor_options.find("resources");
+      it != c.ray_actor_options.end() && it->is_object()) {
+    for (auto r = it->begin(); r != it->end(); ++r) {
+      if (std::string why = limits::CheckRange(r.value(), limits::kCustomResourceRange);
+          !why.empty()) {
+        return FieldError("ray_actor_options.resources." + r.key(), why);
       }
     }
   }

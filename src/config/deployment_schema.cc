@@ -24,11 +24,17 @@ absl::Status ValidateRayActorOptions(const Validator& v, const std::string& path
     std::string p = Join(path, key);
     if (key == "num_cpus" || key == "num_gpus" || key == "memory" || key == "object_store_memory") {
       if (val.is_null()) continue;
-      if (auto st = v.NumberAtLeast(p, val, 0, false); !st.ok()) return st;
+      if (auto st = v.InRange(p, val, key); !st.ok()) return st;
     } else if (key == "resources") {
       if (auto st = v.Mapping(p, val); !st.ok()) return st;
+      for (auto r = val.begin(); r != val.end(); ++r) {
+        if (auto st = v.InRange(Join(p, r.key()), r.value(), limits::kCustomResourceRange);
+            !st.ok()) {
+          return st;
+        }
+      }
     } else if (key == "runtime_env") {
-      if (auto st = v.Mapping(p, val); !st.ok()) return st;
+      if (auto st = ValidateRuntimeEnv(v, p, val); !st.ok()) return st;
     } else if (key == "accelerator_type") {
       if (!val.is_null() && !val.is_string()) return v.TypeError(p, "a string or null", val);
     } else {
@@ -50,32 +56,31 @@ absl::Status ValidateAutoscalingConfig(const Validator& v, const std::string& pa
     auto it = written.find(canon);
     return Join(path, it == written.end() ? canon : it->second);
   };
-  struct Bound {
+  struct Field {
     const char* name;
-    double bound;
-    bool strict;
     bool nullable;
   };
-  static const Bound kNumbers[] = {
-      {"target_ongoing_requests", 0, true, false},  {"metrics_interval_s", 0, true, false},
-      {"look_back_period_s", 0, true, false},       {"smoothing_factor", 0, true, false},
-      {"upscale_smoothing_factor", 0, true, true},  {"downscale_smoothing_factor", 0, true, true},
-      {"upscaling_factor", 0, true, true},          {"downscaling_factor", 0, true, true},
-      {"upscale_delay_s", 0, false, false},         {"downscale_delay_s", 0, false, false},
-      {"downscale_to_zero_delay_s", 0, false, true}};
-  for (const Bound& b : kNumbers) {
+  // Ranges: limits::FieldRange.
+  static const Field kNumbers[] = {
+      {"target_ongoing_requests", false},   {"metrics_interval_s", false},
+      {"look_back_period_s", false},        {"smoothing_factor", false},
+      {"upscale_smoothing_factor", true},   {"downscale_smoothing_factor", true},
+      {"upscaling_factor", true},           {"downscaling_factor", true},
+      {"upscale_delay_s", false},           {"downscale_delay_s", false},
+      {"downscale_to_zero_delay_s", true}};
+  for (const Field& b : kNumbers) {
     auto it = in.find(b.name);
     if (it == in.end() || (b.nullable && it->is_null())) continue;
-    if (auto st = v.NumberAtLeast(P(b.name), *it, b.bound, b.strict); !st.ok()) return st;
+    if (auto st = v.InRange(P(b.name), *it, b.name); !st.ok()) return st;
   }
   int64_t min_replicas = 1;
   int64_t max_replicas = 1;
   if (auto it = in.find("min_replicas"); it != in.end()) {
-    if (auto st = v.IntAtLeast(P("min_replicas"), *it, 0); !st.ok()) return st;
+    if (auto st = v.InRange(P("min_replicas"), *it, "min_replicas"); !st.ok()) return st;
     min_replicas = it->get<int64_t>();
   }
   if (auto it = in.find("max_replicas"); it != in.end()) {
-    if (auto st = v.IntAtLeast(P("max_replicas"), *it, 1); !st.ok()) return st;
+    if (auto st = v.InRange(P("max_replicas"), *it, "max_replicas"); !st.ok()) return st;
     max_replicas = it->get<int64_t>();
   }
   if (max_replicas < min_replicas) {
@@ -84,7 +89,7 @@ absl::Status ValidateAutoscalingConfig(const Validator& v, const std::string& pa
                                 min_replicas, ")"));
   }
   if (auto it = in.find("initial_replicas"); it != in.end() && !it->is_null()) {
-    if (auto st = v.IntAtLeast(P("initial_replicas"), *it, 0); !st.ok()) return st;
+    if (auto st = v.InRange(P("initial_replicas"), *it, "initial_replicas"); !st.ok()) return st;
     int64_t initial = it->get<int64_t>();
     if (initial < min_replicas || initial > max_replicas) {
       return v.Error(P("initial_replicas"),
@@ -261,7 +266,7 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
   if (!f.contains("name")) return v.Error(Join(path, "name"), "field required");
   auto name = NameField(v, P("name"), f["name"]);
   if (!name.ok()) return name.status();
-  if (name->empty()) return v.Error(P("name"), "must be a non-empty string");
+  if (auto st = v.PathName(P("name"), *name); !st.ok()) return st;
   d.name = *name;
   f["name"] = *name;
 
@@ -273,33 +278,32 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
       }
       auto_replicas = true;
     } else if (it->is_number_integer()) {
-      if (auto st = v.IntAtLeast(P("num_replicas"), *it, 1); !st.ok()) return st;
+      if (auto st = v.InRange(P("num_replicas"), *it, "num_replicas"); !st.ok()) return st;
     } else {
       return v.TypeError(P("num_replicas"), "a positive integer, \"auto\" or null", *it);
     }
   }
   if (auto it = f.find("max_ongoing_requests"); it != f.end()) {
-    if (auto st = v.IntAtLeast(P("max_ongoing_requests"), *it, 1); !st.ok()) return st;
+    if (auto st = v.InRange(P("max_ongoing_requests"), *it, "max_ongoing_requests"); !st.ok()) {
+      return st;
+    }
   }
   if (auto it = f.find("max_queued_requests"); it != f.end()) {
     auto q = v.Int32(P("max_queued_requests"), *it);
     if (!q.ok()) return q.status();
-    if (*q != -1 && *q < 1) {
+    if (*q != -1 && (*q < 1 || *q > limits::kMaxQueuedRequests)) {
       return v.Error(P("max_queued_requests"),
-                     absl::StrCat("must be -1 (no limit) or >= 1 (got ", *q, ")"));
+                     absl::StrCat("must be -1 (no limit) or between 1 and ",
+                                  limits::kMaxQueuedRequests, " (got ", *q, ")"));
     }
   }
   if (auto it = f.find("user_config"); it != f.end()) {
     if (auto st = v.MappingOrNull(P("user_config"), *it); !st.ok()) return st;
   }
-  for (const char* key : {"graceful_shutdown_wait_loop_s", "graceful_shutdown_timeout_s"}) {
+  for (const char* key : {"graceful_shutdown_wait_loop_s", "graceful_shutdown_timeout_s",
+                          "health_check_period_s", "health_check_timeout_s"}) {
     if (auto it = f.find(key); it != f.end()) {
-      if (auto st = v.NumberAtLeast(P(key), *it, 0, false); !st.ok()) return st;
-    }
-  }
-  for (const char* key : {"health_check_period_s", "health_check_timeout_s"}) {
-    if (auto it = f.find(key); it != f.end()) {
-      if (auto st = v.NumberAtLeast(P(key), *it, 0, true); !st.ok()) return st;
+      if (auto st = v.InRange(P(key), *it, key); !st.ok()) return st;
     }
   }
   if (auto it = f.find("ray_actor_options"); it != f.end()) {
@@ -312,7 +316,8 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
       const json& bundle = (*it)[i];
       if (auto st = v.Mapping(Index(p, i), bundle); !st.ok()) return st;
       for (auto r = bundle.begin(); r != bundle.end(); ++r) {
-        if (auto st = v.NumberAtLeast(Join(Index(p, i), r.key()), r.value(), 0, false); !st.ok()) {
+        if (auto st = v.InRange(Join(Index(p, i), r.key()), r.value(), limits::kBundleRange);
+            !st.ok()) {
           return st;
         }
       }
@@ -330,9 +335,10 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
   if (auto it = f.find("max_replicas_per_node"); it != f.end() && !it->is_null()) {
     auto n = v.Int32(P("max_replicas_per_node"), *it);
     if (!n.ok()) return n.status();
-    if (*n < 1 || *n > 100) {
+    if (*n < 1 || *n > limits::kMaxReplicasPerNode) {
       return v.Error(P("max_replicas_per_node"),
-                     absl::StrCat("must be between 1 and 100 or null (got ", *n, ")"));
+                     absl::StrCat("must be between 1 and ", limits::kMaxReplicasPerNode,
+                                  " or null (got ", *n, ")"));
     }
   }
   if (auto it = f.find("logging_config"); it != f.end() && !it->is_null()) {
@@ -354,9 +360,10 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
     if (auto k = it->find("request_router_kwargs"); k != it->end()) {
       if (auto st = v.Mapping(Join(p, "request_router_kwargs"), *k); !st.ok()) return st;
     }
-    for (const char* key : {"request_routing_stats_period_s", "request_routing_stats_timeout_s"}) {
+    for (const char* key : {"request_routing_stats_period_s", "request_routing_stats_timeout_s",
+                            "initial_backoff_s", "max_backoff_s", "backoff_multiplier"}) {
       if (auto s = it->find(key); s != it->end()) {
-        if (auto st = v.NumberAtLeast(Join(p, key), *s, 0, true); !st.ok()) return st;
+        if (auto st = v.InRange(Join(p, key), *s, key); !st.ok()) return st;
       }
     }
   }
@@ -409,6 +416,21 @@ absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std
   }
   d.fields = std::move(f);
   return d;
+}
+
+absl::Status ValidateRuntimeEnv(const Validator& v, const std::string& path, const json& in) {
+  if (auto st = v.Mapping(path, in); !st.ok()) return st;
+  auto env_vars = in.find("env_vars");
+  if (env_vars == in.end() || env_vars->is_null()) return absl::OkStatus();
+  std::string p = Join(path, "env_vars");
+  if (auto st = v.Mapping(p, *env_vars); !st.ok()) return st;
+  for (auto it = env_vars->begin(); it != env_vars->end(); ++it) {
+    if (std::string why = limits::CheckEnvVarName(it.key()); !why.empty()) {
+      return v.Error(Join(p, it.key()), absl::StrCat("environment variable ", it.key(), " ", why));
+    }
+    if (!it.value().is_string()) return v.TypeError(Join(p, it.key()), "a string", it.value());
+  }
+  return absl::OkStatus();
 }
 
 bool ConfiguresAutoscaling(const DeploymentOverride& d) {

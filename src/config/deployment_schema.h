@@ -38,6 +38,11 @@ absl::StatusOr<std::string> NameField(const Validator& v, const std::string& pat
 absl::StatusOr<DeploymentOverride> ParseDeployment(const Validator& v, const std::string& path,
                                                    const nlohmann::json& in);
 
+/// A runtime_env mapping: env_vars, when set, maps allowed names (limits::CheckEnvVarName) to
+/// strings. Other fields are checked where the environment is prepared.
+absl::Status ValidateRuntimeEnv(const Validator& v, const std::string& path,
+                                const nlohmann::json& in);
+
 /// Whether the deployment sets a non-null autoscaling_config.
 bool ConfiguresAutoscaling(const DeploymentOverride& d);
 

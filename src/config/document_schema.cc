@@ -84,6 +84,10 @@ absl::StatusOr<ApplicationConfig> ParseApplication(const Validator& v, const std
   if (auto it = in.find("name"); it != in.end()) {
     auto name = NameField(v, P("name"), *it);
     if (!name.ok()) return name.status();
+    // Empty names get their own message with the cross-application checks.
+    if (!name->empty()) {
+      if (auto st = v.PathName(P("name"), *name); !st.ok()) return st;
+    }
     app.name = *name;
   }
   if (multi_app) {
@@ -117,7 +121,7 @@ absl::StatusOr<ApplicationConfig> ParseApplication(const Validator& v, const std
   if (auto st = ValidateImportPath(v, P("import_path"), *ip); !st.ok()) return st;
   app.import_path = *ip;
   if (auto it = in.find("runtime_env"); it != in.end()) {
-    if (auto st = v.Mapping(P("runtime_env"), *it); !st.ok()) return st;
+    if (auto st = ValidateRuntimeEnv(v, P("runtime_env"), *it); !st.ok()) return st;
     app.runtime_env = *it;
   }
   if (auto it = in.find("args"); it != in.end()) {
@@ -180,11 +184,13 @@ absl::StatusOr<HttpOptions> ParseHttpOptions(const Validator& v, const std::stri
     h.root_path = *s;
   }
   if (auto it = in.find("request_timeout_s"); it != in.end() && !it->is_null()) {
-    if (auto st = v.NumberAtLeast(P("request_timeout_s"), *it, 0, true); !st.ok()) return st;
+    if (auto st = v.InRange(P("request_timeout_s"), *it, "request_timeout_s"); !st.ok()) return st;
     h.request_timeout_s = it->get<double>();
   }
   if (auto it = in.find("keep_alive_timeout_s"); it != in.end()) {
-    if (auto st = v.NumberAtLeast(P("keep_alive_timeout_s"), *it, 0, false); !st.ok()) return st;
+    if (auto st = v.InRange(P("keep_alive_timeout_s"), *it, "keep_alive_timeout_s"); !st.ok()) {
+      return st;
+    }
     h.keep_alive_timeout_s = it->get<double>();
   }
   struct OptField {
@@ -230,7 +236,7 @@ absl::StatusOr<GrpcOptions> ParseGrpcOptions(const Validator& v, const std::stri
     }
   }
   if (auto it = in.find("request_timeout_s"); it != in.end() && !it->is_null()) {
-    if (auto st = v.NumberAtLeast(P("request_timeout_s"), *it, 0, true); !st.ok()) return st;
+    if (auto st = v.InRange(P("request_timeout_s"), *it, "request_timeout_s"); !st.ok()) return st;
     g.request_timeout_s = it->get<double>();
   }
   return g;
@@ -256,6 +262,8 @@ absl::StatusOr<ServeDeployConfig> ParseDocument(const json& doc, const LineMap* 
                                                  const ParseOptions& options) {
   Validator v(lines, options);
   if (!doc.is_object()) return v.TypeError("", "a mapping", doc);
+  // Documents parsed elsewhere (REST bodies, checkpoints) get the same depth bound as files.
+  if (std::string why = limits::CheckNesting(doc); !why.empty()) return v.Error("", why);
   ServeDeployConfig config;
 
   bool legacy = !doc.contains("applications") && doc.contains("import_path");
@@ -290,7 +298,7 @@ absl::StatusOr<ServeDeployConfig> ParseDocument(const json& doc, const LineMap* 
   if (auto it = doc.find("target_capacity"); it != doc.end() && !it->is_null()) {
     auto tc = v.Number("target_capacity", *it);
     if (!tc.ok()) return tc.status();
-    if (!(*tc >= 0 && *tc <= 100)) {
+    if (!limits::CheckRange(*it, *limits::FieldRange("target_capacity")).empty()) {
       return v.Error("target_capacity",
                      absl::StrCat("must be between 0 and 100 or null (got ", it->dump(), ")"));
     }

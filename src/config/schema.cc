@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "config/deployment_schema.h"
 #include "config/document_schema.h"
+#include "config/limits.h"
 #include "config/yaml_json.h"
 
 #ifndef SERVE_VERSION_STRING
@@ -108,6 +109,11 @@ absl::StatusOr<ServeDeployConfig> LoadServeDeployConfig(const std::string& path)
   if (fs::is_directory(path, ec)) {
     return absl::InvalidArgumentError(
         absl::StrCat("config file '", path, "' is a directory, not a file"));
+  }
+  if (auto size = fs::file_size(path, ec); !ec && size > limits::kMaxDocumentBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": config is ", size,
+                                                   " bytes; the limit is ",
+                                                   limits::kMaxDocumentBytes, " bytes"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open config file '", path, "'"));

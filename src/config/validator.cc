@@ -124,40 +124,36 @@ absl::Status Validator::MappingOrNull(const std::string& path, const json& j) co
   return absl::OkStatus();
 }
 
-absl::Status Validator::NumberAtLeast(const std::string& path, const json& j, double bound,
-                                      bool strict) const {
-  auto v = Number(path, j);
-  if (!v.ok()) return v.status();
-  if (std::isnan(*v) || (strict ? !(*v > bound) : !(*v >= bound))) {
-    return Error(path, absl::StrCat("must be ", strict ? "> " : ">= ", FormatBound(bound),
-                                    " (got ", j.dump(), ")"));
+absl::Status Validator::InRange(const std::string& path, const json& j,
+                               const limits::Range& range) const {
+  if (!j.is_number()) {
+    return TypeError(path, range.integer ? "an integer" : "a number", j);
   }
+  if (std::string why = limits::CheckRange(j, range); !why.empty()) return Error(path, why);
   return absl::OkStatus();
 }
 
-absl::Status Validator::IntAtLeast(const std::string& path, const json& j,
-                                   int64_t bound) const {
-  auto v = Int32(path, j);
-  if (!v.ok()) return v.status();
-  if (*v < bound) {
-    return Error(path, bound == 1 ? absl::StrCat("must be > 0 (got ", *v, ")")
-                                  : absl::StrCat("must be >= ", bound, " (got ", *v, ")"));
-  }
+absl::Status Validator::InRange(const std::string& path, const json& j,
+                               std::string_view field) const {
+  const limits::Range* range = limits::FieldRange(field);
+  if (range == nullptr) return Error(path, absl::StrCat("no range is defined for ", std::string(field)));
+  return InRange(path, j, *range);
+}
+
+absl::Status Validator::PathName(const std::string& path, const std::string& name) const {
+  if (std::string why = limits::CheckPathName(name); !why.empty()) return Error(path, why);
   return absl::OkStatus();
 }
 
 absl::StatusOr<int> Validator::Port(const std::string& path, const json& j) const {
   auto port = Int32(path, j);
   if (!port.ok()) return port.status();
-  if (*port < 0 || *port > 65535) {
-    return Error(path, absl::StrCat("must be between 0 and 65535 (got ", *port, ")"));
+  const limits::Range& r = *limits::FieldRange("port");
+  if (*port < r.min || *port > r.max) {
+    return Error(path, absl::StrCat("must be between ", r.min, " and ", r.max, " (got ", *port,
+                                    ")"));
   }
   return *port;
-}
-
-std::string Validator::FormatBound(double b) {
-  if (b == std::floor(b)) return absl::StrCat(static_cast<int64_t>(b));
-  return absl::StrCat(b);
 }
 
 void Validator::Warn(const std::string& path, const std::string& reason) const {

@@ -7,11 +7,13 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "config/limits.h"
 #include "config/schema.h"
 #include "config/yaml_json.h"
 
@@ -59,19 +61,21 @@ class Validator {
 
   absl::Status MappingOrNull(const std::string& path, const nlohmann::json& j) const;
 
-  /// A number compared against a bound: `strict` means > bound, else >= bound.
-  absl::Status NumberAtLeast(const std::string& path, const nlohmann::json& j, double bound,
-                             bool strict) const;
+  /// A number inside `range` (limits.h): finite, integral when the range says so, within its
+  /// bounds; the error names `path` and the bound.
+  absl::Status InRange(const std::string& path, const nlohmann::json& j,
+                       const limits::Range& range) const;
+  /// InRange with the range of canonical field `field` (limits::FieldRange, which must know it).
+  absl::Status InRange(const std::string& path, const nlohmann::json& j,
+                       std::string_view field) const;
 
-  /// An Int32 >= `bound` (a bound of 1 reads "must be > 0").
-  absl::Status IntAtLeast(const std::string& path, const nlohmann::json& j, int64_t bound) const;
+  /// A name that becomes part of a file path (limits::CheckPathName).
+  absl::Status PathName(const std::string& path, const std::string& name) const;
 
   /// A port number: an Int32 in [0, 65535].
   absl::StatusOr<int> Port(const std::string& path, const nlohmann::json& j) const;
 
  private:
-  static std::string FormatBound(double b);
-
   void Warn(const std::string& path, const std::string& reason) const;
 
   /// The known name nearest to `key` (edit distance at most 2, or a prefix/suffix match), or "".

@@ -12,13 +12,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "config/limits.h"
 
 namespace serve::config::detail {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr int kMaxDepth = 256;
 
 }  // namespace
 
@@ -108,12 +107,42 @@ json ResolvePlainScalar(const std::string& s) {
 
 namespace {
 
-absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int depth, json& out,
-                        LineMap& lines) {
-  if (depth > kMaxDepth) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.empty() ? "config" : path, ": nested too deeply"));
+absl::Status TooManyNodes() {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config: more than ", limits::kMaxYamlNodes,
+                   " values after expanding YAML aliases (an alias bomb?)"));
+}
+
+/// Whether `node` expands to at most `budget` nodes (aliases counted at every use); stops as
+/// soon as the budget is spent, so an alias bomb costs at most `budget` steps and no memory.
+/// Below the nesting bound it does not descend: the conversion reports that depth.
+bool WithinNodeBudget(const YAML::Node& node, size_t& budget, int depth = 0) {
+  if (budget == 0) return false;
+  --budget;
+  if (depth >= limits::kMaxNestingDepth) return true;
+  if (node.IsSequence()) {
+    for (const auto& item : node) {
+      if (!WithinNodeBudget(item, budget, depth + 1)) return false;
+    }
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      if (!WithinNodeBudget(kv.second, budget, depth + 1)) return false;
+    }
   }
+  return true;
+}
+
+/// Converts `node`; `nodes` counts the nodes produced so far. yaml-cpp shares an aliased node
+/// between its uses, so the count (not the text's size) bounds what aliases expand to.
+absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int depth, json& out,
+                        LineMap& lines, size_t& nodes) {
+  // As limits::CheckNesting: at most kMaxNestingDepth containers inside each other.
+  if ((node.IsMap() || node.IsSequence()) && depth >= limits::kMaxNestingDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.empty() ? "config" : path, ": nested deeper than ",
+                     limits::kMaxNestingDepth, " levels"));
+  }
+  if (++nodes > limits::kMaxYamlNodes) return TooManyNodes();
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -135,7 +164,9 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
         std::string item_path = Index(path, i++);
         if (!item.Mark().is_null()) lines[item_path] = item.Mark().line + 1;
         json value;
-        if (auto st = YamlToJson(item, item_path, depth + 1, value, lines); !st.ok()) return st;
+        if (auto st = YamlToJson(item, item_path, depth + 1, value, lines, nodes); !st.ok()) {
+          return st;
+        }
         out.push_back(std::move(value));
       }
       return absl::OkStatus();
@@ -153,7 +184,7 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
         std::string key_path = Join(path, key);
         if (!kv.first.Mark().is_null()) lines[key_path] = kv.first.Mark().line + 1;
         json value;
-        if (auto st = YamlToJson(kv.second, key_path, depth + 1, value, lines); !st.ok()) {
+        if (auto st = YamlToJson(kv.second, key_path, depth + 1, value, lines, nodes); !st.ok()) {
           return st;
         }
         out[key] = std::move(value);
@@ -168,9 +199,19 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
 
 absl::StatusOr<json> YamlToJsonWithLines(const std::string& text, LineMap& lines) {
   json doc;
+  if (text.size() > limits::kMaxDocumentBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("config is ", text.size(),
+                                                   " bytes; the limit is ",
+                                                   limits::kMaxDocumentBytes, " bytes"));
+  }
   try {
     YAML::Node root = YAML::Load(text);
-    if (auto st = YamlToJson(root, "", 0, doc, lines); !st.ok()) return st;
+    // Counted first (depth is bounded by yaml-cpp's parser), so that an alias bomb is refused
+    // before its expansion is built; the conversion counts again as a backstop.
+    size_t budget = limits::kMaxYamlNodes;
+    if (!WithinNodeBudget(root, budget)) return TooManyNodes();
+    size_t nodes = 0;
+    if (auto st = YamlToJson(root, "", 0, doc, lines, nodes); !st.ok()) return st;
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) return absl::InvalidArgumentError("invalid YAML: " + e.msg);
     return absl::InvalidArgumentError(absl::StrCat("invalid YAML at line ", e.mark.line + 1,

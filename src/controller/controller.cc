@@ -15,6 +15,7 @@
 
 #include "common/logging.h"
 #include "common/util.h"
+#include "config/limits.h"
 #include "controller/clock.h"
 #include "controller/control_loop.h"
 #include "controller/dashboard.h"
@@ -186,6 +187,8 @@ int RunController(const ControllerOptions& base_options) {
   bool restarted = ReadFile(options.session_dir + "/dashboard_address").has_value();
   rest_options.port = PreviousPort(options.session_dir + "/dashboard_address", options.dashboard_port);
   rest_options.access_log_name = "dashboard";
+  // Config documents are the largest bodies the REST API takes.
+  rest_options.max_body_bytes = config::limits::kMaxDocumentBytes;
   // Cluster-wide metrics: every node agent's merged text (one node: the head's).
   auto metrics_stub = v1::Agent::NewStub(rpc::ChannelTo(options.agent_address));
   MetricsSource cluster_metrics = [&metrics_stub]() -> absl::StatusOr<std::string> {

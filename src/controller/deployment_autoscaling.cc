@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "config/limits.h"
 #include "controller/deployment_state.h"
 
 namespace serve::controller {
@@ -95,7 +96,8 @@ void DeploymentStateManager::OnPolicyResult(const DeploymentId& id,
   }
   if (ok) {
     dep->policy_answer = reply->num_replicas();
-    Json state = Json::parse(reply->policy_state_json(), nullptr, false);
+    // Bounded like every document that enters (a deep one is dropped, as invalid JSON is).
+    Json state = config::limits::ParseBoundedJson(reply->policy_state_json());
     dep->policy_state = state.is_object() ? state : Json::object();
     if (!dep->policy_error.empty()) {
       dep->message.clear();

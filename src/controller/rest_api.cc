@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "config/limits.h"
+
 namespace serve::controller {
 
 rpc::HttpServerResponse Reply(int status, std::string body, std::string content_type) {
@@ -45,8 +47,9 @@ rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequ
       return Reply(200, api.Details(api_type).dump(), "application/json");
     }
     if (req.method == "PUT") {
-      auto body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-      if (body.is_discarded()) return Reply(400, "Request body is not valid JSON.");
+      std::string why;
+      auto body = config::limits::ParseBoundedJson(req.body, &why);
+      if (body.is_discarded()) return Reply(400, "Request body is not valid JSON: " + why + ".");
       auto config = config::ParseServeDeployConfig(body);
       if (!config.ok()) return Reply(400, std::string(config.status().message()));
       if (auto st = api.ApplyConfig(*config); !st.ok()) return Reply(400, std::string(st.message()));
@@ -78,7 +81,7 @@ rpc::HttpServerResponse HandleRest(ControllerApi& api, const rpc::HttpServerRequ
       char* end = nullptr;
       deadline_s = std::strtod(d.c_str(), &end);
       if (end == d.c_str() || *end != '\0' || !std::isfinite(deadline_s) || deadline_s < 0 ||
-          deadline_s > 1e7) {
+          deadline_s > config::limits::kMaxDurationS) {
         return Reply(400, "Invalid 'deadline_s' value: '" + d +
                               "'. Must be a number of seconds between 0 and 10000000.");
       }

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <functional>
 
+#include "config/limits.h"
+
 namespace serve::controller {
 namespace fs = std::filesystem;
 
@@ -57,6 +59,10 @@ absl::StatusOr<PreparedRuntimeEnv> PrepareRuntimeEnv(const nlohmann::json& env,
         return absl::InvalidArgumentError("runtime_env.env_vars must be a mapping of strings");
       }
       for (auto& [k, v] : value.items()) {
+        if (std::string why = config::limits::CheckEnvVarName(k); !why.empty()) {
+          return absl::InvalidArgumentError("runtime_env.env_vars." + k +
+                                            ": environment variable " + k + " " + why);
+        }
         if (!v.is_string()) {
           return absl::InvalidArgumentError("runtime_env.env_vars." + k + " must be a string");
         }

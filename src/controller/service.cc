@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/limits.h"
 #include "config/schema.h"
 #include "rpc/grpc_util.h"
 
@@ -24,12 +25,14 @@ grpc::ServerUnaryReactor* ControllerService::DeployApplication(
     grpc::CallbackServerContext* ctx, const v1::DeployApplicationRequest* req,
     v1::DeployApplicationReply*) {
   // The imperative form goes through the same schema validation as config files.
+  std::string why;
+  Json args = config::limits::ParseBoundedJson(req->args_json().empty() ? "{}" : req->args_json(),
+                                               &why);
+  if (args.is_discarded()) return Done(ctx, absl::InvalidArgumentError("args: " + why));
   Json app = {{"name", req->name().empty() ? "default" : req->name()},
               {"import_path", req->import_path()},
-              {"args", Json::parse(req->args_json().empty() ? "{}" : req->args_json(), nullptr,
-                                   false)}};
+              {"args", std::move(args)}};
   app["route_prefix"] = req->has_route_prefix() ? Json(req->route_prefix()) : Json(nullptr);
-  if (app["args"].is_discarded()) app["args"] = Json::object();
   auto cfg = config::ParseServeDeployConfig(Json{{"applications", Json::array({app})}});
   if (!cfg.ok()) return Done(ctx, cfg.status());
   return Done(ctx, loop_.Deploy(*cfg, "imperative", req->app_dir()));

@@ -666,7 +666,8 @@ TEST(SchemaDeploymentTest, MaxOngoingAndQueued) {
   EXPECT_THAT(DeploymentError({{"max_ongoing_requests", "5"}}),
               HasSubstr(p + "max_ongoing_requests: must be an integer"));
   EXPECT_THAT(DeploymentError({{"max_queued_requests", 0}}),
-              HasSubstr(p + "max_queued_requests: must be -1 (no limit) or >= 1 (got 0)"));
+              HasSubstr(p + "max_queued_requests: must be -1 (no limit) or between 1 and "
+                                 "100000000 (got 0)"));
   EXPECT_THAT(DeploymentError({{"max_queued_requests", -2}}), HasSubstr(p + "max_queued_requests"));
   EXPECT_THAT(DeploymentError({{"max_queued_requests", 2.0}}),
               HasSubstr(p + "max_queued_requests: must be an integer"));
