@@ -133,6 +133,7 @@ def test_password_protected_key(certs, tmp_path):
 
 
 def serve_run_fails(tmp_path, http_options):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = write_config(tmp_path / "config.yaml", http_options)
     out = subprocess.run([SERVE, "run", cfg, "--dashboard-port", "0", "--app-dir", TEST_APP_DIR,
                           "--temp-dir", str(tmp_path / "run")], capture_output=True, text=True,
