@@ -120,6 +120,14 @@ int CmdRun(RunArgs a) {
     a.cluster.root_path = parsed->http_options.root_path;
     a.cluster.request_timeout_s = parsed->http_options.request_timeout_s.value_or(-1);
     a.cluster.keep_alive_timeout_s = parsed->http_options.keep_alive_timeout_s;
+    // Relative TLS paths are relative to the current directory, made absolute for the proxies.
+    auto absolute = [](const std::optional<std::string>& path) {
+      return path ? std::filesystem::absolute(*path).string() : std::string();
+    };
+    a.cluster.ssl_keyfile = absolute(parsed->http_options.ssl_keyfile);
+    a.cluster.ssl_certfile = absolute(parsed->http_options.ssl_certfile);
+    a.cluster.ssl_keyfile_password = parsed->http_options.ssl_keyfile_password.value_or("");
+    a.cluster.ssl_ca_certs = absolute(parsed->http_options.ssl_ca_certs);
     a.cluster.grpc_port = parsed->grpc_options.port;
     a.cluster.grpc_servicer_functions = parsed->grpc_options.grpc_servicer_functions;
     a.cluster.grpc_request_timeout_s = parsed->grpc_options.request_timeout_s.value_or(-1);
@@ -297,9 +305,12 @@ int CmdRun(RunArgs a) {
       proxy_ready |= port.has_value();
       if (details.ok() && !proxy_ready && cluster) {
         if (auto failed = FailedProxy(*details, session)) {
-          std::cerr << "Error: " << *failed << " Free the port or choose another with "
-                    << (is_config ? "http_options.port in " + a.target : "--http-port")
-                    << ".\n";
+          std::cerr << "Error: " << *failed;
+          if (failed->find("Cannot listen") != std::string::npos) {
+            std::cerr << " Free the port or choose another with "
+                      << (is_config ? "http_options.port in " + a.target : "--http-port") << ".";
+          }
+          std::cerr << "\n";
           return finish(1);
         }
       }
@@ -314,7 +325,8 @@ int CmdRun(RunArgs a) {
         std::string s = app.value("status", "");
         if (s == "RUNNING" && proxy_ready) {  // "ready at" needs the proxy's real port
           if (!prefix.empty() && port) {
-            Log("INFO", "Application '" + name + "' is ready at http://" + host + ":" +
+            Log("INFO", "Application '" + name + "' is ready at " +
+                            (a.cluster.ssl_certfile.empty() ? "http://" : "https://") + host + ":" +
                             std::to_string(*port) + prefix + ".");
           }
           Log("INFO", "Deployed app '" + name + "' successfully.");

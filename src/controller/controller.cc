@@ -76,6 +76,10 @@ ControllerOptions LoadClusterOptions(ControllerOptions o) {
   o.root_path = j.value("root_path", o.root_path);
   o.request_timeout_s = j.value("request_timeout_s", o.request_timeout_s);
   o.keep_alive_timeout_s = j.value("keep_alive_timeout_s", o.keep_alive_timeout_s);
+  o.ssl_keyfile = j.value("ssl_keyfile", o.ssl_keyfile);
+  o.ssl_certfile = j.value("ssl_certfile", o.ssl_certfile);
+  o.ssl_keyfile_password = j.value("ssl_keyfile_password", o.ssl_keyfile_password);
+  o.ssl_ca_certs = j.value("ssl_ca_certs", o.ssl_ca_certs);
   o.grpc_port = j.value("grpc_port", o.grpc_port);
   o.grpc_servicer_functions = j.value("grpc_servicer_functions", o.grpc_servicer_functions);
   o.grpc_request_timeout_s = j.value("grpc_request_timeout_s", o.grpc_request_timeout_s);

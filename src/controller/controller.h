@@ -15,6 +15,8 @@ struct ControllerOptions {
   std::string root_path;
   double request_timeout_s = -1;      ///< < 0: none
   double keep_alive_timeout_s = 90;
+  /// http_options.ssl_*, absolute paths ("" = not given): passed to every proxy.
+  std::string ssl_keyfile, ssl_certfile, ssl_keyfile_password, ssl_ca_certs;
   int grpc_port = 9000;
   std::vector<std::string> grpc_servicer_functions;  ///< gRPC services the proxies accept
   double grpc_request_timeout_s = -1;                ///< < 0: none

@@ -80,6 +80,20 @@ void ProxyStateManager::Start(const std::string& node_id, Actions& actions) {
     req.add_args("--grpc-request-timeout-s");
     req.add_args(std::to_string(o.grpc_request_timeout_s));
   }
+  // TLS files by path; the key's password in the environment (serve-proxy's main.cc).
+  auto add_file = [&req](const char* flag, const std::string& path) {
+    if (path.empty()) return;
+    req.add_args(flag);
+    req.add_args(path);
+  };
+  add_file("--ssl-keyfile", o.ssl_keyfile);
+  add_file("--ssl-certfile", o.ssl_certfile);
+  add_file("--ssl-ca-certs", o.ssl_ca_certs);
+  if (!o.ssl_keyfile_password.empty()) {
+    auto* kv = req.add_env();
+    kv->set_key("SERVE_SSL_KEYFILE_PASSWORD");
+    kv->set_value(o.ssl_keyfile_password);
+  }
   actions.push_back(std::move(a));
 }
 

@@ -37,6 +37,8 @@ struct ClusterOptions {
   std::string root_path;
   double request_timeout_s = -1;
   double keep_alive_timeout_s = 90;
+  /// http_options.ssl_* ("" = not given); cluster.json is 0600 as it can hold the password.
+  std::string ssl_keyfile, ssl_certfile, ssl_keyfile_password, ssl_ca_certs;
   int grpc_port = 9000;
   std::vector<std::string> grpc_servicer_functions;  ///< gRPC services the proxies accept
   double grpc_request_timeout_s = -1;

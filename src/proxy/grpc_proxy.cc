@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
 #include <spdlog/spdlog.h>
 
 #include "common/util.h"
@@ -421,8 +422,14 @@ int GrpcProxy::Start() {
       INT_MAX, EnvDouble("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", static_cast<double>(INT_MAX))));
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(o.host + ":" + std::to_string(o.port),
-                           grpc::InsecureServerCredentials(), &port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (o.tls) {
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    ssl.pem_root_certs = o.tls->ca_certs_pem;
+    ssl.pem_key_cert_pairs.push_back({o.tls->private_key_pem, o.tls->cert_chain_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(o.host + ":" + std::to_string(o.port), credentials, &port);
   builder.SetMaxReceiveMessageSize(max_size);
   builder.SetMaxSendMessageSize(max_size);
   builder.RegisterCallbackGenericService(service_.get());

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "proxy/proxy_metrics.h"
 #include "proxy/route_table.h"
 #include "router/router.h"
+#include "rpc/tls.h"
 
 namespace grpc {
 class Server;
@@ -23,6 +25,8 @@ struct GrpcProxyOptions {
   /// services get UNIMPLEMENTED.
   std::vector<std::string> services;
   double request_timeout_s = -1;  ///< > 0: end-to-end deadline, then DEADLINE_EXCEEDED
+  /// Set: TLS with this certificate (client certificates are not requested); else plaintext.
+  std::optional<rpc::TlsMaterial> tls;
 };
 
 /// The gRPC ingress (spec §8.3): a generic gRPC service that forwards any method of an

@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -20,11 +21,19 @@ int main(int argc, char** argv) {
   app.add_option("--grpc-servicer-functions", options.grpc_services,
                  "fully-qualified gRPC service names served (repeatable)");
   app.add_option("--grpc-request-timeout-s", options.grpc_request_timeout_s);
+  app.add_option("--ssl-keyfile", options.tls.keyfile);
+  app.add_option("--ssl-certfile", options.tls.certfile);
+  app.add_option("--ssl-ca-certs", options.tls.ca_certs);
   CLI11_PARSE(app, argc, argv);
   // The token reaches the controller and the replicas; the ingress ports stay open.
   if (auto st = serve::rpc::LoadClusterTokenFromEnvironment(); !st.ok()) {
     std::cerr << "serve-proxy: " << st.message() << "\n";
     return 2;
+  }
+  // The key's password comes in the environment, not on the command line (visible in ps).
+  if (const char* password = std::getenv(serve::proxy::kSslKeyfilePasswordEnv)) {
+    options.tls.keyfile_password = password;
+    ::unsetenv(serve::proxy::kSslKeyfilePasswordEnv);
   }
   return serve::proxy::RunProxy(options);
 }

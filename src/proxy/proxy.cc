@@ -33,8 +33,9 @@ namespace asio = boost::asio;
 namespace {
 
 // Contract with the controller (controller/proxy_state.cc): a proxy that cannot bind its HTTP
-// port writes one line naming the address and the reason to ProxyStartupErrorFile() and
-// exits with kExitCannotListen; the controller shows that line as the proxy's status message.
+// port, or cannot use its TLS files, writes one line naming the address (or file) and the
+// reason to ProxyStartupErrorFile() and exits with kExitCannotListen; the controller shows
+// that line as the proxy's status message.
 constexpr int kExitCannotListen = 73;  // EX_CANTCREAT
 
 std::string ProxyStartupErrorFile(const ProxyOptions& o) {
@@ -47,6 +48,14 @@ std::string ListenErrorReason(const std::exception& e) {
   std::string what = e.what();
   if (auto bracket = what.find(" ["); bracket != std::string::npos) what.resize(bracket);
   return what;
+}
+
+// Records why the proxy cannot start (the contract above) and returns its exit code.
+int FailStartup(const ProxyOptions& o, const std::string& line) {
+  spdlog::critical("{}", line);
+  WriteFileAtomic(ProxyStartupErrorFile(o), line);
+  ShutdownLogging();
+  return kExitCannotListen;
 }
 
 }  // namespace
@@ -78,6 +87,22 @@ int RunProxy(const ProxyOptions& options) {
                                     EnvDouble("SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S", 0));
   if (env_keep_alive > 0) http_options.keep_alive_timeout_s = env_keep_alive;
   http_options.access_log_name = "proxy " + LocalNodeIp();
+  // The TLS files are checked before anything listens: a bad file fails the start-up with a
+  // line naming the field and the file (shown by `serve run`/`serve start`).
+  std::optional<rpc::TlsMaterial> tls;
+  if (options.tls.enabled()) {
+    auto material = rpc::LoadTlsMaterial(options.tls);
+    try {
+      if (material.ok()) http_options.tls = rpc::MakeServerSslContext(*material);
+    } catch (const std::exception& e) {
+      material = absl::InvalidArgumentError(ListenErrorReason(e));
+    }
+    if (!material.ok()) {
+      return FailStartup(options, "Cannot use the TLS files in http_options: " +
+                                      std::string(material.status().message()));
+    }
+    tls = *std::move(material);
+  }
   rpc::HttpServer server(
       io, [&handler](ProxyRequest req, auto done) { handler.Handle(std::move(req), std::move(done)); },
       http_options);
@@ -87,12 +112,9 @@ int RunProxy(const ProxyOptions& options) {
     // proxy does not answer 404 for routes it has not heard of yet.
     port = server.Listen(/*accept_now=*/false);
   } catch (const std::exception& e) {
-    std::string line = "Cannot listen on " + options.http_host + ":" +
-                       std::to_string(options.http_port) + ": " + ListenErrorReason(e);
-    spdlog::critical("{}", line);
-    WriteFileAtomic(ProxyStartupErrorFile(options), line);
-    ShutdownLogging();
-    return kExitCannotListen;
+    return FailStartup(options, "Cannot listen on " + options.http_host + ":" +
+                                    std::to_string(options.http_port) + ": " +
+                                    ListenErrorReason(e));
   }
   std::unique_ptr<ProxyMetrics> grpc_metrics;  // outlives grpc_proxy
   std::unique_ptr<GrpcProxy> grpc_proxy;
@@ -104,6 +126,7 @@ int RunProxy(const ProxyOptions& options) {
     g.services = options.grpc_services;
     g.request_timeout_s = options.grpc_request_timeout_s > 0 ? options.grpc_request_timeout_s
                                                              : options.request_timeout_s;
+    g.tls = tls;
     grpc_proxy = std::make_unique<GrpcProxy>(router, io.get_executor(), std::move(g));
     grpc_metrics = std::make_unique<ProxyMetrics>(options.node_id, LocalNodeIp(),
                                                   ProxyMetrics::Protocol::kGrpc);
@@ -111,16 +134,12 @@ int RunProxy(const ProxyOptions& options) {
     try {
       grpc_port = grpc_proxy->Start();
     } catch (const std::exception& e) {
-      std::string line = e.what();
-      spdlog::critical("{}", line);
-      WriteFileAtomic(ProxyStartupErrorFile(options), line);
-      ShutdownLogging();
-      return kExitCannotListen;
+      return FailStartup(options, e.what());
     }
   }
   std::error_code ignored;
   std::filesystem::remove(ProxyStartupErrorFile(options), ignored);
-  spdlog::info("Proxy listening on http://{}:{}.", options.http_host, port);
+  spdlog::info("Proxy listening on {}://{}:{}.", tls ? "https" : "http", options.http_host, port);
   if (grpc_proxy) {
     std::string services;
     for (const auto& s : options.grpc_services) services += (services.empty() ? "" : ", ") + s;

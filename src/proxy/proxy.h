@@ -3,7 +3,12 @@
 #include <string>
 #include <vector>
 
+#include "rpc/tls.h"
+
 namespace serve::proxy {
+
+/// The environment variable that carries http_options.ssl_keyfile_password to serve-proxy.
+inline constexpr char kSslKeyfilePasswordEnv[] = "SERVE_SSL_KEYFILE_PASSWORD";
 
 struct ProxyOptions {
   std::string controller_address;
@@ -22,6 +27,9 @@ struct ProxyOptions {
   int grpc_port = 9000;
   std::vector<std::string> grpc_services;      ///< accepted fully-qualified service names
   double grpc_request_timeout_s = -1;          ///< > 0: deadline, then DEADLINE_EXCEEDED
+  /// http_options.ssl_*: when enabled, HTTPS only, and the gRPC proxy uses TLS with the same
+  /// certificate. Files that cannot be used make the proxy exit at start-up.
+  rpc::TlsFiles tls;
 };
 
 /// Runs the HTTP proxy (and the gRPC one when enabled) until SIGTERM: keeps the route table and replica sets current through

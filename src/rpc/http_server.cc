@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -202,11 +204,28 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
 
 namespace {
 
-asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
+using TlsStream = asio::ssl::stream<tcp::socket>;
+
+// One connection. `Stream` is tcp::socket (plain HTTP) or TlsStream (HTTPS): the plain path
+// has no TLS layer and no indirection.
+template <class Stream>
+asio::awaitable<void> Session(Stream stream, const HttpHandler& handler,
                               const HttpServerOptions& options,
                               std::shared_ptr<Watchdog> watchdog) {
   using Clock = Watchdog::Clock;
+  tcp::socket& socket = beast::get_lowest_layer(stream);
   auto deadline = watchdog->Add(&socket);
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    // A client that does not speak TLS (plain HTTP) fails the handshake and is disconnected.
+    deadline->deadline = Clock::now() + std::chrono::seconds(10);
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kAwait);
+    if (hec) {
+      spdlog::debug("TLS handshake failed: {}", hec.message());
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      co_return;
+    }
+  }
   std::string peer;
   bool peer_loopback = false;
   boost::system::error_code peer_ec;
@@ -230,7 +249,7 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
     parser.body_limit(options.max_body_bytes);
     deadline->deadline = Clock::now() + keep_alive;
-    auto [ec, n] = co_await http::async_read(socket, buffer, parser, kAwait);
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kAwait);
     if (ec) {
       std::optional<http::response<http::string_body>> error;
       if (ec == http::error::header_limit) {
@@ -245,7 +264,7 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
       }
       if (error && socket.is_open()) {
         deadline->deadline = Clock::now() + std::chrono::seconds(5);
-        co_await http::async_write(socket, *error, kAwait);
+        co_await http::async_write(stream, *error, kAwait);
       }
       break;
     }
@@ -306,7 +325,7 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
       head.chunked(true);
       http::response_serializer<http::empty_body> sr{head};
       deadline->deadline = Clock::now() + kWriteTimeout;
-      auto [hec, hn] = co_await http::async_write_header(socket, sr, kAwait);
+      auto [hec, hn] = co_await http::async_write_header(stream, sr, kAwait);
       bool broken = static_cast<bool>(hec);
       std::vector<std::string> chunks;
       while (!broken) {
@@ -328,7 +347,7 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
         }
         if (out.empty()) continue;
         deadline->deadline = Clock::now() + kWriteTimeout;
-        auto [cec, cn] = co_await asio::async_write(socket, asio::buffer(out), kAwait);
+        auto [cec, cn] = co_await asio::async_write(stream, asio::buffer(out), kAwait);
         broken = static_cast<bool>(cec);
       }
       if (broken) {
@@ -341,7 +360,7 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
         break;
       }
       deadline->deadline = Clock::now() + kWriteTimeout;
-      auto [lec, ln] = co_await asio::async_write(socket, http::make_chunk_last(), kAwait);
+      auto [lec, ln] = co_await asio::async_write(stream, http::make_chunk_last(), kAwait);
       log_access("");
       if (lec || !keep) break;
       continue;
@@ -349,7 +368,7 @@ asio::awaitable<void> Session(tcp::socket socket, const HttpHandler& handler,
     out = SerializeHttpResponse(sresp, version, keep, head_request);
     log_access("");
     deadline->deadline = Clock::now() + kWriteTimeout;
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), kAwait);
+    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kAwait);
     if (wec || !keep) break;
   }
   boost::system::error_code ignored;
@@ -389,15 +408,23 @@ void HttpServer::StartAccepting() {
             continue;
           }
           socket.set_option(tcp::no_delay(true), ec);
-          asio::co_spawn(io_, Session(std::move(socket), handler_, options_, watchdog_),
-                         [](std::exception_ptr e) {
-                           if (!e) return;
-                           try {
-                             std::rethrow_exception(e);
-                           } catch (const std::exception& ex) {
-                             spdlog::error("HTTP session failed: {}", ex.what());
-                           }
-                         });
+          auto on_end = [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              spdlog::error("HTTP session failed: {}", ex.what());
+            }
+          };
+          if (options_.tls) {
+            asio::co_spawn(io_,
+                           Session(TlsStream(std::move(socket), *options_.tls), handler_,
+                                   options_, watchdog_),
+                           on_end);
+          } else {
+            asio::co_spawn(io_, Session(std::move(socket), handler_, options_, watchdog_),
+                           on_end);
+          }
         }
       },
       asio::detached);

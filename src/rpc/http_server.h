@@ -17,6 +17,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
 namespace serve::rpc {
 
 struct HttpServerRequest {
@@ -94,6 +98,8 @@ struct HttpServerOptions {
   size_t max_body_bytes = 100 * 1024 * 1024;  ///< larger bodies get 413
   double keep_alive_timeout_s = 90;           ///< idle keep-alive connections are closed
   std::string access_log_name;                ///< non-empty: log "METHOD route status ms"
+  /// Set: HTTPS only (each connection starts with a TLS handshake; rpc/tls.h); null: plain HTTP.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 class Watchdog;

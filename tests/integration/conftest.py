@@ -116,7 +116,7 @@ class ServeRun:
 
     def wait_ready(self, timeout=60):
         def ready():
-            m = re.search(r"is ready at (http://[^ ]+?)/?\.\n", self.output())
+            m = re.search(r"is ready at (https?://[^ ]+?)/?\.\n", self.output())
             if m:
                 return m.group(1)
             if self.proc.poll() is not None:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import yaml
 
 from conftest import free_port, session_pids, wait_for
 
@@ -348,15 +349,21 @@ def test_getting_started_samples_run_as_written(docs_tmp):
     project.mkdir()
     (project / "quickstart.cc").write_text(readme.take(2, "cpp", "#include <serve/serve.h>"))
     (project / "caller.cc").write_text(docs.take(7, "cpp", "#include <serve/client.h>"))
-    (project / "CMakeLists.txt").write_text(docs.take(11, "cmake", "cmake_minimum_required"))
+    (project / "CMakeLists.txt").write_text(docs.take(12, "cmake", "cmake_minimum_required"))
     sh = Shell(tmp, "myapp")
     try:
-        for command in commands(docs.take(10, "sh", "cmake --install build --prefix /usr/local")):
+        for command in commands(docs.take(11, "sh", "cmake --install build --prefix /usr/local")):
             sh.run(command, view)
-        for command in commands(docs.take(12, "sh", "cmake -S . -B build")):
+        for command in commands(docs.take(13, "sh", "cmake -S . -B build")):
             sh.run(command, project)
     finally:
         sh.stop()
+
+    # The HTTPS sample needs certificate files: test_tls.py runs these options for real; here
+    # the sample names exactly those fields.
+    https = yaml.safe_load(docs.take(10, "yaml", "http_options:"))["http_options"]
+    assert sorted(k for k in https if k.startswith("ssl_")) == [
+        "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_keyfile_password"]
 
     for future in compiled:
         name, rc, errors = future.result()
