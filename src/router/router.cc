@@ -17,13 +17,15 @@ namespace asio = boost::asio;
 using rpc::FrameType;
 
 /// One data-plane connection to a replica, shared by every request routed to it. Connects
-/// lazily; requests sent before the connection is up are queued by FramedConnection.
+/// lazily; requests sent before the connection is up are queued by FramedConnection. Once a
+/// connection fails (refused or lost) the replica is unreachable until a connection succeeds
+/// again: it reconnects in the background with backoff (0.1 s doubling to 5 s) until closed.
 class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection> {
  public:
   using FrameHandler = std::function<void(rpc::Frame*)>;  // nullptr: connection lost
 
   ReplicaConnection(asio::any_io_executor ex, std::string address)
-      : ex_(ex), address_(std::move(address)) {}
+      : ex_(ex), address_(std::move(address)), reconnect_timer_(ex_) {}
 
   void Send(uint64_t id, const std::string& payload, FrameHandler handler) {
     handlers_[id] = std::move(handler);
@@ -63,8 +65,11 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
     probing_ = true;
     conn_->Send(FrameType::kProbe, 0, {});
   }
+  /// True since a connection attempt failed or the connection was lost, until one succeeds.
   bool broken() const { return broken_; }
   void Close() {
+    closed_ = true;
+    reconnect_timer_.cancel();
     if (conn_) conn_->Close();
   }
 
@@ -85,6 +90,8 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
         self->FailAll();
         return;
       }
+      self->broken_ = false;
+      self->failures_ = 0;
       self->conn_ = std::make_shared<rpc::FramedConnection>(std::move(*socket));
       std::weak_ptr<ReplicaConnection> weak = self;
       self->conn_->Start(
@@ -151,7 +158,21 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
     handlers_.clear();
     backlog_.clear();
     in_flight_ = 0;
+    ScheduleReconnect();
     for (auto& [id, h] : handlers) h(nullptr);
+  }
+
+  void ScheduleReconnect() {
+    if (closed_) return;
+    auto delay = std::chrono::milliseconds(std::min(100 << std::min(failures_, 6), 5000));
+    ++failures_;
+    reconnect_timer_.expires_after(delay);
+    std::weak_ptr<ReplicaConnection> weak = shared_from_this();
+    reconnect_timer_.async_wait([weak](boost::system::error_code ec) {
+      auto s = weak.lock();
+      if (ec || !s || s->closed_ || s->conn_ || s->connecting_) return;
+      s->Probe();  // connects; success makes the replica reachable again
+    });
   }
 
   asio::any_io_executor ex_;
@@ -167,6 +188,9 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
   static constexpr std::chrono::seconds kCacheTimeout{10};  // RAY_SERVE_QUEUE_LENGTH_CACHE_TIMEOUT_S
   bool connecting_ = false;
   bool broken_ = false;
+  bool closed_ = false;
+  int failures_ = 0;  // consecutive failed connections (the reconnect backoff)
+  asio::steady_timer reconnect_timer_;
 };
 
 namespace {
@@ -360,6 +384,10 @@ Router::ReplicaEntry* Router::PickAmong(DeploymentEntry& d, size_t n, const size
   }
   ReplicaEntry* a = &d.replicas[idx ? idx[i] : i];
   ReplicaEntry* b = &d.replicas[idx ? idx[j] : j];
+  if (a->conn->broken() != b->conn->broken()) {  // a reachable replica beats an unreachable one
+    ReplicaEntry* ok = a->conn->broken() ? b : a;
+    return ok->conn->Load() >= ok->info.max_ongoing_requests() ? nullptr : ok;
+  }
   int la = a->conn->Load(), lb = b->conn->Load();
   ReplicaEntry* best = la <= lb ? a : b;
   if (std::min(la, lb) >= best->info.max_ongoing_requests()) return nullptr;
@@ -368,21 +396,32 @@ Router::ReplicaEntry* Router::PickAmong(DeploymentEntry& d, size_t n, const size
 
 Router::ReplicaEntry* Router::Pick(DeploymentEntry& d) {
   size_t n = d.replicas.size();
-  auto is_local = [&](const ReplicaEntry& r) { return r.info.node_id() == local_node_id_; };
-  size_t local_count = local_node_id_.empty()
-                           ? 0
-                           : static_cast<size_t>(std::count_if(d.replicas.begin(), d.replicas.end(),
-                                                               is_local));
-  // The preference matters only when the set mixes nodes (with one node, every replica is local).
-  if (local_count > 0 && local_count < n) {
-    std::vector<size_t> local;
-    local.reserve(local_count);
-    for (size_t i = 0; i < n; ++i) {
-      if (is_local(d.replicas[i])) local.push_back(i);
-    }
-    if (ReplicaEntry* r = PickAmong(d, local.size(), local.data())) return r;
+  size_t local_count = 0, reachable = 0;
+  for (const auto& r : d.replicas) {
+    local_count += !local_node_id_.empty() && r.info.node_id() == local_node_id_;
+    reachable += !r.conn->broken();
   }
-  return PickAmong(d, n, nullptr);
+  if ((local_count == 0 || local_count == n) && (reachable == 0 || reachable == n)) {
+    return PickAmong(d, n, nullptr);  // the common case: nothing to prefer
+  }
+  // Preference: reachable replicas on this node, then reachable ones anywhere; while none is
+  // reachable, every replica (a request sent to one retries its connection).
+  std::vector<size_t> idx;
+  idx.reserve(n);
+  auto among = [&](bool local_only) -> ReplicaEntry* {
+    idx.clear();
+    for (size_t i = 0; i < n; ++i) {
+      const ReplicaEntry& r = d.replicas[i];
+      if (reachable > 0 && r.conn->broken()) continue;
+      if (local_only && r.info.node_id() != local_node_id_) continue;
+      idx.push_back(i);
+    }
+    return PickAmong(d, idx.size(), idx.data());
+  };
+  if (local_count > 0 && local_count < n) {
+    if (ReplicaEntry* r = among(/*local_only=*/true)) return r;
+  }
+  return among(/*local_only=*/false);
 }
 
 void Router::Drain(const std::string& key) {
@@ -413,9 +452,7 @@ void Router::Drain(const std::string& key) {
   }
   // Requests put back meanwhile (a replica lost before accepting) stay ahead.
   for (auto& p : waiting) d.queue.push_back(std::move(p));
-  if (d.queue.empty()) {
-    d.backoff_attempt = 0;
-  } else if (!d.replicas.empty()) {
+  if (!d.queue.empty() && !d.replicas.empty()) {
     ScheduleRetry(key);  // all full or waiting for a model; else wait for a broadcast
   }
 }
@@ -447,6 +484,7 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
   conn->Send(p->id, p->payload, [this, key, p, replica_id, stream, weak_conn, id](rpc::Frame* f) {
     if (f != nullptr && f->type == FrameType::kAccepted) {
       p->started = true;
+      deployments_[key].backoff_attempt = 0;  // a replica took it: retries start fast again
       return;
     }
     if (p->finished && !*stream) {

@@ -37,6 +37,15 @@ def start_worker(temp_dir, controller, ip, token_file):
     return re.search(r"Node:\s+(\S+) at " + re.escape(ip), out.stdout).group(1)
 
 
+def log_tails(temp_dir, lines=15):
+    """The last lines of every log of the node under `temp_dir` (for failure messages)."""
+    out = []
+    for path in sorted(temp_dir.glob("session_2*/logs/serve/*.log")):
+        out.append(f"== {path.name}\n" + "\n".join(path.read_text(errors="replace")
+                                                    .splitlines()[-lines:]))
+    return "\n".join(out)
+
+
 def details(rest):
     r = requests.get(rest + "/api/serve/applications/", timeout=10)
     assert r.status_code == 200, r.text
@@ -186,7 +195,9 @@ def test_a_new_head_takes_the_workers_back_without_restarting_them(tmp_path):
             return p if p and p["status"] == "HEALTHY" and p["http_port"] > 0 else None
         proxy = wait_for(worker_proxy, 30, what="the worker's proxy HEALTHY")
         w1_http = f"http://127.0.0.2:{proxy['http_port']}"
-        wait_for(lambda: requests.get(w1_http + "/echo", timeout=10).status_code == 200, 30)
+        # Its proxy knows the local replica (it prefers it): it answers from this node.
+        wait_for(lambda: requests.get(w1_http + "/echo", timeout=10).json()["node_id"] == w1, 30,
+                 what="the worker's proxy to route to its own replica")
 
         # The head is lost: every process of its node dies at once.
         kill_all([dirs[0]])
@@ -207,7 +218,11 @@ def test_a_new_head_takes_the_workers_back_without_restarting_them(tmp_path):
                 failures.append(repr(e))
                 assert not answers, f"a failure after serving resumed: {failures}"
             return len(answers) >= 20
-        wait_for(serve_20, 60, interval=0, what="20 answers from the worker during the outage")
+        try:
+            wait_for(serve_20, 60, interval=0, what="20 answers from the worker during the outage")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; failures: {failures[:5]}; worker logs:\n"
+                                 f"{log_tails(dirs[1])}") from None
         print(f"worker answered 20 requests with the head gone; failures first: {failures}")
 
         # A new head on the same Redis and controller port takes the worker back.

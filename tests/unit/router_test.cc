@@ -206,6 +206,46 @@ TEST_F(RouterTest, PrefersReplicasOnItsOwnNodeWhileTheyHaveRoom) {
   EXPECT_EQ(b.requests + c.requests, 10);
 }
 
+TEST_F(RouterTest, AReplicaThatCannotBeReachedIsAvoidedWhileOthersCanServe) {
+  // The local replica's process is gone (its port refuses connections) and no update comes
+  // (the controller is down too): requests go to the remote replica instead of retrying the
+  // dead one forever.
+  ScriptedReplica b(io_, "b");
+  b.node_id = "elsewhere";
+  v1::RunningReplica dead;
+  {
+    asio::ip::tcp::acceptor closed(io_, {asio::ip::make_address("127.0.0.1"), 0});
+    dead.set_data_address("127.0.0.1:" + std::to_string(closed.local_endpoint().port()));
+  }
+  dead.set_replica_id("dead");
+  dead.set_node_id("local");
+  dead.set_max_ongoing_requests(100);
+  v1::DeploymentTargets t;
+  t.set_is_available(true);
+  *t.add_replicas() = dead;
+  *t.add_replicas() = b.Info(100);
+  router_.UpdateTargets(kKey, t);
+  for (int i = 0; i < 10; ++i) {
+    RouteResult r = Call();
+    ASSERT_EQ(r.code, RouteResult::Code::kOk);
+    EXPECT_EQ(r.body, "b");
+  }
+}
+
+TEST_F(RouterTest, AReplicaWhoseConnectionFailedIsPreferredAgainOnceItReconnects) {
+  ScriptedReplica a(io_, "a"), b(io_, "b");
+  a.mode = ScriptedReplica::Mode::kDrop;  // local, preferred, but drops every connection
+  b.node_id = "elsewhere";
+  SetTargets({&a, &b});
+  ASSERT_TRUE(RunUntil([&] { return a.probes == 1 && b.probes == 1; }));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Call().body, "b");
+  EXPECT_GE(a.requests, 1);
+  // It recovers: the router's background reconnect (a probe) makes it reachable again.
+  a.mode = ScriptedReplica::Mode::kServe;
+  ASSERT_TRUE(RunUntil([&] { return Call().body == "a"; }));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Call().body, "a");
+}
+
 TEST_F(RouterTest, ARejectedRequestIsRetriedOnAnotherReplica) {
   ScriptedReplica a(io_, "a"), b(io_, "b");
   a.mode = ScriptedReplica::Mode::kReject;
