@@ -193,6 +193,7 @@ int RunController(const ControllerOptions& base_options) {
   rest_options.access_log_name = "dashboard";
   // Config documents are the largest bodies the REST API takes.
   rest_options.max_body_bytes = config::limits::kMaxDocumentBytes;
+  rpc::ApplyListenerLimitsFromEnvironment(rest_options);
   // Cluster-wide metrics: every node agent's merged text (one node: the head's).
   auto metrics_stub = v1::Agent::NewStub(rpc::ChannelTo(options.agent_address));
   MetricsSource cluster_metrics = [&metrics_stub]() -> absl::StatusOr<std::string> {

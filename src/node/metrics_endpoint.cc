@@ -26,6 +26,7 @@ MetricsEndpoint::MetricsEndpoint(metrics::NodeStore& store, const std::string& h
   rpc::HttpServerOptions options;
   options.host = host;
   options.port = port;
+  rpc::ApplyListenerLimitsFromEnvironment(options);
   impl_->server = std::make_unique<rpc::HttpServer>(
       impl_->io,
       [&store](rpc::HttpServerRequest req, std::function<void(rpc::HttpServerResponse)> done) {

@@ -86,6 +86,7 @@ int RunProxy(const ProxyOptions& options) {
   double env_keep_alive = EnvDouble("RAY_SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S",
                                     EnvDouble("SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S", 0));
   if (env_keep_alive > 0) http_options.keep_alive_timeout_s = env_keep_alive;
+  rpc::ApplyListenerLimitsFromEnvironment(http_options);
   http_options.access_log_name = "proxy " + LocalNodeIp();
   // The TLS files are checked before anything listens: a bad file fails the start-up with a
   // line naming the field and the file (shown by `serve run`/`serve start`).

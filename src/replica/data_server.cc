@@ -196,6 +196,22 @@ void DataServer::Accept() {
             conn->Send(FrameType::kResponse, frame.id, rpc::EncodeEnvelope(head, {}));
             return;
           }
+          bool duplicate;
+          {
+            std::lock_guard lock(mu_);
+            duplicate = calls_.count({conn.get(), frame.id}) > 0;
+          }
+          if (duplicate) {
+            // A peer reusing the id of a call still running here: refused, and the running
+            // call keeps its id (routers never reuse one on a connection).
+            v1::ResponseHead head;
+            head.set_accepted(true);
+            head.set_error_type("ValueError");
+            head.set_error_message("request id " + std::to_string(frame.id) +
+                                   " is already in flight on this connection");
+            conn->Send(FrameType::kResponse, frame.id, rpc::EncodeEnvelope(head, {}));
+            return;
+          }
           int now = ongoing_.load();
           if (draining_ || now >= max_ongoing_.load()) {
             v1::ResponseHead head;

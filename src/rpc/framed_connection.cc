@@ -176,10 +176,9 @@ void FramedConnection::ReadLoop() {
             self->Refuse("an oversized first frame");
             return;
           }
-          if (self->read_len_ - pos < 4 + size_t{len}) {
-            if (self->read_buf_.size() < 4 + size_t{len}) self->read_buf_.resize(4 + size_t{len});
-            break;
-          }
+          // Incomplete: the buffer grows with the bytes that arrive (doubling when full), not
+          // with the length the header announces.
+          if (self->read_len_ - pos < 4 + size_t{len}) break;
           Frame f;
           f.type = static_cast<FrameType>(self->read_buf_[pos + 4]);
           std::memcpy(&f.id, self->read_buf_.data() + pos + 5, 8);
@@ -198,6 +197,11 @@ void FramedConnection::ReadLoop() {
         if (pos > 0) {
           std::memmove(self->read_buf_.data(), self->read_buf_.data() + pos, self->read_len_ - pos);
           self->read_len_ -= pos;
+          // A large frame's room is given back once it has been dispatched.
+          if (self->read_buf_.size() > (1u << 20) && self->read_len_ <= 64 * 1024) {
+            self->read_buf_.resize(64 * 1024);
+            self->read_buf_.shrink_to_fit();
+          }
         }
         self->ReadLoop();
       });

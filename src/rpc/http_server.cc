@@ -1,5 +1,6 @@
 #include "rpc/http_server.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 
 #include <boost/asio/as_tuple.hpp>
@@ -21,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
+#include "common/util.h"
 #include "rpc/framed_connection.h"
 
 namespace serve::rpc {
@@ -208,11 +211,26 @@ using TlsStream = asio::ssl::stream<tcp::socket>;
 
 // One connection. `Stream` is tcp::socket (plain HTTP) or TlsStream (HTTPS): the plain path
 // has no TLS layer and no indirection.
+// Holds one of the server's connection slots for a session's lifetime.
+struct ConnectionSlot {
+  explicit ConnectionSlot(std::shared_ptr<size_t> open) : open_(std::move(open)) { ++*open_; }
+  ~ConnectionSlot() { --*open_; }
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+  std::shared_ptr<size_t> open_;
+};
+
+Watchdog::Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Watchdog::Clock::duration>(std::chrono::duration<double>(s));
+}
+
 template <class Stream>
 asio::awaitable<void> Session(Stream stream, const HttpHandler& handler,
                               const HttpServerOptions& options,
-                              std::shared_ptr<Watchdog> watchdog) {
+                              std::shared_ptr<Watchdog> watchdog,
+                              std::shared_ptr<size_t> open_connections) {
   using Clock = Watchdog::Clock;
+  ConnectionSlot slot(std::move(open_connections));
   tcp::socket& socket = beast::get_lowest_layer(stream);
   auto deadline = watchdog->Add(&socket);
   if constexpr (std::is_same_v<Stream, TlsStream>) {
@@ -239,23 +257,44 @@ asio::awaitable<void> Session(Stream stream, const HttpHandler& handler,
     peer = (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
            std::to_string(remote.port());
   }
-  beast::flat_buffer buffer;
-  auto keep_alive =
-      std::chrono::milliseconds(static_cast<int64_t>(options.keep_alive_timeout_s * 1000));
+  // Bounded: a header never needs more than its limit plus one read's worth of body bytes.
+  beast::flat_buffer buffer(options.max_header_bytes + 64 * 1024);
+  const auto keep_alive = Seconds(options.keep_alive_timeout_s);
+  const auto header_timeout = Seconds(options.header_read_timeout_s);
+  const auto body_timeout = Seconds(options.body_read_timeout_s);
   constexpr auto kWriteTimeout = std::chrono::seconds(60);
   std::string out;
   while (true) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
     parser.body_limit(options.max_body_bytes);
-    deadline->deadline = Clock::now() + keep_alive;
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kAwait);
+    // Idle until the request's first byte (keep-alive timeout), then the header within its
+    // timeout, then the body with at most body_read_timeout_s between reads.
+    boost::system::error_code ec;
+    size_t n = 0;
+    // (Over TLS, bytes already decrypted may wait inside the stream, so the socket cannot
+    // tell when the next request starts: the keep-alive timeout covers the header too.)
+    constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+    if (!kTls && buffer.size() == 0) {
+      deadline->deadline = Clock::now() + keep_alive;
+      std::tie(ec) = co_await socket.async_wait(tcp::socket::wait_read, kAwait);
+    }
+    if (!ec) {
+      deadline->deadline = Clock::now() + (kTls ? keep_alive : header_timeout);
+      std::tie(ec, n) = co_await http::async_read_header(stream, buffer, parser, kAwait);
+    }
+    while (!ec && !parser.is_done()) {
+      deadline->deadline = Clock::now() + body_timeout;
+      size_t more = 0;
+      std::tie(ec, more) = co_await http::async_read_some(stream, buffer, parser, kAwait);
+      n += more;
+    }
     if (ec) {
       std::optional<http::response<http::string_body>> error;
       if (ec == http::error::header_limit) {
         error = ErrorResponse(http::status::request_header_fields_too_large,
                               "Request header fields too large.");
-      } else if (ec == http::error::body_limit) {
+      } else if (ec == http::error::body_limit || ec == http::error::buffer_overflow) {
         error = ErrorResponse(http::status::payload_too_large, "Request body too large.");
       } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
                  ec != asio::error::connection_reset && ec != asio::error::operation_aborted &&
@@ -377,11 +416,50 @@ asio::awaitable<void> Session(Stream stream, const HttpHandler& handler,
 
 }  // namespace
 
+namespace {
+
+// Over the connection limit: a best-effort 503 (one non-blocking write; plain HTTP only), then
+// close. The client learns why instead of waiting in the backlog.
+void RefuseConnection(tcp::socket& socket, bool plain) {
+  static constexpr std::string_view kBusy =
+      "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+      "content-length: 21\r\nconnection: close\r\n\r\nToo many connections.";
+  if (plain) (void)::send(socket.native_handle(), kBusy.data(), kBusy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  boost::system::error_code ignored;
+  socket.close(ignored);
+}
+
+// max_connections, lowered so that the process keeps descriptors for everything else.
+size_t EffectiveMaxConnections(size_t wanted) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return wanted;
+  constexpr rlim_t kReserved = 64;
+  size_t room = rl.rlim_cur > kReserved ? static_cast<size_t>(rl.rlim_cur - kReserved) : 1;
+  return std::max<size_t>(1, std::min(wanted, room));
+}
+
+}  // namespace
+
+void ApplyListenerLimitsFromEnvironment(HttpServerOptions& options) {
+  double v = EnvDouble("SERVE_HTTP_MAX_CONNECTIONS", 0);
+  if (v >= 1 && v <= 1e7) options.max_connections = static_cast<size_t>(v);
+  v = EnvDouble("SERVE_HTTP_HEADER_READ_TIMEOUT_S", 0);
+  if (v > 0 && v <= 1e7) options.header_read_timeout_s = v;
+  v = EnvDouble("SERVE_HTTP_BODY_READ_TIMEOUT_S", 0);
+  if (v > 0 && v <= 1e7) options.body_read_timeout_s = v;
+}
+
 HttpServer::HttpServer(asio::io_context& io, HttpHandler handler, HttpServerOptions options)
-    : io_(io), handler_(std::move(handler)), options_(std::move(options)), acceptor_(io) {
+    : io_(io),
+      handler_(std::move(handler)),
+      options_(std::move(options)),
+      acceptor_(io),
+      max_connections_(EffectiveMaxConnections(options_.max_connections)) {
   // Deadlines are checked this often: keep-alive closes within a quarter of its timeout.
-  auto period = std::chrono::duration<double>(
-      std::clamp(options_.keep_alive_timeout_s / 4, 0.05, 1.0));
+  auto period = std::chrono::duration<double>(std::clamp(
+      std::min({options_.keep_alive_timeout_s, options_.header_read_timeout_s,
+                options_.body_read_timeout_s}) / 4,
+      0.05, 1.0));
   watchdog_ = std::make_shared<Watchdog>(
       io_, std::chrono::duration_cast<Watchdog::Clock::duration>(period));
 }
@@ -401,10 +479,29 @@ void HttpServer::StartAccepting() {
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
+        asio::steady_timer pause(io_);
+        auto last_warning = std::chrono::steady_clock::time_point::min();
         while (acceptor_.is_open()) {
           auto [ec, socket] = co_await acceptor_.async_accept(kAwait);
           if (ec) {
             if (ec == asio::error::operation_aborted) co_return;
+            int e = ec.value();
+            if (ec.category() == boost::system::system_category() &&
+                (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)) {
+              // The connection stays in the backlog; retrying at once would spin.
+              auto now = std::chrono::steady_clock::now();
+              if (now - last_warning > std::chrono::seconds(10)) {
+                spdlog::warn("Cannot accept connections on port {}: {}; pausing accepts.",
+                             acceptor_.local_endpoint().port(), ec.message());
+                last_warning = now;
+              }
+              pause.expires_after(std::chrono::milliseconds(100));
+              co_await pause.async_wait(kAwait);
+            }
+            continue;
+          }
+          if (*open_connections_ >= max_connections_) {
+            RefuseConnection(socket, !options_.tls);
             continue;
           }
           socket.set_option(tcp::no_delay(true), ec);
@@ -419,10 +516,12 @@ void HttpServer::StartAccepting() {
           if (options_.tls) {
             asio::co_spawn(io_,
                            Session(TlsStream(std::move(socket), *options_.tls), handler_,
-                                   options_, watchdog_),
+                                   options_, watchdog_, open_connections_),
                            on_end);
           } else {
-            asio::co_spawn(io_, Session(std::move(socket), handler_, options_, watchdog_),
+            asio::co_spawn(io_,
+                           Session(std::move(socket), handler_, options_, watchdog_,
+                                   open_connections_),
                            on_end);
           }
         }

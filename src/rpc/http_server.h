@@ -91,24 +91,38 @@ std::string SerializeHttpResponse(const HttpServerResponse& response, unsigned v
 using HttpHandler =
     std::function<void(HttpServerRequest, std::function<void(HttpServerResponse)>)>;
 
+/// Limits and timeouts of one listener (docs/limits.md, "Listeners").
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;                               ///< 0: any free port
   size_t max_header_bytes = 16 * 1024;        ///< larger headers get 431
-  size_t max_body_bytes = 100 * 1024 * 1024;  ///< larger bodies get 413
+  size_t max_body_bytes = 100 * 1024 * 1024;  ///< larger bodies get 413 (checked while reading)
   double keep_alive_timeout_s = 90;           ///< idle keep-alive connections are closed
+  /// Open connections at most (lowered to what RLIMIT_NOFILE allows); a connection beyond it
+  /// gets 503 and is closed (plain HTTP; HTTPS ones are closed).
+  size_t max_connections = 10000;
+  /// From a request's first byte, its header must be complete within this (slow clients).
+  double header_read_timeout_s = 30;
+  /// While a body is read, the client must send something at least this often.
+  double body_read_timeout_s = 60;
   std::string access_log_name;                ///< non-empty: log "METHOD route status ms"
   /// Set: HTTPS only (each connection starts with a TLS handshake; rpc/tls.h); null: plain HTTP.
   std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
+/// Applies the listener knobs set in the environment (SERVE_HTTP_MAX_CONNECTIONS,
+/// SERVE_HTTP_HEADER_READ_TIMEOUT_S, SERVE_HTTP_BODY_READ_TIMEOUT_S; unset or invalid: kept).
+void ApplyListenerLimitsFromEnvironment(HttpServerOptions& options);
+
 class Watchdog;
 
 /// Accepts connections on `io` and serves each with `handler` (which must call its callback
 /// exactly once, on `io`'s thread). Malformed requests get 400, oversize headers 431, oversize
-/// bodies 413. Idle keep-alive connections and stalled writes are closed by one coarse timer
-/// per server (not a timer operation per read and write). Not thread-safe: all calls on `io`'s
-/// thread, which must be the only thread running `io`.
+/// bodies 413, connections beyond max_connections 503. Idle keep-alive connections, slow
+/// headers and bodies, and stalled writes are closed by one coarse timer per server (not a
+/// timer operation per read and write). When accept fails for lack of descriptors or memory,
+/// accepting pauses (100 ms) instead of spinning. Not thread-safe: all calls on `io`'s thread,
+/// which must be the only thread running `io`.
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, HttpHandler handler, HttpServerOptions options);
@@ -127,6 +141,8 @@ class HttpServer {
   HttpServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<Watchdog> watchdog_;
+  std::shared_ptr<size_t> open_connections_ = std::make_shared<size_t>(0);
+  size_t max_connections_;  // options_.max_connections within RLIMIT_NOFILE
   bool accepting_ = false;
 };
 
