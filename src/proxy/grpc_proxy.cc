@@ -30,6 +30,8 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::string_view kApiService = "ray.serve.RayServeAPIService";
+constexpr int kMaxConcurrentStreams = 1000;      // calls in flight per connection
+constexpr int kMaxConnectionIdleMs = 90 * 1000;  // as the HTTP keep-alive default
 constexpr const char* kListApplicationsHint =
     "Please ping /ray.serve.RayServeAPIService/ListApplications for available applications.";
 
@@ -432,6 +434,9 @@ int GrpcProxy::Start() {
   builder.AddListeningPort(o.host + ":" + std::to_string(o.port), credentials, &port);
   builder.SetMaxReceiveMessageSize(max_size);
   builder.SetMaxSendMessageSize(max_size);
+  // Listener limits (docs/limits.md): concurrent calls per connection, and idle connections.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, kMaxConnectionIdleMs);
   builder.RegisterCallbackGenericService(service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0) {
