@@ -268,20 +268,22 @@ asio::awaitable<void> Session(Stream stream, const HttpHandler& handler,
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
     parser.body_limit(options.max_body_bytes);
-    // Idle until the request's first byte (keep-alive timeout), then the header within its
-    // timeout, then the body with at most body_read_timeout_s between reads.
+    // Idle until the request's first bytes (keep-alive timeout), then the rest of the header
+    // within its timeout, then the body with at most body_read_timeout_s between reads. The
+    // first read is a plain read (it returns with any bytes); the parser takes them next.
     boost::system::error_code ec;
     size_t n = 0;
-    // (Over TLS, bytes already decrypted may wait inside the stream, so the socket cannot
-    // tell when the next request starts: the keep-alive timeout covers the header too.)
-    constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
-    if (!kTls && buffer.size() == 0) {
+    if (buffer.size() == 0) {
       deadline->deadline = Clock::now() + keep_alive;
-      std::tie(ec) = co_await socket.async_wait(tcp::socket::wait_read, kAwait);
+      std::tie(ec, n) = co_await stream.async_read_some(
+          buffer.prepare(std::min<size_t>(64 * 1024, buffer.max_size())), kAwait);
+      buffer.commit(n);
     }
     if (!ec) {
-      deadline->deadline = Clock::now() + (kTls ? keep_alive : header_timeout);
-      std::tie(ec, n) = co_await http::async_read_header(stream, buffer, parser, kAwait);
+      deadline->deadline = Clock::now() + header_timeout;
+      size_t more = 0;
+      std::tie(ec, more) = co_await http::async_read_header(stream, buffer, parser, kAwait);
+      n += more;
     }
     while (!ec && !parser.is_done()) {
       deadline->deadline = Clock::now() + body_timeout;
