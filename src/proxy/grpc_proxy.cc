@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/util.h"
+#include "proxy/request_handler.h"
 #include "rpc/framed_connection.h"
 #include "ray/serve/serve_api.pb.h"
 #include "serve/v1/dataplane.pb.h"
@@ -357,6 +358,7 @@ void Call::Io::Answer(router::RouteResult&& r) {
   }
   if (r.stream) {
     stream = std::move(r.stream);
+    stream->set_max_queued_bytes(MaxStreamBufferedBytes());
     return PumpStream();
   }
   const v1::GrpcHead& g = r.head.grpc();

@@ -1,5 +1,7 @@
 #include "proxy/request_handler.h"
 
+#include <algorithm>
+
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,12 @@ ProxyResponse Text(int status, std::string body) {
   return r;
 }
 }  // namespace
+
+size_t MaxStreamBufferedBytes() {
+  static const size_t bytes = static_cast<size_t>(std::clamp(
+      EnvDouble("SERVE_PROXY_STREAM_MAX_BUFFERED_BYTES", 64.0 * 1024 * 1024), 1024.0, 1e12));
+  return bytes;
+}
 
 void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)> done) {
   std::string request_id;
@@ -120,6 +128,7 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
               }
               resp.body = std::move(result.body);
               resp.stream = std::move(result.stream);
+              if (resp.stream) resp.stream->set_max_queued_bytes(MaxStreamBufferedBytes());
             } else {
               resp = Text(500, "Internal Server Error\n\n" + result.head.error_type() + ": " +
                                    result.head.error_message() + "\n");

@@ -17,6 +17,11 @@ namespace serve::proxy {
 using ProxyRequest = rpc::HttpServerRequest;
 using ProxyResponse = rpc::HttpServerResponse;
 
+/// What a streamed response (HTTP or gRPC) may hold in the proxy for a client that does not
+/// read it fast enough: $SERVE_PROXY_STREAM_MAX_BUFFERED_BYTES, default 64 MiB. Past it the
+/// stream is cancelled and the client's connection ends (rpc::ChunkQueue::set_max_queued_bytes).
+size_t MaxStreamBufferedBytes();
+
 /// Turns HTTP requests into routed data-plane calls: special endpoints (/-/routes,
 /// /-/healthz), longest-prefix route matching, X-Request-ID, and error mapping (404/500/503).
 /// Not thread-safe: runs on the router's executor.

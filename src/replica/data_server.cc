@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <condition_variable>
 #include <future>
 
 #include <boost/asio/defer.hpp>
@@ -55,6 +56,27 @@ struct DataServer::Call final : sdk::Resumer {
     server->Schedule(Job{std::static_pointer_cast<Call>(shared_from_this()), h, {}});
   }
   std::string_view body() const { return std::string_view(payload).substr(body_offset); }
+  void Cancel() {
+    cancelled.store(true);
+    std::lock_guard lock(window_mu);
+    window_cv.notify_all();
+  }
+  /// The caller acknowledged `bytes` more of this call's stream (kWindowUpdate).
+  void Credit(uint64_t bytes) {
+    std::lock_guard lock(window_mu);
+    acked += bytes;
+    window_cv.notify_all();
+  }
+  /// Flow control of a streamed reply, on the producing thread: after `sent` chunk payload
+  /// bytes, waits while more than rpc::kStreamWindowBytes of them are unacknowledged, so a
+  /// caller that does not keep up slows the stream down instead of filling this process's
+  /// memory. Returns at once when the call is cancelled (or its connection lost).
+  void WaitForWindow(uint64_t sent) {
+    std::unique_lock lock(window_mu);
+    window_cv.wait(lock, [&] {
+      return sent - acked <= rpc::kStreamWindowBytes || cancelled.load();
+    });
+  }
 
   DataServer* const server;
   const std::shared_ptr<rpc::FramedConnection> conn;
@@ -63,6 +85,9 @@ struct DataServer::Call final : sdk::Resumer {
   std::string payload;  // the request frame; the body is its tail
   size_t body_offset = 0;
   std::atomic<bool> cancelled{false};
+  std::mutex window_mu;
+  std::condition_variable window_cv;
+  uint64_t acked = 0;  // stream bytes the caller consumed; guarded by window_mu
   sdk::RequestContext ctx;  // installed around every job of this call
   std::chrono::steady_clock::time_point start;
   HttpRequest http;  // the input of an HTTP call (kept while a coroutine handler runs)
@@ -173,13 +198,22 @@ void DataServer::Accept() {
             conn->Send(FrameType::kProbeReply, frame.id, std::move(p));
             return;
           }
+          if (frame.type == FrameType::kWindowUpdate) {
+            uint64_t bytes = 0;
+            if (frame.payload.size() != 8) return;
+            std::memcpy(&bytes, frame.payload.data(), 8);
+            std::lock_guard lock(mu_);
+            auto it = calls_.find({conn.get(), frame.id});
+            if (it != calls_.end()) it->second->Credit(bytes);
+            return;
+          }
           if (frame.type == FrameType::kCancel) {
             std::string request_id;
             {
               std::lock_guard lock(mu_);
               auto it = calls_.find({conn.get(), frame.id});
               if (it == calls_.end()) return;
-              it->second->cancelled.store(true);
+              it->second->Cancel();
               request_id = it->second->req.request_id();
             }
             if (options_.on_cancel) options_.on_cancel(request_id);
@@ -248,7 +282,15 @@ void DataServer::Accept() {
             Schedule(Job{std::move(call), {}, {}});
           });
         },
-        [] {});
+        [this, weak] {
+          // The caller is gone: its calls are cancelled (a stream waiting for credit ends).
+          auto closed = weak.lock();
+          if (!closed) return;
+          std::lock_guard lock(mu_);
+          for (auto& [key, call] : calls_) {
+            if (key.first == closed.get()) call->Cancel();
+          }
+        });
     Accept();
   });
 }
@@ -316,6 +358,7 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
       }
       send(FrameType::kResponseHead, rpc::EncodeEnvelope(head, {}));
       size_t chunks = 0;
+      uint64_t sent = 0;
       try {
         while (!call.cancelled.load()) {
           std::optional<Json> item = out.stream();
@@ -323,8 +366,10 @@ void DataServer::Reply(Call& call, detail::CallOutput&& out, std::exception_ptr 
           std::string chunk = req.has_grpc()   ? item->get<std::string>()
                               : req.has_http() ? sdk::HttpChunk(*item)
                                                : detail::EncodeMsgpack(*item);
+          sent += chunk.size();
           send(FrameType::kChunk, std::move(chunk));
           ++chunks;
+          call.WaitForWindow(sent);
         }
         std::string end;
         if (req.has_grpc()) {

@@ -41,6 +41,14 @@ class ReplicaConnection : public std::enable_shared_from_this<ReplicaConnection>
   void Cancel(uint64_t id) {
     if (conn_ && handlers_.count(id)) conn_->Send(FrameType::kCancel, id, {});
   }
+  /// Flow-control credit for the stream of request `id`: its consumer took `bytes` more.
+  void Credit(uint64_t id, size_t bytes) {
+    if (!conn_ || !handlers_.count(id)) return;
+    std::string payload(8, '\0');
+    uint64_t n = bytes;
+    std::memcpy(payload.data(), &n, 8);
+    conn_->Send(FrameType::kWindowUpdate, id, std::move(payload));
+  }
   int in_flight() const { return in_flight_; }
 
   /// Queue length used for choosing (spec §5.2): the replica-reported count (from replies
@@ -552,6 +560,10 @@ void Router::Dispatch(const std::string& key, std::shared_ptr<Pending> p, Replic
       *stream = std::make_shared<rpc::ChunkQueue>(executor_);
       (*stream)->on_cancel = [weak_conn, id] {
         if (auto c = weak_conn.lock()) c->Cancel(id);
+      };
+      (*stream)->credit_batch = rpc::kStreamCreditBatch;
+      (*stream)->on_consumed = [weak_conn, id](size_t bytes) {
+        if (auto c = weak_conn.lock()) c->Credit(id, bytes);
       };
       r.stream = *stream;
       p->Finish(std::move(r));

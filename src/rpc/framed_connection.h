@@ -34,7 +34,15 @@ enum class FrameType : uint8_t {
                       ///< a caller losing the connection after this must not retry
   kAuth = 11,         ///< a caller's first frame when the cluster has a token. payload: the
                       ///< token. Never dispatched to on_frame.
+  kWindowUpdate = 12, ///< the caller consumed more of a streamed reply. payload: u64 bytes of
+                      ///< chunk payload consumed since its last update (flow control)
 };
+
+/// Flow control of streamed replies: a replica keeps at most this many chunk payload bytes of
+/// one stream unacknowledged (kWindowUpdate) by its caller; the caller acknowledges what its
+/// consumer took, at least every kStreamCreditBatch bytes.
+inline constexpr size_t kStreamWindowBytes = 8u << 20;
+inline constexpr size_t kStreamCreditBatch = 1u << 20;
 
 
 struct Frame {
@@ -87,6 +95,8 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   void WhenWritten(uint64_t offset, std::function<void(bool written)> fn);
   void Close();
   bool closed() const { return closed_; }
+  /// The stream offset just past the last frame queued (what WhenWritten waits for).
+  uint64_t queued() const { return queued_; }
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:

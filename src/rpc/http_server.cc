@@ -53,6 +53,17 @@ auto AsyncHandle(const HttpHandler& handler, HttpServerRequest req, Token&& toke
 
 void ChunkQueue::Push(std::string chunk) {
   if (finished_) return;
+  queued_bytes_ += chunk.size();
+  if (max_queued_bytes_ > 0 && queued_bytes_ > max_queued_bytes_) {
+    size_t queued = queued_bytes_;
+    chunks_.clear();
+    queued_bytes_ = 0;
+    Finish("the receiver did not keep up with the stream (" + std::to_string(queued) +
+           " bytes waiting, limit " + std::to_string(max_queued_bytes_) + ")");
+    spdlog::warn("Cancelled a stream: {}.", error_);
+    Cancel();
+    return;
+  }
   chunks_.push_back(std::move(chunk));
   signal_.cancel();
 }
@@ -78,12 +89,24 @@ asio::awaitable<std::optional<std::string>> ChunkQueue::Next() {
   if (chunks_.empty()) co_return std::nullopt;
   std::string c = std::move(chunks_.front());
   chunks_.pop_front();
+  queued_bytes_ -= c.size();
+  Consumed(c.size());
   co_return c;
 }
 
 void ChunkQueue::TakeQueued(std::vector<std::string>& out) {
   for (auto& c : chunks_) out.push_back(std::move(c));
   chunks_.clear();
+  Consumed(queued_bytes_);
+  queued_bytes_ = 0;
+}
+
+void ChunkQueue::Consumed(size_t n) {
+  consumed_ += n;
+  if (consumed_ < credit_batch || finished_ || !on_consumed) return;
+  size_t credit = consumed_;
+  consumed_ = 0;
+  on_consumed(credit);
 }
 
 namespace {

@@ -53,15 +53,27 @@ class ChunkQueue {
   boost::asio::awaitable<std::optional<std::string>> Next();
   /// Moves the chunks already queued to the end of `out` (does not wait).
   void TakeQueued(std::vector<std::string>& out);
+  /// Bounds the bytes pushed and not yet taken (0, the default: no bound). A push past it
+  /// drops what is queued, fails the stream with an error and cancels it: a consumer that does
+  /// not keep up is cut off instead of buffered for without bound.
+  void set_max_queued_bytes(size_t n) { max_queued_bytes_ = n; }
   const std::string& error() const { return error_; }
   bool finished() const { return finished_; }
   std::function<void()> on_cancel;
+  /// Runs with the bytes the consumer took (Next, TakeQueued) once at least `credit_batch`
+  /// accumulated: the producer's flow-control credit (kWindowUpdate). Unset: nothing.
+  std::function<void(size_t)> on_consumed;
+  size_t credit_batch = 1 << 20;
   /// The payload of the stream's last frame (kEnd or kError) when it has one: a gRPC stream's
   /// final status envelope. Set before Finish().
   std::string trailer;
 
  private:
   std::deque<std::string> chunks_;
+  size_t queued_bytes_ = 0;
+  size_t max_queued_bytes_ = 0;
+  size_t consumed_ = 0;  // taken since the last on_consumed
+  void Consumed(size_t n);
   bool finished_ = false;
   bool cancelled_ = false;
   std::string error_;

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import TEST_APP_DIR, ServeRun, get, session_pids, stop_all, wait_for
+from conftest import (TEST_APP_DIR, ServeRun, get, process_cmdline, session_pids, stop_all,
+                      wait_for)
 
 MAX_CONNECTIONS = 48
 LIMITS_ENV = {"SERVE_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
@@ -295,3 +296,34 @@ def test_a_reused_request_id_is_refused_without_touching_the_running_call(surviv
         assert by_id[0][0] == 9 and b"already in flight" in by_id[0][1], by_id
         assert sorted(i for i, _ in by_id[1:]) == [9, 10], by_id
         assert all(b"sleep_ms=1000" in p for i, p in by_id[1:] if i == 9), by_id
+
+
+def test_a_client_that_does_not_read_a_stream_pauses_it_within_bounded_memory(serve_run):
+    # A replica streams as fast as it can (6.5 GB); the client reads nothing. Flow control
+    # (kWindowUpdate credits, 8 MiB per stream) pauses the replica: neither the proxy nor the
+    # replica buffers the stream, and both keep serving. Closing the client cancels it.
+    run = serve_run("testapps:firehose", app_dir=TEST_APP_DIR)
+    url = run.wait_ready()
+    proxy = [p for p in session_pids(run.temp_dir)
+             if os.path.basename(process_cmdline(p)[0]) == b"serve-proxy"]
+    assert len(proxy) == 1, proxy
+    [replica] = run.replica_pids()
+    before = {pid: rss(pid) for pid in (proxy[0], replica)}
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /?count=100000&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: select.select([s], [], [], 0)[0], 10, what="the stream to start")
+        # For 3 s (unbounded buffering grows by gigabytes in that time): memory stays within
+        # the bound, and other requests are served meanwhile.
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            for pid, size in before.items():
+                assert rss(pid) <= size + MEMORY_BOUND, (pid, size, rss(pid))
+            r = get(url + "/?count=3&size=5")
+            assert r.status_code == 200 and r.text == "fffff" * 3, r.text[:100]
+    log = os.path.join(run.session_dir(), "logs", "serve")
+    replica_log = [os.path.join(log, n) for n in os.listdir(log) if n.startswith("replica_")]
+
+    def cancelled():
+        return any("CANCELLED" in open(f).read() for f in replica_log)
+    wait_for(cancelled, 15, what="the paused stream to be cancelled once its client left")

@@ -122,6 +122,18 @@ SERVE_APP_BUILDER(bad_builder);
 std::string hello_fn(const serve::HttpRequest& r) { return "fn:" + r.path; }
 SERVE_APP(function_app, serve::deployment<&hello_fn>().bind());
 
+// Streams `count` chunks of `size` bytes as fast as it can, until cancelled.
+class Firehose {
+ public:
+  serve::Stream<std::string> operator()(serve::HttpRequest r) {
+    int count = std::stoi(r.query("count", "1000"));
+    std::string chunk(static_cast<size_t>(std::stoi(r.query("size", "65536"))), 'f');
+    for (int i = 0; i < count && !serve::is_request_cancelled(); ++i) co_yield chunk;
+  }
+};
+SERVE_DEPLOYMENT(Firehose);
+SERVE_APP(firehose, serve::deployment<Firehose>().bind());
+
 // Health checks: GET /?sick=1 makes check_health() fail from then on.
 class Flaky {
  public:
