@@ -1,5 +1,11 @@
 # Installs the SDK (libserve.so, include/serve, CMake package) and the binaries.
 include(CMakePackageConfigHelpers)
+# A sanitizer build's libraries need the sanitizer runtime in the program that links them.
+if(SERVE_SANITIZE)
+  foreach(t serve_sdk serve_client serve_testing)
+    target_link_options(${t} INTERFACE "$<INSTALL_INTERFACE:-fsanitize=${serve_sanitize_list}>")
+  endforeach()
+endif()
 install(TARGETS serve_sdk serve_client serve_testing EXPORT serveTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

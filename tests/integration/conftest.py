@@ -263,3 +263,27 @@ def serve_instance(tmp_path):
 
     yield start
     stop_all(instances)
+
+
+# Sanitizer builds (docs/sanitizers.md): CTest points ASAN/UBSAN/TSAN_OPTIONS' log_path into
+# SERVE_SANITIZER_LOG_DIR, so every report of any serve process lands there as <tool>.<pid>.
+SANITIZER_LOG_DIR = os.environ.get("SERVE_SANITIZER_LOG_DIR", "")
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Fails the test when a sanitizer report appeared while it ran (set up first, so checked
+    after the cluster fixtures stopped their processes)."""
+    if not SANITIZER_LOG_DIR:
+        yield
+        return
+    os.makedirs(SANITIZER_LOG_DIR, exist_ok=True)
+    before = set(os.listdir(SANITIZER_LOG_DIR))
+    yield
+    reports = sorted(set(os.listdir(SANITIZER_LOG_DIR)) - before)
+    texts = []
+    for name in reports:
+        with open(os.path.join(SANITIZER_LOG_DIR, name), errors="replace") as f:
+            texts.append(f"--- {name}\n{f.read()[:20000]}")
+    if texts:
+        pytest.fail("sanitizer reports:\n" + "\n".join(texts), pytrace=False)
