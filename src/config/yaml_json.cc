@@ -204,6 +204,15 @@ absl::StatusOr<json> YamlToJsonWithLines(const std::string& text, LineMap& lines
                                                    " bytes; the limit is ",
                                                    limits::kMaxDocumentBytes, " bytes"));
   }
+  if (size_t bad = limits::UnacceptableYamlCharOffset(text); bad != std::string::npos) {
+    size_t line = 1 + std::count(text.begin(), text.begin() + bad, '\n');
+    size_t column = bad - (bad == 0 ? 0 : text.rfind('\n', bad - 1) + 1) + 1;
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid YAML at line ", line, ", column ", column,
+                     ": unacceptable character (byte 0x",
+                     absl::Hex(static_cast<unsigned char>(text[bad])),
+                     "): not UTF-8, or a special character"));
+  }
   try {
     YAML::Node root = YAML::Load(text);
     // Counted first (depth is bounded by yaml-cpp's parser), so that an alias bomb is refused

@@ -1,0 +1,73 @@
+#include "rpc/frame_decoder.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace serve::rpc {
+
+void AppendFrame(std::string& out, FrameType type, uint64_t id, std::string_view payload) {
+  char head[kFrameHeaderSize];
+  uint32_t len = static_cast<uint32_t>(1 + 8 + payload.size());
+  std::memcpy(head, &len, 4);
+  head[4] = static_cast<char>(type);
+  std::memcpy(head + 5, &id, 8);
+  out.append(head, kFrameHeaderSize);
+  out.append(payload.data(), payload.size());
+}
+
+FrameDecoder::FrameDecoder(size_t initial_capacity) : buf_(std::max<size_t>(initial_capacity, 16), '\0') {}
+
+char* FrameDecoder::space() {
+  if (len_ == buf_.size()) {
+    Compact();
+    if (len_ == buf_.size()) buf_.resize(buf_.size() * 2);
+  }
+  return buf_.data() + len_;
+}
+
+size_t FrameDecoder::space_size() {
+  space();
+  return buf_.size() - len_;
+}
+
+void FrameDecoder::Commit(size_t n) { len_ += std::min(n, buf_.size() - len_); }
+
+void FrameDecoder::Append(std::string_view bytes) {
+  while (!bytes.empty()) {
+    size_t n = std::min(bytes.size(), space_size());
+    std::memcpy(space(), bytes.data(), n);
+    Commit(n);
+    bytes.remove_prefix(n);
+  }
+}
+
+FrameDecoder::Result FrameDecoder::Next(Frame& out) {
+  if (len_ - pos_ < 4) return Result::kNeedMore;
+  uint32_t len;
+  std::memcpy(&len, buf_.data() + pos_, 4);
+  if (len < 9) return Result::kMalformed;
+  if (len > limit_) return Result::kTooLarge;
+  size_t frame_size = 4 + size_t{len};
+  if (len_ - pos_ < frame_size) {
+    // Room for the whole frame, so that the next reads can complete it.
+    if (buf_.size() - pos_ < frame_size) {
+      Compact();
+      if (buf_.size() < frame_size) buf_.resize(frame_size);
+    }
+    return Result::kNeedMore;
+  }
+  out.type = static_cast<FrameType>(buf_[pos_ + 4]);
+  std::memcpy(&out.id, buf_.data() + pos_ + 5, 8);
+  out.payload.assign(buf_.data() + pos_ + kFrameHeaderSize, len - 9);
+  pos_ += frame_size;
+  return Result::kFrame;
+}
+
+void FrameDecoder::Compact() {
+  if (pos_ == 0) return;
+  std::memmove(buf_.data(), buf_.data() + pos_, len_ - pos_);
+  len_ -= pos_;
+  pos_ = 0;
+}
+
+}  // namespace serve::rpc
