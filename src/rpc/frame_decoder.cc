@@ -15,7 +15,8 @@ void AppendFrame(std::string& out, FrameType type, uint64_t id, std::string_view
   out.append(payload.data(), payload.size());
 }
 
-FrameDecoder::FrameDecoder(size_t initial_capacity) : buf_(std::max<size_t>(initial_capacity, 16), '\0') {}
+FrameDecoder::FrameDecoder(size_t initial_capacity)
+    : buf_(std::max<size_t>(initial_capacity, 16), '\0') {}
 
 char* FrameDecoder::space() {
   if (len_ == buf_.size()) {
@@ -33,12 +34,12 @@ size_t FrameDecoder::space_size() {
 void FrameDecoder::Commit(size_t n) { len_ += std::min(n, buf_.size() - len_); }
 
 void FrameDecoder::Append(std::string_view bytes) {
-  while (!bytes.empty()) {
-    size_t n = std::min(bytes.size(), space_size());
-    std::memcpy(space(), bytes.data(), n);
-    Commit(n);
-    bytes.remove_prefix(n);
+  if (buf_.size() - len_ < bytes.size()) {
+    Compact();
+    if (buf_.size() - len_ < bytes.size()) buf_.resize(len_ + bytes.size());
   }
+  std::memcpy(buf_.data() + len_, bytes.data(), bytes.size());
+  len_ += bytes.size();
 }
 
 FrameDecoder::Result FrameDecoder::Next(Frame& out) {

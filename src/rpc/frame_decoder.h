@@ -67,7 +67,7 @@ class FrameDecoder {
   size_t space_size();
   /// The first `n` bytes of space() now hold stream data.
   void Commit(size_t n);
-  /// Copies `bytes` in (space() + Commit()).
+  /// Copies `bytes` in, making room for exactly them when needed (tests; a reader uses space()).
   void Append(std::string_view bytes);
 
   /// The next frame; after kMalformed or kTooLarge it answers the same again.
