@@ -262,6 +262,9 @@ void EmitObject(YAML::Emitter& out, const json& j, const std::vector<std::string
   }
   out << YAML::BeginMap;
   for (const auto& k : OrderedKeys(j, key_order)) {
+    // YAML limits implicit keys to 1024 characters (as written, escapes included): a long key
+    // is written as an explicit "? key" so that it reads back.
+    if (k.size() > 128) out << YAML::LongKey;
     out << YAML::Key;
     EmitString(out, k);
     out << YAML::Value;

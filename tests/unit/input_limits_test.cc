@@ -278,5 +278,14 @@ TEST(InputLimitsTextTest, NonUtf8AndControlCharactersAreRejectedWithTheirPlace) 
   EXPECT_EQ(ok->applications[0].name, "caf\xc3\xa9\xf0\x9f\x98\x80");
 }
 
+// YAML refuses implicit keys over 1024 characters: JsonToYaml writes long keys as explicit
+// "? key" entries so that its output reads back (found by tests/fuzz/fuzz_config).
+TEST(InputLimitsTextTest, LongKeysSurviveJsonToYamlAndBack) {
+  json doc = {{std::string(2000, 'k'), 1}, {std::string(300, '\x01'), {{"x", "y"}}}, {"short", 2}};
+  auto back = YamlToJson(JsonToYaml(doc));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, doc);
+}
+
 }  // namespace
 }  // namespace serve::config
