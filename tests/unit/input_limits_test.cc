@@ -279,9 +279,12 @@ TEST(InputLimitsTextTest, NonUtf8AndControlCharactersAreRejectedWithTheirPlace) 
 }
 
 // YAML refuses implicit keys over 1024 characters: JsonToYaml writes long keys as explicit
-// "? key" entries so that its output reads back (found by tests/fuzz/fuzz_config).
-TEST(InputLimitsTextTest, LongKeysSurviveJsonToYamlAndBack) {
-  json doc = {{std::string(2000, 'k'), 1}, {std::string(300, '\x01'), {{"x", "y"}}}, {"short", 2}};
+// "? key" entries so that its output reads back; strings with control characters are quoted
+// (both found by tests/fuzz/fuzz_config).
+TEST(InputLimitsTextTest, LongKeysAndControlCharactersSurviveJsonToYamlAndBack) {
+  json doc = {{std::string(2000, 'k'), 1}, {std::string(300, '\x01'), {{"x", "y"}}}, {"short", 2},
+              // Control characters are quoted: a plain scalar loses a trailing CR.
+              {"cr", "5\r"}, {"tab", "\ta\t"}, {"ctl", "x\x01\x7f"}};
   auto back = YamlToJson(JsonToYaml(doc));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, doc);
