@@ -247,9 +247,8 @@ std::vector<std::string> OrderedKeys(const json& j, const std::vector<std::strin
 void EmitString(YAML::Emitter& out, const std::string& s) {
   // A string that would read back as another type (or empty), or that holds control
   // characters (a plain scalar would lose a trailing CR), is quoted (and escaped).
-  bool control = std::any_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
+  bool control =
+      std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
   if (s.empty() || control || !ResolvePlainScalar(s).is_string()) {
     out << YAML::DoubleQuoted << s;
   } else {
