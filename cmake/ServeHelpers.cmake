@@ -1,7 +1,7 @@
 # serve_cc_library(NAME n SRCS ... [DEPS ...] [PRIVATE_DEPS ...]) -> serve_n, alias serve::n
 add_library(serve_warnings INTERFACE)
 set(serve_warning_flags -Wall -Wextra -Wpedantic
-  -Wno-maybe-uninitialized  # GCC 12 false positives inside nlohmann_json and Beast
+  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>  # GCC 12 false positives (nlohmann_json, Beast)
   $<$<BOOL:${SERVE_WERROR}>:-Werror>)
 # C++ sources only: nvcc (examples/gpu) does not take these flags.
 target_compile_options(serve_warnings INTERFACE "$<$<COMPILE_LANGUAGE:CXX>:${serve_warning_flags}>")

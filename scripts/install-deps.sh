@@ -12,6 +12,7 @@ PACKAGES=(
   libcurl4-openssl-dev unzip zip curl procps python3 python3-pytest python3-requests python3-yaml
   libxgboost-dev libopenblas-dev python3-numpy
   chromium python3-websockets prometheus python3-grpcio python3-grpc-tools
+  clang libclang-rt-14-dev  # tests/fuzz (scripts/fuzz.sh, docs/fuzzing.md)
 )
 
 missing=()

@@ -211,7 +211,7 @@ CallOutput Invoke(const std::string& name, Obj& obj, const Fn& fn, const CallInp
     ThrowBadArity(name, sizeof...(A), args.is_array() ? args.size() : 0);
   }
   return [&]<size_t... I>(std::index_sequence<I...>) {
-    return call(args[I].template get<std::decay_t<A>>()...);
+    return call(FromJson<std::decay_t<A>>(args[I])...);
   }(std::index_sequence_for<A...>{});
 }
 
@@ -319,7 +319,7 @@ struct FactoryFor {
     }
     return [&]<size_t... I>(std::index_sequence<I...>) {
       return std::make_unique<TypedInstance<T>>(
-          std::make_unique<T>(args[I].template get<A>()...));
+          std::make_unique<T>(FromJson<A>(args[I])...));
     }(std::index_sequence_for<A...>{});
   }
   static const char* Key() { return typeid(FactoryFor).name(); }

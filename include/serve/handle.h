@@ -195,7 +195,7 @@ class ResponseStream {
     std::optional<std::string> item =
         state_->Next(timeout ? std::optional<double>(timeout->seconds()) : std::nullopt);
     if (!item) return std::nullopt;
-    return detail::DecodeMsgpack(*item).template get<T>();
+    return detail::FromJson<T>(detail::DecodeMsgpack(*item));
   }
 
   /// The same inside a serve::Task coroutine, without blocking a thread:
@@ -320,7 +320,7 @@ class DeploymentResponse {
     if constexpr (std::is_void_v<R>) {
       return;
     } else {
-      return detail::DecodeMsgpack(r.body).template get<R>();
+      return detail::FromJson<R>(detail::DecodeMsgpack(r.body));
     }
   }
   std::shared_ptr<detail::ResponseState> state_;

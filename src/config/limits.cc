@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <map>
 #include <utility>
@@ -182,6 +183,46 @@ std::string CheckEnvVarName(std::string_view name) {
     }
   }
   return "";
+}
+
+size_t UnacceptableYamlCharOffset(std::string_view text) {
+  const auto* b = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0, n = text.size();
+  while (i < n) {
+    unsigned char c = b[i];
+    size_t len;
+    uint32_t cp;
+    unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
+    if (c < 0x80) {
+      len = 1;
+      cp = c;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      cp = c & 0x0F;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      cp = c & 0x07;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+    } else {
+      return i;
+    }
+    if (len > 1 && (n - i < len || b[i + 1] < lo || b[i + 1] > hi)) return i;
+    for (size_t k = 1; k < len; ++k) {
+      if (b[i + k] < 0x80 || b[i + k] > 0xBF) return i;
+      cp = (cp << 6) | (b[i + k] & 0x3F);
+    }
+    bool printable = cp == 0x09 || cp == 0x0A || cp == 0x0D || (cp >= 0x20 && cp <= 0x7E) ||
+                     cp == 0x85 || (cp >= 0xA0 && cp <= 0xFFFD) || cp >= 0x10000;
+    if (!printable) return i;
+    i += len;
+  }
+  return std::string_view::npos;
 }
 
 }  // namespace serve::config::limits

@@ -83,6 +83,13 @@ std::string CheckNesting(const nlohmann::json& j, int max_depth = kMaxNestingDep
 /// `error` (when non-null) to the reason.
 nlohmann::json ParseBoundedJson(std::string_view text, std::string* error = nullptr);
 
+/// The offset of the first character of `text` a YAML document may not hold, or npos: bytes
+/// that are not well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+/// U+10FFFF), and characters outside PyYAML's printable set (controls other than tab, LF, CR
+/// and U+0085; U+FFFE, U+FFFF). Ray reads configs with PyYAML, which refuses them too; and the
+/// JSON a config becomes is written out again (REST, checkpoints).
+size_t UnacceptableYamlCharOffset(std::string_view text);
+
 // --- Names and environment ---------------------------------------------------------------------
 
 /// Application and deployment names become file and directory names (logs, working dirs).

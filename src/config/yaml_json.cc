@@ -204,6 +204,15 @@ absl::StatusOr<json> YamlToJsonWithLines(const std::string& text, LineMap& lines
                                                    " bytes; the limit is ",
                                                    limits::kMaxDocumentBytes, " bytes"));
   }
+  if (size_t bad = limits::UnacceptableYamlCharOffset(text); bad != std::string::npos) {
+    size_t line = 1 + std::count(text.begin(), text.begin() + bad, '\n');
+    size_t column = bad - (bad == 0 ? 0 : text.rfind('\n', bad - 1) + 1) + 1;
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid YAML at line ", line, ", column ", column,
+                     ": unacceptable character (byte 0x",
+                     absl::Hex(static_cast<unsigned char>(text[bad])),
+                     "): not UTF-8, or a special character"));
+  }
   try {
     YAML::Node root = YAML::Load(text);
     // Counted first (depth is bounded by yaml-cpp's parser), so that an alias bomb is refused
@@ -236,8 +245,11 @@ std::vector<std::string> OrderedKeys(const json& j, const std::vector<std::strin
 }
 
 void EmitString(YAML::Emitter& out, const std::string& s) {
-  // A string that would read back as another type (or empty) is quoted.
-  if (s.empty() || !ResolvePlainScalar(s).is_string()) {
+  // A string that would read back as another type (or empty), or that holds control
+  // characters (a plain scalar would lose a trailing CR), is quoted (and escaped).
+  bool control =
+      std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+  if (s.empty() || control || !ResolvePlainScalar(s).is_string()) {
     out << YAML::DoubleQuoted << s;
   } else {
     out << s;
@@ -253,6 +265,9 @@ void EmitObject(YAML::Emitter& out, const json& j, const std::vector<std::string
   }
   out << YAML::BeginMap;
   for (const auto& k : OrderedKeys(j, key_order)) {
+    // YAML limits implicit keys to 1024 characters (as written, escapes included): a long key
+    // is written as an explicit "? key" so that it reads back.
+    if (k.size() > 128) out << YAML::LongKey;
     out << YAML::Key;
     EmitString(out, k);
     out << YAML::Value;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/util.h"
+#include "proxy/request_mapping.h"
 
 namespace serve::proxy {
 
@@ -26,10 +27,7 @@ size_t MaxStreamBufferedBytes() {
 }
 
 void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)> done) {
-  std::string request_id;
-  for (auto& [k, v] : req.headers) {
-    if (k.size() == 12 && strcasecmp(k.c_str(), "x-request-id") == 0) request_id = v;
-  }
+  std::string request_id = RequestIdHeader(req);
   if (request_id.empty()) request_id = RandomUuid();
   // Tags of the request's metrics: filled once the route is matched.
   struct Tags {
@@ -56,12 +54,8 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
     done(std::move(r));
   };
 
-  std::string path = req.target;
-  std::string query;
-  if (auto q = path.find('?'); q != std::string::npos) {
-    query = path.substr(q + 1);
-    path.resize(q);
-  }
+  MappedRequest mapped = MapRequest(routes_, req.target);
+  const std::string& path = mapped.path;
 
   if (path == "/-/routes" || path == "/-/healthz") {
     if (!populated_) return finish(Text(503, "Route table is not populated yet."));
@@ -77,7 +71,7 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
     return finish(std::move(resp));
   }
 
-  auto route = routes_.Match(path);
+  const Route* route = mapped.route;
   if (!route) {
     return finish(Text(404, "Path '" + path + "' not found. Ping http://" +
                                 (req.host.empty() ? "localhost" : req.host) +
@@ -89,24 +83,7 @@ void RequestHandler::Handle(ProxyRequest req, std::function<void(ProxyResponse)>
     tags->app = route->app_name;
     tags->deployment = route->deployment;
   }
-  v1::RequestHead head;
-  head.set_request_id(request_id);
-  head.set_route(route->route_prefix);
-  head.set_app_name(route->app_name);
-  head.set_method("__call__");
-  auto* http = head.mutable_http();
-  http->set_method(req.method);
-  http->set_path(path);
-  http->set_query(query);
-  http->set_route_prefix(route->route_prefix);
-  for (auto& [k, v] : req.headers) {
-    auto* kv = http->add_headers();
-    std::string lower = k;  // ASGI delivers lower-case header names
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    kv->set_key(std::move(lower));
-    kv->set_value(v);
-    if (strcasecmp(k.c_str(), "serve_multiplexed_model_id") == 0) head.set_multiplexed_model_id(v);
-  }
+  v1::RequestHead head = MakeRequestHead(req, mapped, request_id);
   std::string route_prefix = route->route_prefix;
   // Why the request ended early, if it did: "timeout" -> 408, "disconnect" -> 499.
   auto early = std::make_shared<std::string>();

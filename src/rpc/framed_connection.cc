@@ -18,11 +18,6 @@ void PutU32(std::string& out, uint32_t v) {
   std::memcpy(b, &v, 4);
   out.append(b, 4);
 }
-void PutU64(std::string& out, uint64_t v) {
-  char b[8];
-  std::memcpy(b, &v, 8);
-  out.append(b, 8);
-}
 }  // namespace
 
 std::string EncodeEnvelope(const google::protobuf::MessageLite& head, std::string_view body) {
@@ -59,6 +54,7 @@ void FramedConnection::RequireAuth(std::string token,
   required_token_ = std::move(token);
   on_refused_ = std::move(on_refused);
   if (required_token_.empty()) return;
+  decoder_.set_limit(kMaxAuthFrameSize);
   auth_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
   auth_timer_->expires_after(std::chrono::seconds(kAuthTimeoutSeconds));
   auth_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
@@ -82,6 +78,7 @@ bool FramedConnection::CheckAuth(const Frame& frame) {
     return false;
   }
   required_token_.clear();
+  decoder_.set_limit(kMaxFrameSize);
   if (auth_timer_) auth_timer_->cancel();
   return true;
 }
@@ -95,17 +92,13 @@ void FramedConnection::Refuse(const char* why) {
 void FramedConnection::Start(OnFrame on_frame, OnClose on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
-  read_buf_.resize(64 * 1024);
   ReadLoop();
 }
 
 uint64_t FramedConnection::Send(FrameType type, uint64_t id, std::string payload) {
   if (closed_) return 0;
   std::string& out = writing_ ? pending_buf_ : write_buf_;
-  PutU32(out, static_cast<uint32_t>(1 + 8 + payload.size()));
-  out.push_back(static_cast<char>(type));
-  PutU64(out, id);
-  out.append(payload);
+  AppendFrame(out, type, id, payload);
   queued_ += kFrameHeaderSize + payload.size();
   if (!writing_ && !dispatching_) StartWrite();
   return queued_;
@@ -153,37 +146,28 @@ void FramedConnection::StartWrite() {
 
 // Reads as much as is available and dispatches every complete frame in the buffer.
 void FramedConnection::ReadLoop() {
-  if (read_len_ == read_buf_.size()) read_buf_.resize(read_buf_.size() * 2);
   socket_.async_read_some(
-      asio::buffer(read_buf_.data() + read_len_, read_buf_.size() - read_len_),
+      asio::buffer(decoder_.space(), decoder_.space_size()),
       [self = shared_from_this()](boost::system::error_code ec, size_t n) {
         if (ec) {
           self->Fail();
           return;
         }
-        self->read_len_ += n;
-        size_t pos = 0;
+        self->decoder_.Commit(n);
         self->dispatching_ = true;
-        while (self->read_len_ - pos >= 4) {
-          uint32_t len;
-          std::memcpy(&len, self->read_buf_.data() + pos, 4);
-          if (len < 9 || len > kMaxFrameSize) {
+        Frame f;
+        for (;;) {
+          FrameDecoder::Result r = self->decoder_.Next(f);
+          if (r == FrameDecoder::Result::kNeedMore) break;
+          if (r == FrameDecoder::Result::kTooLarge && !self->required_token_.empty()) {
+            self->Refuse("an oversized first frame");
+            return;
+          }
+          if (r != FrameDecoder::Result::kFrame) {
             self->dispatching_ = false;
             self->Fail();
             return;
           }
-          if (!self->required_token_.empty() && len > kMaxAuthFrameSize) {
-            self->Refuse("an oversized first frame");
-            return;
-          }
-          // Incomplete: the buffer grows with the bytes that arrive (doubling when full), not
-          // with the length the header announces.
-          if (self->read_len_ - pos < 4 + size_t{len}) break;
-          Frame f;
-          f.type = static_cast<FrameType>(self->read_buf_[pos + 4]);
-          std::memcpy(&f.id, self->read_buf_.data() + pos + 5, 8);
-          f.payload.assign(self->read_buf_.data() + pos + kFrameHeaderSize, len - 9);
-          pos += 4 + size_t{len};
           if (!self->required_token_.empty()) {
             if (!self->CheckAuth(f)) return;
             continue;
@@ -194,15 +178,7 @@ void FramedConnection::ReadLoop() {
         }
         self->dispatching_ = false;
         if (!self->writing_ && !self->write_buf_.empty()) self->StartWrite();
-        if (pos > 0) {
-          std::memmove(self->read_buf_.data(), self->read_buf_.data() + pos, self->read_len_ - pos);
-          self->read_len_ -= pos;
-          // A large frame's room is given back once it has been dispatched.
-          if (self->read_buf_.size() > (1u << 20) && self->read_len_ <= 64 * 1024) {
-            self->read_buf_.resize(64 * 1024);
-            self->read_buf_.shrink_to_fit();
-          }
-        }
+        self->decoder_.Compact();
         self->ReadLoop();
       });
 }

@@ -1,8 +1,8 @@
 #pragma once
 
 // The data plane: a lean framed protocol over TCP. One connection multiplexes many requests.
-// Wire format of a frame: u32 length (of everything after it, little endian) | u8 type |
-// u64 request id | payload. Envelopes (RequestHead/ResponseHead) are protobuf; bodies are raw.
+// Frames are described in rpc/frame_decoder.h. Envelopes (RequestHead/ResponseHead) are
+// protobuf; bodies are raw.
 
 #include <cstdint>
 #include <deque>
@@ -14,48 +14,14 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "rpc/frame_decoder.h"
+
 namespace google::protobuf {
 class MessageLite;
 }
 
 namespace serve::rpc {
 
-enum class FrameType : uint8_t {
-  kRequest = 1,       ///< payload: RequestHead + body
-  kResponse = 2,      ///< unary reply or rejection, final. payload: ResponseHead + body
-  kResponseHead = 3,  ///< streaming reply starts. payload: ResponseHead
-  kChunk = 4,         ///< streaming body chunk (either direction)
-  kEnd = 5,           ///< end of a stream, final
-  kCancel = 6,        ///< caller gave up on the request
-  kProbe = 7,         ///< queue-length probe
-  kProbeReply = 8,    ///< payload: u32 num_ongoing
-  kError = 9,         ///< failure after a streaming head, final. payload: ResponseHead
-  kAccepted = 10,     ///< the replica took the request and is about to run it (no payload);
-                      ///< a caller losing the connection after this must not retry
-  kAuth = 11,         ///< a caller's first frame when the cluster has a token. payload: the
-                      ///< token. Never dispatched to on_frame.
-  kWindowUpdate = 12, ///< the caller consumed more of a streamed reply. payload: u64 bytes of
-                      ///< chunk payload consumed since its last update (flow control)
-};
-
-/// Flow control of streamed replies: a replica keeps at most this many chunk payload bytes of
-/// one stream unacknowledged (kWindowUpdate) by its caller; the caller acknowledges what its
-/// consumer took, at least every kStreamCreditBatch bytes.
-inline constexpr size_t kStreamWindowBytes = 8u << 20;
-inline constexpr size_t kStreamCreditBatch = 1u << 20;
-
-
-struct Frame {
-  FrameType type = FrameType::kRequest;
-  uint64_t id = 0;
-  std::string payload;
-};
-
-inline constexpr size_t kFrameHeaderSize = 4 + 1 + 8;
-inline constexpr uint32_t kMaxFrameSize = 1u << 30;
-/// Largest first frame a server that requires a token reads (it allocates no more before the
-/// caller has authenticated).
-inline constexpr uint32_t kMaxAuthFrameSize = 1 + 8 + 1024;
 /// How long a server that requires a token waits for it.
 inline constexpr int kAuthTimeoutSeconds = 10;
 
@@ -111,8 +77,7 @@ class FramedConnection : public std::enable_shared_from_this<FramedConnection> {
   boost::asio::ip::tcp::socket socket_;
   OnFrame on_frame_;
   OnClose on_close_;
-  std::string read_buf_;
-  size_t read_len_ = 0;
+  FrameDecoder decoder_;
   std::string write_buf_;     // frames being written
   std::string pending_buf_;   // frames queued while a write is in flight
   uint64_t queued_ = 0;                    // bytes queued since the start

@@ -204,17 +204,6 @@ std::string FunctionName(const char* mangled_wrapper) {
   return name;
 }
 
-std::string EncodeMsgpack(const Json& value) {
-  std::vector<std::uint8_t> bytes = Json::to_msgpack(value);
-  return std::string(bytes.begin(), bytes.end());
-}
-
-Json DecodeMsgpack(const std::string& bytes) {
-  Json j = Json::from_msgpack(bytes, /*strict=*/true, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw std::invalid_argument("malformed msgpack payload");
-  return j;
-}
-
 void ThrowBadArity(const std::string& method, size_t want, size_t got) {
   throw std::invalid_argument("'" + method + "' takes " + std::to_string(want) +
                               " argument(s) but " + std::to_string(got) + " were given");

@@ -120,12 +120,9 @@ class FramedAuthTest : public ::testing::Test {
   }
 
   static std::string EncodeFrame(FrameType type, uint64_t id, const std::string& payload) {
-    std::string out(kFrameHeaderSize, '\0');
-    uint32_t len = static_cast<uint32_t>(1 + 8 + payload.size());
-    std::memcpy(out.data(), &len, 4);
-    out[4] = static_cast<char>(type);
-    std::memcpy(out.data() + 5, &id, 8);
-    return out + payload;
+    std::string out;
+    AppendFrame(out, type, id, payload);
+    return out;
   }
   void Write(const std::string& bytes) { asio::write(client_, asio::buffer(bytes)); }
   // The next frame's type, or nullopt when the server closed the connection.

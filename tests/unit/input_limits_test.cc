@@ -259,5 +259,36 @@ TEST(InputLimitsEnvTest, RuntimeEnvCannotSetLoaderOrRuntimeVariables) {
                   .ok());
 }
 
+// Config text must be UTF-8 without control characters, as PyYAML requires (found by
+// tests/fuzz/fuzz_config: such text did not survive YAML -> JSON -> YAML; with NULs yaml-cpp
+// even read the file as UTF-32).
+TEST(InputLimitsTextTest, NonUtf8AndControlCharactersAreRejectedWithTheirPlace) {
+  EXPECT_THAT(ParseError(std::string("applications:\n- name: a\xff\n  import_path: m:a\n")),
+              HasSubstr("line 2, column 10: unacceptable character (byte 0xff)"));
+  EXPECT_THAT(ParseError(std::string("\x01\0\0\0import_path: m:a\n", 17)),
+              HasSubstr("line 1, column 1: unacceptable character (byte 0x1)"));
+  EXPECT_THAT(ParseError(std::string("import_path: m:a\x7f\n")), HasSubstr("column 17"));
+  EXPECT_THAT(ParseError(std::string("import_path: \xed\xa0\x80\n")), HasSubstr("0xed"));  // surrogate
+  EXPECT_THAT(ParseError(std::string("import_path: \xc0\xaf\n")), HasSubstr("0xc0"));  // overlong
+  EXPECT_THAT(ParseError(std::string("import_path: \xef\xbf\xbe\n")), HasSubstr("0xef"));  // U+FFFE
+  // Tabs, CR, U+0085 and characters beyond the BMP are fine.
+  auto ok = ParseServeDeployConfig(std::string(
+      "applications:\r\n- name: caf\xc3\xa9\xf0\x9f\x98\x80\r\n  import_path: m:a\t# \xc2\x85\r\n"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->applications[0].name, "caf\xc3\xa9\xf0\x9f\x98\x80");
+}
+
+// YAML refuses implicit keys over 1024 characters: JsonToYaml writes long keys as explicit
+// "? key" entries so that its output reads back; strings with control characters are quoted
+// (both found by tests/fuzz/fuzz_config).
+TEST(InputLimitsTextTest, LongKeysAndControlCharactersSurviveJsonToYamlAndBack) {
+  json doc = {{std::string(2000, 'k'), 1}, {std::string(300, '\x01'), {{"x", "y"}}}, {"short", 2},
+              // Control characters are quoted: a plain scalar loses a trailing CR.
+              {"cr", "5\r"}, {"tab", "\ta\t"}, {"ctl", "x\x01"}};
+  auto back = YamlToJson(JsonToYaml(doc));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, doc);
+}
+
 }  // namespace
 }  // namespace serve::config

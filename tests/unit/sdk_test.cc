@@ -2,7 +2,9 @@
 // deployment options, method invokers, application graphs, app registry and replica context.
 
 #include <cstdint>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -162,6 +164,31 @@ TEST(BytesTest, FromNumberThrowsTypeError) {
 TEST(MsgpackTest, DecodeRejectsMalformedPayload) {
   // 0x92 announces a 2-element array but no elements follow.
   EXPECT_THROW(serve::detail::DecodeMsgpack(std::string("\x92", 1)), std::invalid_argument);
+}
+
+// A float that an arithmetic parameter cannot hold is a type error, not a conversion with
+// undefined behaviour (found by tests/fuzz/fuzz_msgpack).
+TEST(FromJsonTest, FloatsOutOfAnIntegerRangeAreTypeErrors) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(serve::detail::FromJson<int>(serve::Json(nan)), serve::Json::type_error);
+  EXPECT_THROW(serve::detail::FromJson<int>(serve::Json(1e300)), serve::Json::type_error);
+  EXPECT_THROW(serve::detail::FromJson<int>(serve::Json(2147483648.0)), serve::Json::type_error);
+  EXPECT_THROW(serve::detail::FromJson<uint8_t>(serve::Json(-1.0)), serve::Json::type_error);
+  EXPECT_THROW(serve::detail::FromJson<int64_t>(serve::Json(9.3e18)), serve::Json::type_error);
+  EXPECT_THROW(serve::detail::FromJson<float>(serve::Json(1e300)), serve::Json::type_error);
+  EXPECT_EQ(serve::detail::FromJson<int>(serve::Json(2147483647.5)), 2147483647);
+  EXPECT_EQ(serve::detail::FromJson<int>(serve::Json(-2147483648.9)), -2147483647 - 1);
+  EXPECT_EQ(serve::detail::FromJson<int>(serve::Json(-3.7)), -3);
+  EXPECT_EQ(serve::detail::FromJson<uint8_t>(serve::Json(-0.5)), 0);
+  EXPECT_EQ(serve::detail::FromJson<int64_t>(serve::Json(-9223372036854775808.0)),
+            std::numeric_limits<int64_t>::min());
+  EXPECT_TRUE(std::isinf(serve::detail::FromJson<float>(serve::Json(
+      std::numeric_limits<double>::infinity()))));
+  EXPECT_TRUE(std::isnan(serve::detail::FromJson<double>(serve::Json(nan))));
+  EXPECT_EQ(serve::detail::FromJson<std::string>(serve::Json("x")), "x");
+  // The crash input: msgpack float64 NaN (0xcb + 8 bytes) read as an int argument.
+  serve::Json v = serve::detail::DecodeMsgpack(std::string("\xcb\xff\xff\x5f\x40\x00\x16\xaf\x2b", 9));
+  EXPECT_THROW(serve::detail::FromJson<int>(v), serve::Json::type_error);
 }
 
 // ---- HttpRequest / HttpResponse ---------------------------------------------------------------
