@@ -69,6 +69,22 @@ def session_pids(temp_dir):
     return pids
 
 
+def replica_addresses(session_dir, prefix="replica_"):
+    """(data plane, control) addresses of the first replica whose log (under `session_dir`,
+    file name starting with `prefix`) has its ready line; waits up to 30 s for one."""
+    logs = os.path.join(session_dir, "logs", "serve")
+
+    def ready_line():
+        for name in os.listdir(logs):
+            if name.startswith(prefix):
+                with open(os.path.join(logs, name)) as f:
+                    m = re.search(r"is ready: data plane (\S+), control (\S+)\.", f.read())
+                if m:
+                    return m.group(1), m.group(2)
+        return None
+    return wait_for(ready_line, 30, what="the replica's ready line")
+
+
 def serve_in(temp_dir, *args, env=None, timeout=90):
     """`serve <args> --temp-dir <temp_dir>` with `env` added to the environment; the completed
     process (output captured as text)."""

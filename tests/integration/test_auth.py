@@ -15,7 +15,7 @@ import grpc
 import pytest
 import requests
 
-from conftest import TEST_APP_DIR, session_pids, wait_for
+from conftest import TEST_APP_DIR, replica_addresses, session_pids, wait_for
 from conftest import kill_sessions as kill_all
 from conftest import serve_in as serve
 
@@ -74,17 +74,7 @@ def replica(head):
                          timeout=10).json()
         return d["applications"].get("echo", {}).get("status") == "RUNNING"
     wait_for(running, 60, what="echo RUNNING")
-    logs = os.path.join(head.session, "logs", "serve")
-
-    def ready_line():
-        for name in os.listdir(logs):
-            if name.startswith("replica_echo_"):
-                with open(os.path.join(logs, name)) as f:
-                    m = re.search(r"is ready: data plane (\S+), control (\S+)\.", f.read())
-                if m:
-                    return m.group(1), m.group(2)
-        return None
-    return wait_for(ready_line, 30, what="the replica's ready line")
+    return replica_addresses(head.session, "replica_echo_")
 
 
 def grpc_call(address, method, token):

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (TEST_APP_DIR, ServeRun, get, process_cmdline, session_pids, stop_all,
-                      wait_for)
+from conftest import (TEST_APP_DIR, ServeRun, get, process_cmdline, replica_addresses,
+                      session_pids, stop_all, wait_for)
 
 MAX_CONNECTIONS = 48
 LIMITS_ENV = {"SERVE_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
@@ -45,18 +45,8 @@ class Instance:
         return {pid: rss(pid) for pid in session_pids(self.run.temp_dir)}
 
     def data_address(self):
-        logs = os.path.join(self.session, "logs", "serve")
-
-        def ready_line():
-            for name in os.listdir(logs):
-                if name.startswith("replica_"):
-                    with open(os.path.join(logs, name)) as f:
-                        m = re.search(r"is ready: data plane (\S+),", f.read())
-                    if m:
-                        host, port = m.group(1).rsplit(":", 1)
-                        return host, int(port)
-            return None
-        return wait_for(ready_line, 30, what="the replica's ready line")
+        host, port = replica_addresses(self.session)[0].rsplit(":", 1)
+        return host, int(port)
 
     def connect(self):
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
