@@ -30,6 +30,7 @@ using detail::DefaultLoggingConfig;
 using detail::DeploymentFieldOrder;
 using detail::EmitJson;
 using detail::EmitString;
+using detail::EmitterText;
 using detail::EmitTopLevel;
 using detail::LineMap;
 using detail::OrderedKeys;
@@ -47,7 +48,7 @@ std::string JsonToYaml(const nlohmann::json& value) {
   YAML::Emitter out;
   out.SetNullFormat(YAML::LowerNull);
   EmitJson(out, value, nullptr);
-  return std::string(out.c_str()) + "\n";
+  return EmitterText(out) + "\n";
 }
 
 std::string AppConfigToYaml(const nlohmann::json& app) {
@@ -69,7 +70,7 @@ std::string AppConfigToYaml(const nlohmann::json& app) {
     }
   }
   out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+  return EmitterText(out) + "\n";
 }
 
 absl::StatusOr<ServeDeployConfig> ParseServeDeployConfig(const std::string& text,
@@ -260,7 +261,7 @@ std::string FormatServeBuildYaml(const std::vector<BuiltApplication>& apps,
     out << YAML::EndSeq;
   }
   out << YAML::EndMap;
-  sections.push_back(out.c_str());
+  sections.push_back(EmitterText(out));
 
   return absl::StrCat("# This file was generated using the `serve build` command on serve ",
                       SERVE_VERSION_STRING, ".\n\n", absl::StrJoin(sections, "\n\n"), "\n");

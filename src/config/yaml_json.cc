@@ -107,6 +107,49 @@ json ResolvePlainScalar(const std::string& s) {
 
 namespace {
 
+/// A quoted scalar as read: yaml-cpp decodes the escapes `\N` (U+0085) and `\_` (U+00A0) to
+/// one raw byte (0x85, 0xA0) instead of UTF-8. The text was checked to be UTF-8 before
+/// parsing, and every other escape yields whole UTF-8 sequences, so such a byte where a
+/// sequence should start can only come from those two: it is re-encoded as UTF-8. Escapes may
+/// give control characters, but not what no YAML writer can write back (surrogates, U+FFFE,
+/// U+FFFF, code points above U+10FFFF): those are an error naming `path`.
+absl::StatusOr<std::string> DecodedScalar(std::string s, const std::string& path) {
+  auto cont = [&](size_t k) {
+    return k < s.size() && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80;
+  };
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    bool whole = len > 0;
+    for (size_t k = 1; whole && k < len; ++k) whole = cont(i + k);
+    if (whole) {
+      i += len;
+    } else if (c == 0x85 || c == 0xA0) {
+      s.insert(i, 1, '\xC2');
+      i += 2;
+    } else {
+      ++i;  // refused below
+    }
+  }
+  for (size_t i = 0; i < s.size();) {
+    size_t bad = limits::UnacceptableYamlCharOffset(std::string_view(s).substr(i));
+    if (bad == std::string_view::npos) break;
+    i += bad;
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;  // a C0 control or DEL, from an escape
+    } else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) < 0xA0) {
+      i += 2;  // a C1 control, from an escape
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path.empty() ? "config" : path,
+          ": an escape sequence gives a character a config may not hold (byte 0x",
+          absl::Hex(c), " at offset ", i, "): a surrogate, U+FFFE, U+FFFF or above U+10FFFF"));
+    }
+  }
+  return s;
+}
+
 absl::Status TooManyNodes() {
   return absl::InvalidArgumentError(
       absl::StrCat("config: more than ", limits::kMaxYamlNodes,
@@ -151,7 +194,10 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
     case YAML::NodeType::Scalar: {
       const std::string& tag = node.Tag();
       if (tag == "!" || tag == "tag:yaml.org,2002:str") {
-        out = node.Scalar();  // quoted or explicitly tagged: always a string
+        // Quoted or explicitly tagged: always a string.
+        absl::StatusOr<std::string> text = DecodedScalar(node.Scalar(), path);
+        if (!text.ok()) return text.status();
+        out = std::move(*text);
       } else {
         out = ResolvePlainScalar(node.Scalar());
       }
@@ -180,7 +226,9 @@ absl::Status YamlToJson(const YAML::Node& node, const std::string& path, int dep
               absl::StrCat(path.empty() ? "config" : path, ": mapping keys must be scalars",
                            line > 0 ? absl::StrCat(" (line ", line, ")") : ""));
         }
-        std::string key = kv.first.Scalar();
+        absl::StatusOr<std::string> decoded = DecodedScalar(kv.first.Scalar(), path);
+        if (!decoded.ok()) return decoded.status();
+        std::string key = std::move(*decoded);
         std::string key_path = Join(path, key);
         if (!kv.first.Mark().is_null()) lines[key_path] = kv.first.Mark().line + 1;
         json value;
@@ -244,16 +292,54 @@ std::vector<std::string> OrderedKeys(const json& j, const std::vector<std::strin
   return keys;
 }
 
+namespace {
+
+// Characters that yaml-cpp writes unescaped even inside double quotes, and that a YAML reader
+// refuses (DEL) or reads as line breaks (U+2028, U+2029): with their escapes. (It writes
+// U+FFFE and U+FFFF as U+FFFD; the reader refuses them, escaped or not.)
+constexpr std::pair<std::string_view, std::string_view> kRawInQuotes[] = {
+    {"\x7f", "\\x7f"},
+    {"\xe2\x80\xa8", "\\L"},
+    {"\xe2\x80\xa9", "\\P"},
+};
+
+// Whether a string must be written double-quoted (and escaped): it holds C0 or C1 controls
+// (a plain scalar would lose a trailing CR), NBSP, a BOM, or one of kRawInQuotes.
+bool NeedsEscapes(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20) return true;
+    if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0xA0) return true;
+  }
+  if (s.find("\xef\xbb\xbf") != std::string_view::npos) return true;
+  for (const auto& [raw, escaped] : kRawInQuotes) {
+    if (s.find(raw) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void EmitString(YAML::Emitter& out, const std::string& s) {
-  // A string that would read back as another type (or empty), or that holds control
-  // characters (a plain scalar would lose a trailing CR), is quoted (and escaped).
-  bool control =
-      std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
-  if (s.empty() || control || !ResolvePlainScalar(s).is_string()) {
+  // A string that would read back as another type (or empty), or that needs escapes, is
+  // double-quoted.
+  if (s.empty() || NeedsEscapes(s) || !ResolvePlainScalar(s).is_string()) {
     out << YAML::DoubleQuoted << s;
   } else {
     out << s;
   }
+}
+
+std::string EmitterText(const YAML::Emitter& out) {
+  std::string text = out.c_str();
+  // Every occurrence is inside a double-quoted scalar (EmitString quotes such strings).
+  for (const auto& [raw, escaped] : kRawInQuotes) {
+    for (size_t pos = text.find(raw); pos != std::string::npos;
+         pos = text.find(raw, pos + escaped.size())) {
+      text.replace(pos, raw.size(), escaped);
+    }
+  }
+  return text;
 }
 
 namespace {
@@ -332,7 +418,7 @@ std::string EmitTopLevel(const std::string& key, const json& value,
   out << YAML::Block << YAML::BeginMap << YAML::Key << key << YAML::Value;
   EmitJson(out, value, key_order);
   out << YAML::EndMap;
-  return out.c_str();
+  return EmitterText(out);
 }
 
 }  // namespace serve::config::detail

@@ -39,8 +39,12 @@ absl::StatusOr<nlohmann::json> YamlToJsonWithLines(const std::string& text, Line
 std::vector<std::string> OrderedKeys(const nlohmann::json& j,
                                      const std::vector<std::string>* key_order);
 
-/// Emits a string, double-quoted when it is empty or would read back as another type.
+/// Emits a string, double-quoted when it is empty, would read back as another type, or holds
+/// characters that need escapes. Read the emitter's text with EmitterText.
 void EmitString(YAML::Emitter& out, const std::string& s);
+/// The emitter's text, with the characters yaml-cpp leaves unescaped in double-quoted scalars
+/// (DEL, U+2028, U+2029) escaped, so that it reads back as written.
+std::string EmitterText(const YAML::Emitter& out);
 /// Emits `j`; the keys of mappings directly in `j` (or in its list items) named in `key_order`
 /// come first in that order, the rest in their own order. Empty containers are `{}` / `[]`.
 void EmitJson(YAML::Emitter& out, const nlohmann::json& j,

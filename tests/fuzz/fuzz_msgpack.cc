@@ -42,9 +42,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   TryGet<double>(value);
   TryGet<std::string>(value);
   TryGet<std::vector<std::string>>(value);
-  // Not std::map<std::string, int> or std::vector<int>: nested values are converted by
-  // nlohmann::json unchecked (a float into an int is undefined behaviour; docs/fuzzing.md).
+  TryGet<std::map<std::string, int>>(value);
   TryGet<std::map<std::string, double>>(value);
+  TryGet<std::vector<int>>(value);
+  TryGet<std::vector<std::vector<uint8_t>>>(value);
   TryGet<float>(value);
   TryGet<uint8_t>(value);
   TryGet<int64_t>(value);

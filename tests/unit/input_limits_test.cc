@@ -290,5 +290,32 @@ TEST(InputLimitsTextTest, LongKeysAndControlCharactersSurviveJsonToYamlAndBack) 
   EXPECT_EQ(*back, doc);
 }
 
+// yaml-cpp decodes the escapes \N and \_ to the single bytes 0x85 and 0xA0, which are not
+// UTF-8; the reader re-encodes them (found by tests/fuzz/fuzz_config, corpus file
+// regress-nbsp-escape: the value did not survive JsonToYaml and back).
+TEST(InputLimitsTextTest, NelAndNbspEscapesReadAsUtf8) {
+  auto doc = YamlToJson("\"k\\_\": \"a\\_b\\Nc \\u00e0\\_ \\uD7FF\\_\"\n");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  EXPECT_EQ(*doc, json({{"k\xc2\xa0", "a\xc2\xa0" "b\xc2\x85" "c \xc3\xa0\xc2\xa0 \xed\x9f\xbf\xc2\xa0"}}));
+  auto back = YamlToJson(JsonToYaml(*doc));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, *doc);
+}
+
+// yaml-cpp writes DEL, U+2028 and U+2029 unescaped inside double quotes; JsonToYaml escapes
+// them so that its text reads back. U+FFFE/U+FFFF, which yaml-cpp cannot write at all, are
+// refused when read, escaped or not.
+TEST(InputLimitsTextTest, DelAndLineSeparatorsSurviveJsonToYamlAndBack) {
+  json doc = {{"x\x7f", "\x7f"}, {"ls", "a\xe2\x80\xa8" "b"}, {"ps", "\xe2\x80\xa9"},
+              {"nel", "\xc2\x85"}, {"c1", "\xc2\x9f"}, {"nul", std::string("a\0b", 3)}};
+  auto back = YamlToJson(JsonToYaml(doc));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, doc);
+  auto refused = YamlToJson("a:\n  b: \"\\uFFFE\"\n");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("a.b: an escape sequence gives a character a config may not hold"));
+}
+
 }  // namespace
 }  // namespace serve::config

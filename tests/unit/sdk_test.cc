@@ -191,6 +191,33 @@ TEST(FromJsonTest, FloatsOutOfAnIntegerRangeAreTypeErrors) {
   EXPECT_THROW(serve::detail::FromJson<int>(v), serve::Json::type_error);
 }
 
+// Found by tests/fuzz/fuzz_msgpack: a float inside a container converted unchecked.
+TEST(FromJsonTest, FloatsInsideContainersAreCheckedToo) {
+  using serve::Json;
+  using serve::detail::FromJson;
+  // The fuzz input (corpus file regress-nested-float): a map whose value is a huge float.
+  Json m = serve::detail::DecodeMsgpack(
+      std::string("\x82\xa4\xe7%\xa4\xe7%\xa4\xe7%\xa4\xe7\xcb\xcb\xcb\xcb\xcb\xcb\x00\xd0\x36", 21));
+  ASSERT_TRUE(m.is_object());
+  EXPECT_THROW((FromJson<std::map<std::string, int>>(m)), Json::type_error);
+  EXPECT_THROW(FromJson<std::vector<int>>(Json::parse("[1, 2, 1e300]")), Json::type_error);
+  EXPECT_THROW(FromJson<std::vector<std::vector<uint8_t>>>(Json::parse("[[1], [-1.0]]")),
+               Json::type_error);
+  EXPECT_THROW((FromJson<std::pair<int, std::string>>(Json::parse("[1e20, \"x\"]"))),
+               Json::type_error);
+  EXPECT_THROW((FromJson<std::tuple<std::string, int64_t>>(Json::parse("[\"x\", 1e19]"))),
+               Json::type_error);
+  EXPECT_THROW((FromJson<std::map<int, int>>(Json::parse("[[1, 2], [3, 1e10]]"))),
+               Json::type_error);
+  EXPECT_THROW((FromJson<std::array<int, 2>>(Json::parse("[1, 1e10]"))), Json::type_error);
+  // Values that fit convert as before.
+  EXPECT_EQ((FromJson<std::map<std::string, int>>(Json::parse("{\"a\": 2.5}"))),
+            (std::map<std::string, int>{{"a", 2}}));
+  EXPECT_EQ(FromJson<std::vector<double>>(Json::parse("[1e300, 2]")),
+            (std::vector<double>{1e300, 2}));
+  EXPECT_EQ(FromJson<std::string>(Json("1e300")), "1e300");
+}
+
 // ---- HttpRequest / HttpResponse ---------------------------------------------------------------
 
 TEST(HttpRequestTest, QueryParamsDecodeAndKeepRepeatedKeysInOrder) {
