@@ -213,7 +213,9 @@ start_serve() {
   for attempt in 1 2; do
     SERVE_PORT=$(free_port)
     mkdir -p "$WORK/$name.$attempt"
-    taskset -c "${SERVE_CPUS:-$SUT_CPU}" "$BIN/serve" run "$target" --app-dir "$app_dir" --http-port "$SERVE_PORT" \
+    # The node advertises 4 CPUs whatever its core mask (taskset): bench_handles needs one for
+    # each of its two replicas, and placement is the mask's business here.
+    SERVE_NUM_CPUS=4 taskset -c "${SERVE_CPUS:-$SUT_CPU}" "$BIN/serve" run "$target" --app-dir "$app_dir" --http-port "$SERVE_PORT" \
       --dashboard-port 0 --temp-dir "$WORK/$name.$attempt" >"$WORK/$name.$attempt/serve.out" 2>&1 &
     SERVE_PID=$!
     STARTED[$SERVE_PID]=serve
