@@ -23,6 +23,11 @@ cmake --build "$BUILD_DIR" -j "${SERVE_JOBS:-$(nproc)}" --target ${SERVE_SANITIZ
 built=$(date +%s)
 # The gtest binaries only (the sdk_misuse_* compile checks use no sanitizer; <target>_NOT_BUILT
 # stands for a binary not built).
+# Under TSan, the tests that run gRPC servers and channels in-process are left out: Debian's
+# libgrpc (and the libabsl under it) is not instrumented, and TSan reports the races between
+# accesses that gRPC orders inside itself (docs/sanitizers.md).
+exclude='^sdk_misuse_|_NOT_BUILT$'
+[ "$SANITIZE" = thread ] && exclude="$exclude|^GrpcAuthTest\.|^RouterMetrics(Failure)?Test\."
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "${SERVE_TEST_JOBS:-2}" -L unit \
-  -E '^sdk_misuse_|_NOT_BUILT$' "$@"
+  -E "$exclude" "$@"
 echo "sanitize.sh ($SANITIZE): build $((built - start)) s, tests $(($(date +%s) - built)) s"

@@ -65,9 +65,9 @@ void RecordControlLoop(const LoopTimes& t, int64_t num_loops) {
             "step.")
       .With({})
       .Set(t.node_s);
-  static metrics::GaugeFamily loops("serve_controller_num_control_loops",
-                                    "The number of control loops the controller has run.",
-                                    {"actor_id"});
+  static auto& loops = *new metrics::GaugeFamily(
+      "serve_controller_num_control_loops", "The number of control loops the controller has run.",
+      {"actor_id"});
   loops.With({"controller"}).Set(static_cast<double>(num_loops));
 }
 
@@ -80,30 +80,30 @@ void RecordControlLoopSleep(double seconds) {
 
 void RecordLongPollTransmission(const std::string& key) {
   if (!metrics::Enabled()) return;
-  static metrics::CounterFamily f("serve_long_poll_host_transmission_counter",
-                                  "The number of long-poll updates sent, per key.",
-                                  {"namespace_or_state"});
+  static auto& f = *new metrics::CounterFamily("serve_long_poll_host_transmission_counter",
+                                               "The number of long-poll updates sent, per key.",
+                                               {"namespace_or_state"});
   f.With({key}).Increment();
 }
 
 void RecordStateGauges(const ApplicationStateManager& apps,
                        const DeploymentStateManager& deployments) {
   if (!metrics::Enabled()) return;
-  static metrics::GaugeFamily healthy(
+  static auto& healthy = *new metrics::GaugeFamily(
       "serve_deployment_replica_healthy",
       "Whether this deployment replica is healthy. 1 means healthy, 0 unhealthy.",
       {"deployment", "replica", "application"});
-  static metrics::GaugeFamily app_status(
+  static auto& app_status = *new metrics::GaugeFamily(
       "serve_application_status",
       "The application's status: DEPLOYING=0, RUNNING=1, DEPLOY_FAILED=2, DELETING=3, "
       "NOT_STARTED=5, UNHEALTHY=6.",
       {"application"});
-  static metrics::GaugeFamily target("serve_autoscaling_target_replicas",
-                                     "The number of replicas the controller drives towards.",
-                                     {"deployment", "application"});
-  static metrics::GaugeFamily running("serve_deployment_running_replicas",
-                                      "The number of RUNNING replicas of the deployment.",
-                                      {"deployment", "application"});
+  static auto& target = *new metrics::GaugeFamily(
+      "serve_autoscaling_target_replicas", "The number of replicas the controller drives towards.",
+      {"deployment", "application"});
+  static auto& running = *new metrics::GaugeFamily(
+      "serve_deployment_running_replicas", "The number of RUNNING replicas of the deployment.",
+      {"deployment", "application"});
   static std::mutex mu;
   static std::set<Tags> last_replicas, last_deployments, last_apps;
   std::lock_guard lock(mu);

@@ -12,15 +12,15 @@ ReplicaMetrics::ReplicaMetrics(std::string app, std::string deployment, std::str
       deployment_(std::move(deployment)),
       replica_(std::move(replica_id)) {
   if (!enabled_) return;
-  static metrics::GaugeFamily processing("serve_replica_processing_queries",
-                                         "The current number of queries being processed.",
-                                         kReplicaTags);
+  static auto& processing =
+      *new metrics::GaugeFamily("serve_replica_processing_queries",
+                                "The current number of queries being processed.", kReplicaTags);
   processing_ = &processing.With({deployment_, replica_, app_});
 }
 
 void ReplicaMetrics::Started() {
   if (!enabled_) return;
-  static metrics::CounterFamily starts(
+  static auto& starts = *new metrics::CounterFamily(
       "serve_deployment_replica_starts",
       "The number of times this replica has been restarted due to failure.", kReplicaTags);
   starts.With({deployment_, replica_, app_}).Increment();
@@ -40,15 +40,15 @@ void ReplicaMetrics::RequestFinished(const std::string& route, bool error,
     std::lock_guard lock(mu_);
     auto [it, added] = by_route_.try_emplace(route);
     if (added) {
-      static metrics::CounterFamily requests(
+      static auto& requests = *new metrics::CounterFamily(
           "serve_deployment_request_counter",
           "The number of queries that have been processed in this replica.", kRouteTags);
-      static metrics::CounterFamily errors(
+      static auto& errors = *new metrics::CounterFamily(
           "serve_deployment_error_counter",
           "The number of exceptions that have occurred in this replica.", kRouteTags);
-      static metrics::HistogramFamily latency("serve_deployment_processing_latency_ms",
-                                              "The latency for queries to be processed.",
-                                              kRouteTags, metrics::RequestLatencyBucketsMs());
+      static auto& latency = *new metrics::HistogramFamily(
+          "serve_deployment_processing_latency_ms", "The latency for queries to be processed.",
+          kRouteTags, metrics::RequestLatencyBucketsMs());
       std::vector<std::string> tags = {deployment_, replica_, route, app_};
       it->second = Series{&requests.With(tags), &errors.With(tags), &latency.With(tags)};
     }

@@ -46,13 +46,13 @@ void RouterMetrics::OnRequest(const std::string& key, const std::string& route) 
   cache_key.append(route);
   auto [it, added] = counters_.try_emplace(std::move(cache_key));
   if (added) {
-    static metrics::CounterFamily router(
+    static auto& router = *new metrics::CounterFamily(
         "serve_num_router_requests", "The number of requests processed by the router.",
         {"deployment", "route", "application", "handle", "actor_id"});
-    static metrics::CounterFamily handle(
-        "serve_handle_request_counter",
-        "The number of requests processed by this DeploymentHandle.",
-        {"handle", "deployment", "route", "application"});
+    static auto& handle =
+        *new metrics::CounterFamily("serve_handle_request_counter",
+                                    "The number of requests processed by this DeploymentHandle.",
+                                    {"handle", "deployment", "route", "application"});
     auto [app, deployment] = AppAndDeployment(key);
     it->second.router = &router.With({deployment, route, app, handle_, actor_id_});
     it->second.handle = is_handle_ ? &handle.With({handle_, deployment, route, app}) : nullptr;
@@ -69,7 +69,7 @@ std::vector<std::string> RouterMetrics::DeploymentTags(const std::string& key) c
 void RouterMetrics::OnAssigned(const std::string& key, std::chrono::steady_clock::duration waited) {
   auto [it, added] = fulfillment_.try_emplace(key, nullptr);
   if (added) {
-    static metrics::HistogramFamily f(
+    static auto& f = *new metrics::HistogramFamily(
         "serve_request_router_fulfillment_time_ms",
         "The time from a request's arrival at the router until a replica was chosen for it.",
         {"deployment", "application", "handle", "actor_id"}, metrics::RequestLatencyBucketsMs());
@@ -82,20 +82,20 @@ void RouterMetrics::Sample() {
   sampler_([this](const std::string& key, const RouterLoad& load) {
     auto [it, added] = gauges_.try_emplace(key);
     if (added) {
-      static metrics::GaugeFamily queued(
+      static auto& queued = *new metrics::GaugeFamily(
           "serve_deployment_queued_queries",
           "The current number of requests to this deployment that have been submitted to a "
           "replica.",
           {"deployment", "application", "handle", "actor_id"});
-      static metrics::GaugeFamily at_replicas(
+      static auto& at_replicas = *new metrics::GaugeFamily(
           "serve_num_ongoing_requests_at_replicas",
           "The current number of requests to this deployment that's been assigned and sent to "
           "execute on a replica.",
           {"deployment", "application", "handle", "actor_id"});
-      static metrics::GaugeFamily scheduling(
+      static auto& scheduling = *new metrics::GaugeFamily(
           "serve_num_scheduling_tasks", "The number of request scheduling tasks in the router.",
           {"deployment", "application", "handle", "actor_id"});
-      static metrics::GaugeFamily backoff(
+      static auto& backoff = *new metrics::GaugeFamily(
           "serve_num_scheduling_tasks_in_backoff",
           "The number of request scheduling tasks in the router that are undergoing backoff.",
           {"deployment", "application", "handle", "actor_id"});

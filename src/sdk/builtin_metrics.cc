@@ -35,9 +35,9 @@ const std::vector<double> kBatchSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256,
 const std::vector<double> kPercentBuckets = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100};
 
 metrics::GaugeFamily& RegisteredModel() {
-  static metrics::GaugeFamily f("serve_registered_multiplexed_model_id",
-                                "The multiplexed model ID registered on the current replica.",
-                                Keys({"model_id"}));
+  static auto& f = *new metrics::GaugeFamily(
+      "serve_registered_multiplexed_model_id",
+      "The multiplexed model ID registered on the current replica.", Keys({"model_id"}));
   return f;
 }
 
@@ -45,19 +45,20 @@ metrics::GaugeFamily& RegisteredModel() {
 
 void MultiplexGetModel() {
   if (!metrics::Enabled()) return;
-  static metrics::CounterFamily f("serve_multiplexed_get_model_requests_counter",
+  static auto& f =
+      *new metrics::CounterFamily("serve_multiplexed_get_model_requests_counter",
                                   "The number of calls to get a multiplexed model.", Keys({}));
   f.With(With({})).Increment();
 }
 
 void MultiplexLoaded(const std::string& model_id, double load_ms) {
   if (!metrics::Enabled()) return;
-  static metrics::CounterFamily loads("serve_multiplexed_models_load_counter",
-                                      "The number of times models loaded on the current replica.",
-                                      Keys({}));
-  static metrics::HistogramFamily latency("serve_multiplexed_model_load_latency_ms",
-                                          "The time it takes to load a model.", Keys({}),
-                                          metrics::ModelLoadLatencyBucketsMs());
+  static auto& loads = *new metrics::CounterFamily(
+      "serve_multiplexed_models_load_counter",
+      "The number of times models loaded on the current replica.", Keys({}));
+  static auto& latency = *new metrics::HistogramFamily(
+      "serve_multiplexed_model_load_latency_ms", "The time it takes to load a model.", Keys({}),
+      metrics::ModelLoadLatencyBucketsMs());
   loads.With(With({})).Increment();
   latency.With(With({})).Observe(load_ms);
   RegisteredModel().With(With({model_id})).Set(1);
@@ -65,12 +66,12 @@ void MultiplexLoaded(const std::string& model_id, double load_ms) {
 
 void MultiplexUnloaded(const std::string& model_id, double unload_ms) {
   if (!metrics::Enabled()) return;
-  static metrics::CounterFamily unloads(
+  static auto& unloads = *new metrics::CounterFamily(
       "serve_multiplexed_models_unload_counter",
       "The number of times models unloaded on the current replica.", Keys({}));
-  static metrics::HistogramFamily latency("serve_multiplexed_model_unload_latency_ms",
-                                          "The time it takes to unload a model.", Keys({}),
-                                          metrics::ModelLoadLatencyBucketsMs());
+  static auto& latency = *new metrics::HistogramFamily(
+      "serve_multiplexed_model_unload_latency_ms", "The time it takes to unload a model.", Keys({}),
+      metrics::ModelLoadLatencyBucketsMs());
   unloads.With(With({})).Increment();
   latency.With(With({})).Observe(unload_ms);
   RegisteredModel().Remove(With({model_id}));
@@ -78,7 +79,8 @@ void MultiplexUnloaded(const std::string& model_id, double unload_ms) {
 
 void MultiplexNumModels(std::size_t n) {
   if (!metrics::Enabled()) return;
-  static metrics::GaugeFamily f("serve_num_multiplexed_models",
+  static auto& f =
+      *new metrics::GaugeFamily("serve_num_multiplexed_models",
                                 "The number of models loaded on the current replica.", Keys({}));
   f.With(With({})).Set(static_cast<double>(n));
 }
@@ -86,18 +88,18 @@ void MultiplexNumModels(std::size_t n) {
 void BatchLaunched(const std::string& function_name, double wait_ms, std::size_t size, int max_size,
                    std::size_t queue_length) {
   if (!metrics::Enabled()) return;
-  static metrics::HistogramFamily wait("serve_batch_wait_time_ms",
-                                       "The time a batch waited for its requests.",
-                                       Keys({"function_name"}), metrics::RequestLatencyBucketsMs());
-  static metrics::HistogramFamily utilization("serve_batch_utilization_percent",
-                                              "The batch's size as a percentage of max_batch_size.",
-                                              Keys({"function_name"}), kPercentBuckets);
-  static metrics::HistogramFamily actual("serve_actual_batch_size",
-                                         "The number of requests in a batch.",
-                                         Keys({"function_name"}), kBatchSizeBuckets);
-  static metrics::GaugeFamily queue("serve_batch_queue_length",
-                                    "The number of requests waiting for a batch.",
-                                    Keys({"function_name"}));
+  static auto& wait = *new metrics::HistogramFamily(
+      "serve_batch_wait_time_ms", "The time a batch waited for its requests.",
+      Keys({"function_name"}), metrics::RequestLatencyBucketsMs());
+  static auto& utilization = *new metrics::HistogramFamily(
+      "serve_batch_utilization_percent", "The batch's size as a percentage of max_batch_size.",
+      Keys({"function_name"}), kPercentBuckets);
+  static auto& actual =
+      *new metrics::HistogramFamily("serve_actual_batch_size", "The number of requests in a batch.",
+                                    Keys({"function_name"}), kBatchSizeBuckets);
+  static auto& queue = *new metrics::GaugeFamily("serve_batch_queue_length",
+                                                 "The number of requests waiting for a batch.",
+                                                 Keys({"function_name"}));
   Tags tags = With({function_name});
   wait.With(tags).Observe(wait_ms);
   utilization.With(tags).Observe(100.0 * static_cast<double>(size) / std::max(1, max_size));
@@ -107,11 +109,11 @@ void BatchLaunched(const std::string& function_name, double wait_ms, std::size_t
 
 void BatchExecuted(const std::string& function_name, double execution_ms) {
   if (!metrics::Enabled()) return;
-  static metrics::HistogramFamily exec("serve_batch_execution_time_ms",
-                                       "The time a batch took to run.", Keys({"function_name"}),
-                                       metrics::RequestLatencyBucketsMs());
-  static metrics::CounterFamily processed("serve_batches_processed", "The number of batches run.",
-                                          Keys({"function_name"}));
+  static auto& exec = *new metrics::HistogramFamily(
+      "serve_batch_execution_time_ms", "The time a batch took to run.", Keys({"function_name"}),
+      metrics::RequestLatencyBucketsMs());
+  static auto& processed = *new metrics::CounterFamily(
+      "serve_batches_processed", "The number of batches run.", Keys({"function_name"}));
   Tags tags = With({function_name});
   exec.With(tags).Observe(execution_ms);
   processed.With(tags).Increment();

@@ -234,7 +234,7 @@ absl::StatusOr<std::unique_ptr<RedisKvStore>> RedisKvStore::Create(RedisOptions 
   ScopedSigpipeBlock sigpipe;
   absl::StatusOr<ContextPtr> context = store->Connect();
   if (!context.ok()) return context.status();
-  absl::MutexLock lock(&store->mu_);
+  std::lock_guard lock(store->mu_);
   store->context_ = *std::move(context);
   return store;
 }
@@ -287,7 +287,7 @@ absl::StatusOr<RedisKvStore::ContextPtr> RedisKvStore::Connect() const {
 template <typename Result, typename Op>
 Result RedisKvStore::WithConnection(Op op) {
   ScopedSigpipeBlock sigpipe;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   bool fresh = false;
   if (context_ == nullptr) {
     absl::StatusOr<ContextPtr> context = Connect();

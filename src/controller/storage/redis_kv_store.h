@@ -2,15 +2,14 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "controller/storage/kv_store.h"
 
 struct redisContext;  // hiredis; kept out of this header.
@@ -100,8 +99,10 @@ class RedisKvStore final : public KvStore {
 
   const RedisOptions options_;
   const std::string address_;
-  absl::Mutex mu_;
-  ContextPtr context_ ABSL_GUARDED_BY(mu_);  // Null after a failed (re)connect.
+  // A std::mutex rather than absl::Mutex: Debian's libabsl is not built with ThreadSanitizer,
+  // so TSan would not see an absl::Mutex order the accesses (docs/sanitizers.md).
+  std::mutex mu_;
+  ContextPtr context_;  // Guarded by mu_. Null after a failed (re)connect.
 };
 
 }  // namespace serve::controller
